@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
+        .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         .target(name: "ScoutFormat", swiftSettings: upcoming),
         .target(name: "ScoutBTree", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
         .target(name: "ScoutAlloc", dependencies: ["ScoutFormat", "ScoutBTree"], swiftSettings: upcoming),
@@ -37,7 +38,7 @@ let package = Package(
         ),
         .target(
             name: "ScoutStorage",
-            dependencies: ["ScoutFormat", "ScoutBTree", "ScoutAlloc", "ScoutBlockIO"],
+            dependencies: ["ScoutFormat", "ScoutBTree", "ScoutAlloc", "ScoutBlockIO", "CBlkid"],
             swiftSettings: upcoming
         ),
         .target(
