@@ -90,7 +90,7 @@ public struct BTreeBlock {
 
     /// The hash bucket where probing for `key` starts.
     public static func hashIndex(_ key: Key) -> Int {
-        Int(FNV1a.hash32(key.encoded()) % UInt32(hashNr))
+        Int(keyHash(key) % UInt32(hashNr))
     }
 
     /// Structural checks a reader needs before trusting offsets: counts and value ranges
