@@ -1,1 +1,4 @@
-print("scoutfs")
+import ArgumentParser
+import ScoutCLI
+
+ScoutCommand.main()

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The `scoutfs` command: the root of every subcommand, as the original's `cmd_execute`.
+public struct ScoutCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "scoutfs",
+        abstract: "scoutfs metadata and administration utility",
+        subcommands: [PrintCommand.self]
+    )
+
+    public init() {}
+}
