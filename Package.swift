@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(name: "scoutfs", dependencies: ["ScoutCLI"], swiftSettings: upcoming),
         .target(
             name: "ScoutTestSupport",
-            dependencies: ["ScoutFormat", "ScoutBlockIO"],
+            dependencies: ["ScoutFormat", "ScoutBTree", "ScoutBlockIO"],
             swiftSettings: upcoming
         ),
         .testTarget(name: "ScoutFormatTests", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
