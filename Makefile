@@ -1,0 +1,33 @@
+# scoutfs in Swift: set-up, build and test targets.
+#   make deps      install the apt packages a fresh machine lacks
+#   make build     debug build of everything, tests included
+#   make test      every test (swift test)
+#   make demo      the main job (see README)
+#   make bench     btree benchmarks (release build), figures for docs/performance.md
+
+APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux
+
+.PHONY: deps build test demo bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	swift build --build-tests
+
+test: build
+	swift test
+
+demo: deps
+	swift build
+	./scripts/demo.sh
+
+bench: deps
+	./bench/run
+
+clean:
+	rm -rf .build var

@@ -1,0 +1,195 @@
+public import ScoutAlloc
+public import ScoutBTree
+public import ScoutBlockIO
+public import ScoutFormat
+import SystemPackage
+
+/// A metadata transaction on the meta device: copy-on-write blocks from the server's avail list,
+/// frees into its freed list, and an atomic commit.
+///
+/// Commit order is what makes a crash at any write safe:
+/// 1. the avail and freed lists are laid out in new list blocks (taken from avail);
+/// 2. every dirty block and list block is written, then the device is synced;
+/// 3. the super block, with the next header seq, is written and synced.
+/// Until step 3 lands, the last committed super and everything it references are untouched:
+/// dirty blocks only ever go to blknos that were free in the committed state, and a block freed
+/// by this transaction becomes allocatable only in the next one (the committed
+/// `server_meta_freed` list is moved into avail when a transaction starts).
+///
+/// Deviation from the original: the server double-buffers `server_meta_avail[2]`/`freed[2]` and
+/// edits list blocks in place while it runs; we keep the lists in memory during the transaction
+/// and always use pair 0, which gives the same on-disk structures and the same reuse rule.
+public final class MetaTransaction: MetaBlockStore {
+    public let device: MetaDevice
+    /// The super block as last committed.
+    public private(set) var committed: SuperBlock
+    /// The working super: callers change its roots and counters; commit writes it.
+    public var superBlock: SuperBlock
+
+    /// Blocks that may be allocated now.
+    public private(set) var avail: [UInt64]
+    /// Blocks freed by this transaction: allocatable after it commits.
+    public private(set) var freed: [UInt64] = []
+    /// Blocks written in this transaction, by blkno.
+    private var dirtyBlocks: [UInt64: BlockBuffer] = [:]
+    /// The list blocks the committed super references (freed when new ones are written).
+    private var committedListBlocks: [UInt64]
+    private var seqs: any RandomNumberGenerator
+
+    /// Opens the transaction state of a volume: reads its super and the server's alloc lists.
+    public init(device: MetaDevice, seqs: any RandomNumberGenerator = SystemRandomNumberGenerator()) throws(BlockStoreError) {
+        self.device = device
+        self.seqs = seqs
+        let sb: SuperBlock
+        do {
+            sb = try MetaDevice.readSuper(from: device.device)
+        } catch {
+            throw Self.storeError(error)
+        }
+        guard sb.hdr.fsid == device.fsid else {
+            throw .format(.badFSID(blkno: Format.superBlkno, expected: device.fsid, found: sb.hdr.fsid))
+        }
+        self.committed = sb
+        self.superBlock = sb
+        self.avail = []
+        self.committedListBlocks = []
+        // both pairs: everything in avail is allocatable; freed lists were committed, so their
+        // blocks are allocatable now too
+        for head in sb.serverMetaAvail + sb.serverMetaFreed where !head.ref.isNull {
+            let (blknos, blocks) = try AllocList.read(head, from: self)
+            avail.append(contentsOf: blknos)
+            committedListBlocks.append(contentsOf: blocks)
+        }
+    }
+
+    /// Blocks dirtied so far in this transaction.
+    public var dirtyCount: Int { dirtyBlocks.count }
+
+    // MARK: MetaBlockStore
+
+    public func read(_ ref: BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
+        if let b = dirtyBlocks[ref.blkno] {
+            let h = b.header
+            guard h.seq == ref.seq else {
+                throw .format(.stale(blkno: ref.blkno, expectedSeq: ref.seq, foundSeq: h.seq))
+            }
+            guard h.magic == magic.rawValue else {
+                throw .format(.badMagic(blkno: ref.blkno, expected: magic.rawValue, found: h.magic))
+            }
+            return b
+        }
+        do {
+            return try device.read(ref, magic: magic)
+        } catch {
+            throw Self.storeError(error)
+        }
+    }
+
+    public func dirty(_ ref: inout BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
+        if !ref.isNull, let b = dirtyBlocks[ref.blkno], b.header.seq == ref.seq {
+            return b
+        }
+        let blkno = try allocate()
+        let b: BlockBuffer
+        if ref.isNull {
+            b = BlockBuffer(size: Format.largeBlockSize)
+        } else {
+            b = BlockBuffer(copying: try read(ref, magic: magic))
+            freed.append(ref.blkno)
+        }
+        let seq = newSeq()
+        b.header = BlockHeader(magic: magic.rawValue, fsid: device.fsid, seq: seq, blkno: blkno)
+        dirtyBlocks[blkno] = b
+        ref = BlockRef(blkno: blkno, seq: seq)
+        return b
+    }
+
+    public func free(_ ref: BlockRef) throws(BlockStoreError) {
+        if dirtyBlocks.removeValue(forKey: ref.blkno) != nil {
+            // allocated and never written in this transaction: reusable at once
+            avail.append(ref.blkno)
+        } else {
+            freed.append(ref.blkno)
+        }
+    }
+
+    /// Takes one free metadata block.
+    public func allocate() throws(BlockStoreError) -> UInt64 {
+        guard let b = avail.popLast() else { throw .noSpace }
+        return b
+    }
+
+    /// Gives the transaction more allocatable blocks (for example from the meta extent allocator).
+    public func addAvail(_ blknos: some Sequence<UInt64>) {
+        avail.append(contentsOf: blknos)
+    }
+
+    /// Takes up to `count` allocatable blocks away (for example to return them to an extent allocator).
+    public func takeAvail(_ count: Int) -> [UInt64] {
+        let n = min(count, avail.count)
+        let out = Array(avail.suffix(n))
+        avail.removeLast(n)
+        return out
+    }
+
+    // MARK: commit
+
+    /// Writes every dirty block and the alloc lists, syncs, then writes the super and syncs.
+    /// On success the transaction continues as a new, empty one on top of the committed state.
+    public func commit() throws(BlockStoreError) {
+        // the lists being replaced are referenced by the committed super: free after this commit
+        var freedNow = freed + committedListBlocks
+        var availNow = avail
+        // the new list blocks come from avail, which shrinks as they are taken: take until enough
+        var listBlknos: [UInt64] = []
+        while listBlknos.count < AllocList.blocksNeeded(availNow.count) + AllocList.blocksNeeded(freedNow.count) {
+            guard let b = availNow.popLast() else { throw .noSpace }
+            listBlknos.append(b)
+        }
+        let freedBlocks = Array(listBlknos.prefix(AllocList.blocksNeeded(freedNow.count)))
+        let availBlocks = Array(listBlknos.dropFirst(freedBlocks.count))
+        // the last block taken may leave one more list block than needed; each must hold a blkno
+        guard availBlocks.count <= availNow.count else { throw .noSpace }
+        freedNow.sort()
+        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in newSeq() })
+        let (freedHead, freedList) = AllocList.build(freedNow, at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in newSeq() })
+
+        var sb = superBlock
+        sb.serverMetaAvail = [availHead, AllocListHead()]
+        sb.serverMetaFreed = [freedHead, AllocListHead()]
+        sb.hdr.seq = committed.hdr.seq + 1
+        do {
+            for b in dirtyBlocks.values.sorted(by: { $0.header.blkno < $1.header.blkno }) {
+                try device.write(large: b)
+            }
+            for b in availList + freedList {
+                try device.write(large: b)
+            }
+            try device.sync()
+            try device.writeSuper(sb)
+            try device.sync()
+        } catch {
+            throw Self.storeError(error)
+        }
+        // the blocks freed by this commit are allocatable from now on
+        committed = sb
+        superBlock = sb
+        avail = availNow + freedNow
+        freed = []
+        dirtyBlocks = [:]
+        committedListBlocks = availBlocks + freedBlocks
+    }
+
+    private func newSeq() -> UInt64 {
+        var s: UInt64 = 0
+        while s == 0 { s = seqs.next() }
+        return s
+    }
+
+    static func storeError(_ e: BlockIOError) -> BlockStoreError {
+        switch e {
+        case .io(let errno, let blkno): return .io(errno: errno.rawValue, blkno: blkno)
+        case .format(let f): return .format(f)
+        }
+    }
+}
