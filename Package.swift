@@ -60,7 +60,9 @@ let package = Package(
         .testTarget(name: "ScoutAllocTests", dependencies: ["ScoutAlloc", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutBlockIOTests", dependencies: ["ScoutBlockIO", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutStorageTests", dependencies: ["ScoutStorage", "ScoutTestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "ScoutCLITests", dependencies: ["ScoutCLI", "ScoutTestSupport"], swiftSettings: upcoming),
+        .testTarget(
+            name: "ScoutCLITests",
+            dependencies: ["ScoutCLI", "ScoutTestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: upcoming),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,7 +5,7 @@ public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
-        subcommands: [PrintCommand.self]
+        subcommands: [MkfsCommand.self, PrintCommand.self]
     )
 
     public init() {}

@@ -54,6 +54,17 @@ public enum TempDir {
         _ = system("rm -rf '\(path)'")
     }
 
+    /// Reads the first `count` bytes of a file.
+    public static func readBytes(_ path: String, count: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw Failure(message: "open \(path): errno \(errno)") }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: count)
+        let n = pread(fd, &buf, count, 0)
+        guard n >= 0 else { throw Failure(message: "read \(path): errno \(errno)") }
+        return Array(buf.prefix(n))
+    }
+
     /// Reads a whole file as text.
     public static func readText(_ path: String) throws -> String {
         let fd = open(path, O_RDONLY)
