@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ScoutAlloc", targets: ["ScoutAlloc"]),
         .library(name: "ScoutBlockIO", targets: ["ScoutBlockIO"]),
         .library(name: "ScoutStorage", targets: ["ScoutStorage"]),
+        .library(name: "ScoutTestSupport", targets: ["ScoutTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

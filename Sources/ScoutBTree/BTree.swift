@@ -52,11 +52,16 @@ public struct BTree<Store: MetaBlockStore> {
 
     @inline(__always)
     func dirty(_ ref: inout BlockRef) throws(BTreeError) -> BTreeBlock {
+        let before = ref
+        let b: BTreeBlock
         do {
-            return BTreeBlock(try store.dirty(&ref, magic: .btree))
+            b = BTreeBlock(try store.dirty(&ref, magic: .btree))
         } catch {
             throw .store(error)
         }
+        // a fresh copy of a block mkfs wrote carries the utils' shifted heights: fix them once
+        if ref != before && !before.isNull && !b.avlIsBalanced() { b.rebuildAVL() }
+        return b
     }
 
     @inline(__always)

@@ -324,3 +324,59 @@ extension BTreeBlock {
         buffer.setU8(to + Self.fHeight, buffer.u8(from + Self.fHeight))
     }
 }
+
+// MARK: normalizing blocks written by mkfs
+
+extension BTreeBlock {
+    /// Whether every stored height is the true height and every node is balanced.
+    ///
+    /// Blocks written by mkfs (the original's and ours, which copies it) link their few items as
+    /// a chain with shifted heights; the original heals them lazily as later inserts recompute
+    /// heights along their paths. `BTree` instead rebuilds such a block's AVL tree the first time
+    /// it copies the block, so every block it writes passes the strict checks.
+    public func avlIsBalanced() -> Bool {
+        var ok = true
+        var visited = 0
+        func height(_ n: Int) -> Int {
+            if n == 0 || !ok { return 0 }
+            visited += 1
+            if visited > nrItems {
+                ok = false
+                return 0
+            }
+            let lh = height(avlLeft(n))
+            let rh = height(avlRight(n))
+            if abs(lh - rh) > 1 { ok = false }
+            let h = 1 + Swift.max(lh, rh)
+            if avlHeight(n) != h { ok = false }
+            return h
+        }
+        _ = height(rootItem)
+        return ok && visited == nrItems
+    }
+
+    /// Relinks the items as a balanced AVL tree in the same key order, with true heights.
+    public func rebuildAVL() {
+        var order: [Int] = []
+        order.reserveCapacity(nrItems)
+        var n = firstItem()
+        while n != 0 && order.count < nrItems {
+            order.append(n)
+            n = nextItem(n)
+        }
+        func build(_ lo: Int, _ hi: Int, parent: Int) -> (Int, Int) {
+            if lo >= hi { return (0, 0) }
+            let mid = (lo + hi) / 2
+            let node = order[mid]
+            let (l, lh) = build(lo, mid, parent: node)
+            let (r, rh) = build(mid + 1, hi, parent: node)
+            setLink(node, Self.fParent, parent)
+            setLink(node, Self.fLeft, l)
+            setLink(node, Self.fRight, r)
+            let h = 1 + Swift.max(lh, rh)
+            buffer.setU8(node + Self.fHeight, UInt8(h))
+            return (node, h)
+        }
+        setRootItem(build(0, order.count, parent: 0).0)
+    }
+}
