@@ -51,8 +51,8 @@ public enum AllocList {
     }
 
     /// Lays `blknos` out in list blocks stored at `at`, chained in order, with the given header
-    /// seqs. There may be more list blocks than `blocksNeeded` (as long as every block gets at
-    /// least one blkno): the blknos are then spread evenly. Returns the head and the blocks.
+    /// seqs. With exactly `blocksNeeded` list blocks they are filled in order;
+    /// with more (each must still get a blkno) the blknos are spread evenly. Returns the head and the blocks.
     public static func build(
         _ blknos: [UInt64], at listBlknos: [UInt64], fsid: UInt64, seqs: [UInt64], flags: UInt32 = 0
     ) -> (head: AllocListHead, blocks: [BlockBuffer]) {
@@ -64,8 +64,10 @@ public enum AllocList {
         var firstNr: UInt32 = 0
         // build from the tail so each block can point at the next one
         for i in stride(from: listBlknos.count - 1, through: 0, by: -1) {
-            let lo = blknos.count * i / k
-            let hi = blknos.count * (i + 1) / k
+            // full blocks first when the count is the minimum, else spread evenly
+            let dense = k == blocksNeeded(blknos.count)
+            let lo = dense ? i * perBlock : blknos.count * i / k
+            let hi = dense ? min(lo + perBlock, blknos.count) : blknos.count * (i + 1) / k
             let b = BlockBuffer(size: Format.largeBlockSize)
             let h = AllocListBlockHeader(
                 hdr: BlockHeader(magic: BlockMagic.allocList.rawValue, fsid: fsid, seq: seqs[i], blkno: listBlknos[i]),
