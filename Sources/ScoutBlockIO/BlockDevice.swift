@@ -65,6 +65,7 @@ public final class FileBlockDevice: BlockDevice {
     deinit { try? fd.close() }
 
     public func read(into buffer: BlockBuffer, at offset: UInt64) throws(Errno) {
+        try Self.checkOffset(offset, buffer.size)
         var done = 0
         while done < buffer.size {
             let n = pread(fd.rawValue, buffer.bytes.baseAddress! + done, buffer.size - done, off_t(offset) + off_t(done))
@@ -81,6 +82,7 @@ public final class FileBlockDevice: BlockDevice {
     }
 
     public func write(_ buffer: BlockBuffer, at offset: UInt64) throws(Errno) {
+        try Self.checkOffset(offset, buffer.size)
         var done = 0
         while done < buffer.size {
             let n = pwrite(fd.rawValue, buffer.bytes.baseAddress! + done, buffer.size - done, off_t(offset) + off_t(done))
@@ -90,6 +92,12 @@ public final class FileBlockDevice: BlockDevice {
             }
             done += n
         }
+    }
+
+    /// off_t is signed: an I/O ending past Int64.max is EINVAL (as pread says for a negative
+    /// offset) rather than a trap converting the offset.
+    private static func checkOffset(_ offset: UInt64, _ count: Int) throws(Errno) {
+        guard offset <= UInt64(Int64.max) - UInt64(count) else { throw .invalidArgument }
     }
 
     public func sync() throws(Errno) {

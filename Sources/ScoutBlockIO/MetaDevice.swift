@@ -64,6 +64,7 @@ public final class MetaDevice: Sendable {
     /// Reads a 4 KiB block (super or quorum) and verifies magic, crc, fsid and blkno.
     public func readSmall(blkno: UInt64, magic: BlockMagic) throws(BlockIOError) -> BlockBuffer {
         let b = BlockBuffer(size: Format.smallBlockSize)
+        try checkInside(blkno, shift: Format.smallShift)
         do {
             try device.read(into: b, at: blkno << UInt64(Format.smallShift))
         } catch {
@@ -80,6 +81,7 @@ public final class MetaDevice: Sendable {
     /// Seals (crc) and writes a 64 KiB block at the blkno in its header; caches it as clean.
     public func write(large b: BlockBuffer) throws(BlockIOError) {
         let h = b.header
+        try checkInside(h.blkno, shift: Format.largeShift)
         b.seal()
         do {
             try device.write(b, at: h.blkno << UInt64(Format.largeShift))
@@ -93,12 +95,19 @@ public final class MetaDevice: Sendable {
     /// Seals and writes a 4 KiB block at the blkno in its header.
     public func write(small b: BlockBuffer) throws(BlockIOError) {
         let h = b.header
+        try checkInside(h.blkno, shift: Format.smallShift)
         b.seal()
         do {
             try device.write(b, at: h.blkno << UInt64(Format.smallShift))
         } catch {
             throw .io(error, blkno: h.blkno)
         }
+    }
+
+    /// Throws EIO for a blkno past the end of the device: shifting it to a byte offset would
+    /// wrap (a write would land on another block) or overflow the device's offset arithmetic.
+    private func checkInside(_ blkno: UInt64, shift: Int) throws(BlockIOError) {
+        guard blkno < device.size >> UInt64(shift) else { throw .io(Errno.ioError, blkno: blkno) }
     }
 
     /// Waits for every write to be durable.

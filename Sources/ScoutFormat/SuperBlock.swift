@@ -59,9 +59,9 @@ public struct VolumeOptions: FixedCodable, Hashable {
     }
 }
 
-/// `struct scoutfs_super_block` (1496 bytes; the design brief rounds this to 1488), at small block 16 of both devices.
+/// `struct scoutfs_super_block` (1488 bytes), at small block 16 of both devices.
 public struct SuperBlock: FixedCodable {
-    public static let encodedSize = 1496
+    public static let encodedSize = 1488
 
     public var hdr: BlockHeader
     public var id: UInt64
