@@ -56,7 +56,7 @@ let package = Package(
             dependencies: ["ScoutFormat", "ScoutBTree", "ScoutBlockIO"],
             swiftSettings: upcoming
         ),
-        .testTarget(name: "ScoutFormatTests", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
+        .testTarget(name: "ScoutFormatTests", dependencies: ["ScoutFormat", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutBTreeTests", dependencies: ["ScoutBTree", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutAllocTests", dependencies: ["ScoutAlloc", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutBlockIOTests", dependencies: ["ScoutBlockIO", "ScoutTestSupport"], swiftSettings: upcoming),

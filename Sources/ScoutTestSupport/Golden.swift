@@ -11,8 +11,13 @@ public enum Golden {
         return "/" + parts.joined(separator: "/")
     }()
 
-    /// `../shared/golden` next to the package.
-    public static var directory: String { packageRoot + "/../shared/golden" }
+    /// The golden archives: `$SCOUT_GOLDEN_DIR`, else `../shared/golden` next to the package,
+    /// else `/work/shared/golden` (where a clone elsewhere on this machine finds them).
+    public static let directory: String = {
+        if let p = getenv("SCOUT_GOLDEN_DIR") { return String(cString: p) }
+        let candidates = [packageRoot + "/../shared/golden", "/work/shared/golden"]
+        return candidates.first { access($0 + "/one-slot-v2.tar.gz", R_OK) == 0 } ?? candidates[0]
+    }()
 
     /// The golden volume names.
     public static let names = ["one-slot-v1", "one-slot-v2", "three-slots-v2", "zones-five-slots-v2"]

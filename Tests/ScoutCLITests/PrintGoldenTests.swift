@@ -3,6 +3,7 @@ import Testing
 
 @testable import ScoutCLI
 import ScoutStorage
+import ScoutTestSupport
 
 /// `scoutfs print` against volumes made by the original mkfs, and against damaged copies of them.
 @Suite struct PrintGoldenTests {
@@ -22,7 +23,7 @@ import ScoutStorage
 
     /// `../shared/golden` next to the package.
     static func goldenDir() throws -> URL {
-        try packageRoot().deletingLastPathComponent().appendingPathComponent("shared/golden").standardizedFileURL
+        URL(fileURLWithPath: Golden.directory).standardizedFileURL
     }
 
     struct GoldenError: Error, CustomStringConvertible {

@@ -1,14 +1,12 @@
 import Foundation
+import ScoutTestSupport
 import Testing
 
 @testable import ScoutFormat
 
 /// Golden volumes made by the original mkfs live in `../shared/golden` relative to the repo root.
 enum Golden {
-    static let dir: URL = ProcessInfo.processInfo.environment["SCOUT_GOLDEN_DIR"].map { URL(fileURLWithPath: $0) }
-        ?? URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/golden")
+    static let dir = URL(fileURLWithPath: ScoutTestSupport.Golden.directory)
 
     static var available: Bool {
         FileManager.default.fileExists(atPath: dir.appendingPathComponent("one-slot-v2.tar.gz").path)
@@ -16,15 +14,7 @@ enum Golden {
 
     /// Unpacks an archive (keeping holes) into a fresh temp dir and returns the folder inside it.
     static func unpack(_ name: String) throws -> URL {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("golden-\(name)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["tar", "-xSzf", dir.appendingPathComponent("\(name).tar.gz").path, "-C", tmp.path]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw CocoaError(.fileReadCorruptFile) }
-        return tmp.appendingPathComponent(name)
+        URL(fileURLWithPath: try ScoutTestSupport.Golden.unpack(name))
     }
 
     static func readBlock(_ file: FileHandle, byteOffset: UInt64, size: Int) throws -> BlockBuffer {
