@@ -5,23 +5,13 @@ import Testing
 
 @testable import ScoutAlloc
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct ExtentAllocatorTests {
     /// Random allocations and frees against a bitmap model: free space, totals and both key
     /// zones always agree, extents never overlap and adjacent frees merge.
     @Test(arguments: [1, 2, 3] as [UInt64])
     func randomAgainstModel(seed: UInt64) throws {
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         let store = MemoryBlockStore()
         let alloc = ExtentAllocator(store: store)
         let total: UInt64 = 20_000

@@ -3,19 +3,6 @@ import ScoutFormat
 import ScoutTestSupport
 import Testing
 
-/// SplitMix64: a small, fast, seedable generator for reproducible tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
 
 func testKey(_ i: Int) -> Key { Key(zone: KeyZone.fs, first: UInt64(i / 16), type: KeyType.inode, second: UInt64(i % 16)) }
 func testValue(_ i: Int, _ len: Int) -> [UInt8] { (0..<len).map { UInt8(truncatingIfNeeded: i &* 31 &+ $0) } }

@@ -72,7 +72,7 @@ enum Golden {
     }
 
     @Test func randomOpsAgainstModel() {
-        var rng = SplitMix(seed: 0xfeed)
+        var rng = SplitMix64(seed: 0xfeed)
         let b = BTreeBlock(BlockBuffer(size: Format.largeBlockSize))
         b.initialize(level: 0)
         var model: [Key: [UInt8]] = [:]
@@ -205,15 +205,3 @@ extension BTreeBlock {
     var header: BlockHeader { buffer.header }
 }
 
-/// SplitMix64, a small seeded generator.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}

@@ -1,20 +1,14 @@
+import ScoutTestSupport
 import Testing
 
 @testable import ScoutFormat
 
 // MARK: - Seeded randomness
 
-/// SplitMix64: small, fast and reproducible from its seed.
-struct FormatRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The seeded generator with helpers for random field values.
+typealias FormatRNG = SplitMix64
+
+extension SplitMix64 {
     mutating func u64() -> UInt64 { next() }
     mutating func u32() -> UInt32 { UInt32(truncatingIfNeeded: next()) }
     mutating func u16() -> UInt16 { UInt16(truncatingIfNeeded: next()) }

@@ -131,18 +131,6 @@ import Glibc
     }
 }
 
-/// A small seeded generator for reproducible workloads.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 /// After a workload of transactions on a device file, `print` walks the volume without finding
 /// a bad block and lists the items. Set SCOUT_KEEP_VOLUME=DIR to keep the files (to check them

@@ -23,16 +23,6 @@ func peakRSSMiB() -> Double {
     return Double(ru.ru_maxrss) / 1024
 }
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 func fmtRate(_ n: Int, _ secs: Double) -> String {
     let r = Double(n) / secs
@@ -51,7 +41,7 @@ let valueLen = 16
 print("| items | op | btree | baseline (Dictionary / sorted Array) | btree / baseline | peak RSS MiB |")
 print("|---|---|---|---|---|---|")
 for n in sizes {
-    var rng = SplitMix64(state: UInt64(n))
+    var rng = SplitMix64(seed: UInt64(n))
     let keys = (0..<n).map { _ in Key(zone: KeyZone.fs, first: rng.next(), type: KeyType.inode) }
     let value = [UInt8](repeating: 7, count: valueLen)
 
