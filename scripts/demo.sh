@@ -20,8 +20,10 @@ if "$bin" mkfs -A -Q 0,127.0.0.1,42000 var/meta.img var/data.img; then
 fi
 echo
 echo "== scoutfs print -S var/meta.img (super, quorum blocks, allocators; -S skips the large trees)"
-"$bin" print -S var/meta.img | head -40
+"$bin" print -S var/meta.img > var/print-S.out
+head -40 var/print-S.out
 echo "..."
 echo
 echo "== scoutfs print var/meta.img | tail (fs_root: the root inode)"
-"$bin" print var/meta.img | tail -12
+"$bin" print var/meta.img > var/print.out
+tail -12 var/print.out
