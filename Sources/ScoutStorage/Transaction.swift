@@ -1,4 +1,4 @@
-public import ScoutAlloc
+import ScoutAlloc
 public import ScoutBTree
 public import ScoutBlockIO
 public import ScoutFormat
@@ -61,9 +61,6 @@ public final class MetaTransaction: MetaBlockStore {
             committedListBlocks.append(contentsOf: blocks)
         }
     }
-
-    /// Blocks dirtied so far in this transaction.
-    public var dirtyCount: Int { dirtyBlocks.count }
 
     // MARK: MetaBlockStore
 
