@@ -3,13 +3,26 @@ import PackageDescription
 
 // Layering (enforced by the dependency lists below):
 //   pure:   ScoutFormat <- ScoutBTree <- ScoutAlloc        (no I/O, no clock, no globals)
+//           ScoutFormat <- ScoutQuorum (election state machine)
+//           ScoutFormat <- ScoutProtocol (client/server messages, framing, resend state machine)
 //   shells: ScoutBlockIO (pread/pwrite, cache) <- ScoutStorage (transactions, mkfs, print)
+//           ScoutQuorumService (UDP, quorum blocks, timers)
+//           ScoutNet (NIO TCP: framing, connections)   ScoutFUSE (/dev/fuse sessions)
+//           ScoutServer (allocators, log trees, locks, commits)
+//           ScoutFS (client: item cache, transactions, POSIX operations)
+//           ScoutDaemon (a mount: wiring, control socket)
 //   top:    ScoutCLI (argument parsing, output) <- scoutfs (the executable)
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InferIsolatedConformances"),
 ]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+let deque = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
 
 let package = Package(
     name: "scoutfs",
@@ -21,36 +34,69 @@ let package = Package(
         .library(name: "ScoutAlloc", targets: ["ScoutAlloc"]),
         .library(name: "ScoutBlockIO", targets: ["ScoutBlockIO"]),
         .library(name: "ScoutStorage", targets: ["ScoutStorage"]),
+        .library(name: "ScoutFUSE", targets: ["ScoutFUSE"]),
         .library(name: "ScoutTestSupport", targets: ["ScoutTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        // the kernel's FUSE protocol and mount/loop ioctls (headers only, nothing to link)
+        .systemLibrary(name: "CFuseKernel"),
+
+        // pure
         .target(name: "ScoutFormat", swiftSettings: upcoming),
         .target(name: "ScoutBTree", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
         .target(name: "ScoutAlloc", dependencies: ["ScoutFormat", "ScoutBTree"], swiftSettings: upcoming),
-        .target(
-            name: "ScoutBlockIO",
-            dependencies: ["ScoutFormat", .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: upcoming
-        ),
+        .target(name: "ScoutQuorum", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
+        .target(name: "ScoutProtocol", dependencies: ["ScoutFormat", deque], swiftSettings: upcoming),
+
+        // shells
+        .target(name: "ScoutBlockIO", dependencies: ["ScoutFormat", system], swiftSettings: upcoming),
         .target(
             name: "ScoutStorage",
             dependencies: ["ScoutFormat", "ScoutBTree", "ScoutAlloc", "ScoutBlockIO", "CBlkid"],
             swiftSettings: upcoming
         ),
+        .target(name: "ScoutNet", dependencies: ["ScoutProtocol", nioCore, nioPosix, logging], swiftSettings: upcoming),
+        .target(
+            name: "ScoutQuorumService",
+            dependencies: ["ScoutQuorum", "ScoutBlockIO", nioCore, nioPosix, logging],
+            swiftSettings: upcoming
+        ),
+        .target(name: "ScoutFUSE", dependencies: ["CFuseKernel", system, logging], swiftSettings: upcoming),
+        .target(
+            name: "ScoutServer",
+            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", logging],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "ScoutFS",
+            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", "ScoutFUSE", logging],
+            swiftSettings: upcoming
+        ),
+        .target(
+            name: "ScoutDaemon",
+            dependencies: ["ScoutFS", "ScoutServer", "ScoutNet", "ScoutQuorumService", "ScoutFUSE", nioCore, nioPosix, logging, system],
+            swiftSettings: upcoming
+        ),
+
+        // top
         .target(
             name: "ScoutCLI",
             dependencies: [
-                "ScoutStorage",
+                "ScoutStorage", "ScoutDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
         ),
         .executableTarget(name: "scoutfs", dependencies: ["ScoutCLI"], swiftSettings: upcoming),
+
         .target(
             name: "ScoutTestSupport",
             dependencies: ["ScoutFormat", "ScoutBTree", "ScoutBlockIO"],
@@ -61,9 +107,25 @@ let package = Package(
         .testTarget(name: "ScoutAllocTests", dependencies: ["ScoutAlloc", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutBlockIOTests", dependencies: ["ScoutBlockIO", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutStorageTests", dependencies: ["ScoutStorage", "ScoutTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "ScoutQuorumTests", dependencies: ["ScoutQuorum", "ScoutTestSupport"], swiftSettings: upcoming),
+        .testTarget(
+            name: "ScoutQuorumServiceTests",
+            dependencies: ["ScoutQuorumService", "ScoutQuorum", "ScoutBlockIO", "ScoutTestSupport"],
+            swiftSettings: upcoming
+        ),
+        .testTarget(name: "ScoutProtocolTests", dependencies: ["ScoutProtocol", "ScoutTestSupport"], swiftSettings: upcoming),
+        .testTarget(name: "ScoutNetTests", dependencies: ["ScoutNet", "ScoutProtocol", "ScoutTestSupport", nioCore, nioPosix], swiftSettings: upcoming),
+        .testTarget(name: "ScoutFUSETests", dependencies: ["ScoutFUSE", "ScoutTestSupport", system], swiftSettings: upcoming),
+        .testTarget(
+            name: "ScoutDaemonTests",
+            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutTestSupport", system],
+            swiftSettings: upcoming
+        ),
         .testTarget(
             name: "ScoutCLITests",
-            dependencies: ["ScoutCLI", "ScoutTestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: upcoming),
+            dependencies: ["ScoutCLI", "ScoutTestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: upcoming
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

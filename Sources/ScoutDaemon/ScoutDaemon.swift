@@ -1,0 +1,1 @@
+// ScoutDaemon: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ScoutFS: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ScoutFUSE: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ScoutNet: see docs/architecture.md

@@ -1,0 +1,1 @@
+// ScoutProtocol: see docs/architecture.md

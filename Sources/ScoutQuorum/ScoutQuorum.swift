@@ -1,0 +1,1 @@
+// ScoutQuorum: see docs/architecture.md

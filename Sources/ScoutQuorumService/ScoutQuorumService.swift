@@ -1,0 +1,1 @@
+// ScoutQuorumService: see docs/architecture.md

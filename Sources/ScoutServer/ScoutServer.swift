@@ -1,0 +1,1 @@
+// ScoutServer: see docs/architecture.md
