@@ -77,7 +77,7 @@ let package = Package(
         ),
         .target(
             name: "ScoutFS",
-            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", "ScoutFUSE", logging],
+            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", "ScoutFUSE", logging, system],
             swiftSettings: upcoming
         ),
         .target(

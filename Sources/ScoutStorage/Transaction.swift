@@ -30,21 +30,20 @@ public final class MetaTransaction: MetaBlockStore {
     public private(set) var avail: [UInt64]
     /// Blocks freed by this transaction: allocatable after it commits.
     public private(set) var freed: [UInt64] = []
-    /// Blocks written in this transaction, by blkno.
-    private var dirtyBlocks: [UInt64: BlockBuffer] = [:]
+    /// Blocks written in this transaction.
+    private let dirtyBlocks: DirtyBlocks
     /// The list blocks the committed super references (freed when new ones are written).
     private var committedListBlocks: [UInt64]
-    private var seqs: any RandomNumberGenerator
 
     /// Opens the transaction state of a volume: reads its super and the server's alloc lists.
     public init(device: MetaDevice, seqs: any RandomNumberGenerator = SystemRandomNumberGenerator()) throws(BlockStoreError) {
         self.device = device
-        self.seqs = seqs
+        self.dirtyBlocks = DirtyBlocks(device: device, seqs: seqs)
         let sb: SuperBlock
         do {
             sb = try MetaDevice.readSuper(from: device.device)
         } catch {
-            throw Self.storeError(error)
+            throw storeError(error)
         }
         guard sb.hdr.fsid == device.fsid else {
             throw .format(.badFSID(blkno: Format.superBlkno, expected: device.fsid, found: sb.hdr.fsid))
@@ -65,44 +64,17 @@ public final class MetaTransaction: MetaBlockStore {
     // MARK: MetaBlockStore
 
     public func read(_ ref: BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
-        if let b = dirtyBlocks[ref.blkno] {
-            let h = b.header
-            guard h.seq == ref.seq else {
-                throw .format(.stale(blkno: ref.blkno, expectedSeq: ref.seq, foundSeq: h.seq))
-            }
-            guard h.magic == magic.rawValue else {
-                throw .format(.badMagic(blkno: ref.blkno, expected: magic.rawValue, found: h.magic))
-            }
-            return b
-        }
-        do {
-            return try device.read(ref, magic: magic)
-        } catch {
-            throw Self.storeError(error)
-        }
+        try dirtyBlocks.read(ref, magic: magic)
     }
 
     public func dirty(_ ref: inout BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
-        if !ref.isNull, let b = dirtyBlocks[ref.blkno], b.header.seq == ref.seq {
-            return b
-        }
-        let blkno = try allocate()
-        let b: BlockBuffer
-        if ref.isNull {
-            b = BlockBuffer(size: Format.largeBlockSize)
-        } else {
-            b = BlockBuffer(copying: try read(ref, magic: magic))
-            freed.append(ref.blkno)
-        }
-        let seq = newSeq()
-        b.header = BlockHeader(magic: magic.rawValue, fsid: device.fsid, seq: seq, blkno: blkno)
-        dirtyBlocks[blkno] = b
-        ref = BlockRef(blkno: blkno, seq: seq)
+        let (b, old) = try dirtyBlocks.cow(&ref, magic: magic, allocate: allocate)
+        if let old { freed.append(old) }
         return b
     }
 
     public func free(_ ref: BlockRef) throws(BlockStoreError) {
-        if dirtyBlocks.removeValue(forKey: ref.blkno) != nil {
+        if dirtyBlocks.discard(ref.blkno) {
             // allocated and never written in this transaction: reusable at once
             avail.append(ref.blkno)
         } else {
@@ -120,6 +92,20 @@ public final class MetaTransaction: MetaBlockStore {
     public func addAvail(_ blknos: some Sequence<UInt64>) {
         avail.append(contentsOf: blknos)
     }
+
+    /// Blocks freed elsewhere (a mount's committed `meta_freed` list) that become allocatable
+    /// after this transaction commits.
+    public func addFreed(_ blknos: some Sequence<UInt64>) {
+        freed.append(contentsOf: blknos)
+    }
+
+    /// Writes `blocks` (built by the caller at blknos it took from `allocate()`) with this commit.
+    public func adopt(_ blocks: [BlockBuffer]) {
+        dirtyBlocks.adopt(blocks)
+    }
+
+    /// A new random, non-zero block header seq.
+    public func newBlockSeq() -> UInt64 { dirtyBlocks.newSeq() }
 
     /// Takes up to `count` allocatable blocks away (for example to return them to an extent allocator).
     public func takeAvail(_ count: Int) -> [UInt64] {
@@ -148,45 +134,30 @@ public final class MetaTransaction: MetaBlockStore {
         // the last block taken may leave one more list block than needed; each must hold a blkno
         guard availBlocks.count <= availNow.count else { throw .noSpace }
         freedNow.sort()
-        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in newSeq() })
-        let (freedHead, freedList) = AllocList.build(freedNow, at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in newSeq() })
+        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in dirtyBlocks.newSeq() })
+        let (freedHead, freedList) = AllocList.build(freedNow, at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in dirtyBlocks.newSeq() })
 
         var sb = superBlock
         sb.serverMetaAvail = [availHead, AllocListHead()]
         sb.serverMetaFreed = [freedHead, AllocListHead()]
         sb.hdr.seq = committed.hdr.seq + 1
         do {
-            for b in dirtyBlocks.values.sorted(by: { $0.header.blkno < $1.header.blkno }) {
-                try device.write(large: b)
-            }
-            for b in availList + freedList {
-                try device.write(large: b)
-            }
+            try dirtyBlocks.writeAll(extra: availList + freedList)
             try device.sync()
             try device.writeSuper(sb)
             try device.sync()
+        } catch let e as BlockStoreError {
+            throw e
+        } catch let e as BlockIOError {
+            throw storeError(e)
         } catch {
-            throw Self.storeError(error)
+            throw .io(errno: 5, blkno: 0)
         }
         // the blocks freed by this commit are allocatable from now on
         committed = sb
         superBlock = sb
         avail = availNow + freedNow
         freed = []
-        dirtyBlocks = [:]
         committedListBlocks = availBlocks + freedBlocks
-    }
-
-    private func newSeq() -> UInt64 {
-        var s: UInt64 = 0
-        while s == 0 { s = seqs.next() }
-        return s
-    }
-
-    static func storeError(_ e: BlockIOError) -> BlockStoreError {
-        switch e {
-        case .io(let errno, let blkno): return .io(errno: errno.rawValue, blkno: blkno)
-        case .format(let f): return .format(f)
-        }
     }
 }

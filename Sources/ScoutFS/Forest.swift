@@ -1,0 +1,127 @@
+public import ScoutBTree
+public import ScoutBlockIO
+public import ScoutFormat
+import SystemPackage
+
+/// A read-only view of committed metadata blocks.
+final class ReadOnlyStore: MetaBlockStore {
+    let device: MetaDevice
+
+    init(device: MetaDevice) { self.device = device }
+
+    func read(_ ref: BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
+        do {
+            return try device.read(ref, magic: magic)
+        } catch {
+            switch error {
+            case .io(let e, let b): throw .io(errno: e.rawValue, blkno: b)
+            case .format(let f): throw .format(f)
+            }
+        }
+    }
+
+    func dirty(_ ref: inout BlockRef, magic: BlockMagic) throws(BlockStoreError) -> BlockBuffer {
+        throw .io(errno: 30, blkno: ref.blkno)  // EROFS: readers never write
+    }
+
+    func free(_ ref: BlockRef) throws(BlockStoreError) {
+        throw .io(errno: 30, blkno: ref.blkno)
+    }
+}
+
+/// Reads items from the forest: the fs root plus every mount's log tree whose bloom filter
+/// may hold the lock, merged by item seq (the original's forest.c).
+///
+/// Design note. A read returns the items of the leaf covering a key in every tree, cut to the
+/// narrowest range all those leaves cover and to the lock's range, so the caller can cache
+/// the result as complete for that range. The newest version of a key (highest seq) wins; a
+/// deletion item hides older versions. A stale block (freed and reused after the roots were
+/// sampled) makes the reader fetch new roots and retry once; stale twice is corruption (EIO).
+final class Forest {
+    let device: MetaDevice
+    let link: any ServerLink
+    private let store: ReadOnlyStore
+    private var roots: ForestRoots?
+    private var logTrees: [(root: BTreeRoot, bloom: BlockRef)] = []
+
+    init(device: MetaDevice, link: any ServerLink) {
+        self.device = device
+        self.link = link
+        self.store = ReadOnlyStore(device: device)
+    }
+
+    /// Forgets the sampled roots: the next read asks the server again.
+    func invalidateRoots() { roots = nil }
+
+    private func loadRoots() throws(FSError) {
+        let r = try link.getRoots()
+        var trees: [(BTreeRoot, BlockRef)] = []
+        let tree = BTree(store: store)
+        do {
+            try tree.forEach(r.logsRoot) { b, off in
+                if let lt = try? LogTrees.decode(b.value(at: off)), lt.itemRoot.height > 0 {
+                    trees.append((lt.itemRoot, lt.bloomRef))
+                }
+                return true
+            }
+        } catch {
+            throw .btree(error)
+        }
+        roots = r
+        logTrees = trees
+    }
+
+    /// The merged items of the range around `key`, within `lock`.
+    func read(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
+        do {
+            return try readOnce(key, lock: lock)
+        } catch where error.errno == FSError.ESTALE {
+            roots = nil
+            do {
+                return try readOnce(key, lock: lock)
+            } catch where error.errno == FSError.ESTALE {
+                throw FSError(FSError.EIO, "stale block twice reading \(key): \(error.message)")
+            }
+        }
+    }
+
+    private func readOnce(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
+        if roots == nil { try loadRoots() }
+        guard let roots else { throw FSError(FSError.EIO, "no roots") }
+        let tree = BTree(store: store)
+        var start = lock.start
+        var end = lock.end
+        var best: [Key: BTreeItem] = [:]
+        var sources: [BTreeRoot] = [roots.fsRoot]
+        for lt in logTrees {
+            if lt.bloom.isNull { continue }
+            let bloom: BlockBuffer
+            do {
+                bloom = try store.read(lt.bloom, magic: .bloom)
+            } catch {
+                throw .store(error)
+            }
+            if Bloom.test(bloom, lock.start) { sources.append(lt.root) }
+        }
+        for root in sources {
+            let leaf: BTreeLeafRange
+            do {
+                leaf = try tree.leafRange(root, key)
+            } catch {
+                throw .btree(error)
+            }
+            if start < leaf.start { start = leaf.start }
+            if leaf.end < end { end = leaf.end }
+            for it in leaf.items {
+                if let cur = best[it.key], cur.seq >= it.seq { continue }
+                best[it.key] = it
+            }
+        }
+        var items: [(Key, [UInt8])] = []
+        items.reserveCapacity(best.count)
+        for (k, it) in best where k >= start && k <= end && it.flags & Format.itemFlagDeletion == 0 {
+            items.append((k, it.value))
+        }
+        return (start, end, items)
+    }
+}

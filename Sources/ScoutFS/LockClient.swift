@@ -1,0 +1,128 @@
+public import ScoutFormat
+
+/// A mount's cluster locks (the original's lock.c, client side).
+///
+/// Design note. Each lock, named by its range's start key, has a granted mode, a count of
+/// local users and a write seq. `acquire` returns at once when the granted mode covers the
+/// request, else sends one request to the server and waits for the grant (only one
+/// request per lock is outstanding). An invalidation from the server waits until no user
+/// holds an incompatible mode, runs the `onInvalidate` hook (commit the lock's dirty items,
+/// drop its cached items and the kernel's caches), then lowers the mode. Callers acquire
+/// every lock before they take the filesystem's state lock and never while a transaction
+/// is held, so a lock wait can never block an invalidation the server needs first.
+final class LockClient: @unchecked Sendable {
+    // Invariant: `table` and `highestWriteSeq` are only touched with `lock` held.
+    struct State {
+        var mode: LockMode = .null
+        var users: [LockMode: Int] = [:]
+        var requesting = false
+        var invalidating = false
+        var writeSeq: UInt64 = 0
+    }
+
+    private let lock = PThreadLock()
+    private var table: [Key: State] = [:]
+    private(set) var highestWriteSeq: UInt64 = 0
+    let link: any ServerLink
+    /// Called when `range` is being invalidated to `to`, with no incompatible local users.
+    var onInvalidate: (@Sendable (LockRange, LockMode) -> Void)?
+
+    init(link: any ServerLink) {
+        self.link = link
+    }
+
+    static func covers(_ held: LockMode, _ want: LockMode) -> Bool {
+        switch (held, want) {
+        case (.write, _): return true
+        case (.read, .read), (.writeOnly, .writeOnly): return true
+        case (_, .null): return true
+        default: return false
+        }
+    }
+
+    /// Blocks until this mount holds `mode` on `range`, and counts one user.
+    func acquire(_ range: LockRange, _ mode: LockMode) throws(FSError) {
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = monotonicSeconds() + 600
+        while true {
+            var st = table[range.start] ?? State()
+            if st.invalidating {
+                lock.wait(seconds: 1)
+                continue
+            }
+            if Self.covers(st.mode, mode) {
+                st.users[mode, default: 0] += 1
+                table[range.start] = st
+                return
+            }
+            if st.requesting {
+                if monotonicSeconds() > deadline { throw FSError(FSError.EIO, "lock \(range.start) not granted in 600 s") }
+                lock.wait(seconds: 1)
+                continue
+            }
+            st.requesting = true
+            table[range.start] = st
+            let want: LockMode = (st.mode == .read && mode == .writeOnly) ? .write : mode
+            lock.unlock()
+            let result: Result<UInt64, FSError>
+            do {
+                result = .success(try link.lock(key: range.start, old: st.mode, new: want))
+            } catch {
+                result = .failure(error)
+            }
+            lock.lock()
+            var now = table[range.start] ?? State()
+            now.requesting = false
+            switch result {
+            case .success(let seq):
+                now.mode = want
+                now.writeSeq = seq
+                if seq > highestWriteSeq { highestWriteSeq = seq }
+                table[range.start] = now
+                lock.broadcast()
+            case .failure(let e):
+                table[range.start] = now
+                lock.broadcast()
+                throw e
+            }
+        }
+    }
+
+    /// Drops one user of `mode` on `range`.
+    func release(_ range: LockRange, _ mode: LockMode) {
+        lock.withLock {
+            guard var st = table[range.start] else { return }
+            st.users[mode, default: 0] -= 1
+            if st.users[mode] == 0 { st.users[mode] = nil }
+            table[range.start] = st
+            lock.broadcast()
+        }
+    }
+
+    /// The server asks this mount to drop `range` to `to`. Returns when done.
+    func invalidate(_ range: LockRange, to: LockMode) {
+        lock.lock()
+        var mark = table[range.start] ?? State()
+        mark.invalidating = true
+        table[range.start] = mark
+        // wait for local users whose mode `to` does not cover
+        while let st = table[range.start], st.users.contains(where: { $0.value > 0 && !Self.covers(to, $0.key) }) {
+            lock.wait(seconds: 1)
+        }
+        lock.unlock()
+        onInvalidate?(range, to)
+        lock.withLock {
+            var st = table[range.start] ?? State()
+            st.mode = to
+            st.invalidating = false
+            table[range.start] = st
+            lock.broadcast()
+        }
+    }
+
+    /// The mode held on `range`.
+    func mode(_ range: LockRange) -> LockMode {
+        lock.withLock { table[range.start]?.mode ?? .null }
+    }
+}

@@ -1,1 +1,0 @@
-// ScoutFS: see docs/architecture.md

@@ -1,0 +1,47 @@
+public import ScoutFormat
+
+/// The roots a mount reads the forest through (GET_ROOTS).
+public struct ForestRoots: Equatable, Sendable {
+    public var fsRoot: BTreeRoot
+    public var logsRoot: BTreeRoot
+    public var srchRoot: BTreeRoot
+
+    public init(fsRoot: BTreeRoot = BTreeRoot(), logsRoot: BTreeRoot = BTreeRoot(), srchRoot: BTreeRoot = BTreeRoot()) {
+        self.fsRoot = fsRoot
+        self.logsRoot = logsRoot
+        self.srchRoot = srchRoot
+    }
+}
+
+/// The server's statfs answer.
+public struct ServerTotals: Equatable, Sendable {
+    public var uuid: [UInt8]
+    public var totalMetaBlocks: UInt64
+    public var freeMetaBlocks: UInt64
+    public var totalDataBlocks: UInt64
+    public var freeDataBlocks: UInt64
+    public var inodeCount: UInt64
+
+    public init(uuid: [UInt8], totalMetaBlocks: UInt64, freeMetaBlocks: UInt64, totalDataBlocks: UInt64, freeDataBlocks: UInt64, inodeCount: UInt64) {
+        self.uuid = uuid
+        self.totalMetaBlocks = totalMetaBlocks
+        self.freeMetaBlocks = freeMetaBlocks
+        self.totalDataBlocks = totalDataBlocks
+        self.freeDataBlocks = freeDataBlocks
+        self.inodeCount = inodeCount
+    }
+}
+
+/// The requests a mount sends its server (the original's client.c), called synchronously from
+/// filesystem threads. Implemented over TCP by the daemon, and in process by tests.
+public protocol ServerLink: AnyObject, Sendable {
+    func getRoots() throws(FSError) -> ForestRoots
+    func getLogTrees() throws(FSError) -> LogTrees
+    func commitLogTrees(_ lt: LogTrees) throws(FSError)
+    func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64)
+    /// Asks for `new` on the lock named `key`; returns the grant's write seq.
+    func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64
+    func lastSeq() throws(FSError) -> UInt64
+    func statfs() throws(FSError) -> ServerTotals
+    func farewell() throws(FSError)
+}

@@ -1,0 +1,371 @@
+import Glibc
+import ScoutAlloc
+public import ScoutFormat
+import ScoutStorage
+import SystemPackage
+
+/// A file extent: `len` logical blocks from `start`, at data blkno `blkno`.
+struct FileExtent: Equatable {
+    var start: UInt64
+    var len: UInt64
+    var blkno: UInt64
+    var flags: UInt8
+    var end: UInt64 { start + len - 1 }
+    var unwritten: Bool { flags & DataExtentValue.flagUnwritten != 0 }
+    var offline: Bool { flags & DataExtentValue.flagOffline != 0 }
+}
+
+/// fallocate(2) modes.
+public enum FallocMode {
+    public static let keepSize: UInt32 = 0x01
+    public static let punchHole: UInt32 = 0x02
+    public static let zeroRange: UInt32 = 0x10
+}
+
+extension Volume {
+    static let bs = UInt64(Format.smallBlockSize)
+    /// Longest extent item (the original caps extents so one item never covers too much).
+    static let maxExtentBlocks: UInt64 = (128 << 20) >> 12
+
+    static func extentKey(_ ino: UInt64, _ e: FileExtent) -> Key {
+        Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent, second: e.end, third: e.len)
+    }
+
+    /// The extents of `ino` that overlap logical blocks `from...through`, in order.
+    func extents(_ ino: UInt64, from: UInt64, through: UInt64) throws(FSError) -> [FileExtent] {
+        var out: [FileExtent] = []
+        var pos = Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent, second: from)
+        let end = Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent, second: .max, third: .max, fourth: .max)
+        while let it = try cache.next(from: pos, through: end) {
+            guard it.key.third > 0, it.key.third <= it.key.second + 1, let v = try? DataExtentValue.decode(it.value) else {
+                throw FSError(FSError.EIO, "corrupt extent item \(it.key)")
+            }
+            let e = FileExtent(start: it.key.second - it.key.third + 1, len: it.key.third, blkno: v.blkno, flags: v.flags)
+            if e.start > through { break }
+            out.append(e)
+            if it.key == end { break }
+            pos = it.key.incremented()
+        }
+        return out
+    }
+
+    private func putExtent(_ ino: UInt64, _ e: FileExtent) {
+        cache.put(Self.extentKey(ino, e), DataExtentValue(blkno: e.blkno, flags: e.flags).encoded())
+    }
+
+    /// Adds an extent, merging it into its left neighbour when they are contiguous.
+    func insertExtent(_ ino: UInt64, _ e: FileExtent) throws(FSError) {
+        var e = e
+        if e.start > 0, let left = try extents(ino, from: e.start - 1, through: e.start - 1).first,
+            left.end == e.start - 1, left.flags == e.flags, left.blkno != 0, left.blkno + left.len == e.blkno,
+            left.len + e.len <= Self.maxExtentBlocks
+        {
+            cache.delete(Self.extentKey(ino, left))
+            e = FileExtent(start: left.start, len: left.len + e.len, blkno: left.blkno, flags: e.flags)
+        }
+        putExtent(ino, e)
+    }
+
+    /// Removes logical blocks `from..<from+count` from `ino`'s extents; their data blocks go
+    /// to the freed pool when `free`. Returns the number of allocated blocks removed.
+    @discardableResult
+    func removeExtents(_ ino: UInt64, from: UInt64, count: UInt64, free: Bool) throws(FSError) -> UInt64 {
+        guard count > 0 else { return 0 }
+        let last = count == .max ? UInt64.max : from + count - 1
+        var removed: UInt64 = 0
+        for e in try extents(ino, from: from, through: last) {
+            cache.delete(Self.extentKey(ino, e))
+            let cutStart = max(e.start, from)
+            let cutEnd = min(e.end, last)
+            if e.start < cutStart {
+                putExtent(ino, FileExtent(start: e.start, len: cutStart - e.start, blkno: e.blkno, flags: e.flags))
+            }
+            if cutEnd < e.end {
+                let off = cutEnd + 1 - e.start
+                putExtent(ino, FileExtent(start: cutEnd + 1, len: e.end - cutEnd, blkno: e.blkno == 0 ? 0 : e.blkno + off, flags: e.flags))
+            }
+            if e.blkno != 0 && !e.offline {
+                let n = cutEnd - cutStart + 1
+                removed += n
+                if free {
+                    do {
+                        try ExtentAllocator(store: txn).free(&txn.logTrees.dataFreed, Extent(start: e.blkno + (cutStart - e.start), len: n))
+                    } catch {
+                        throw .alloc(error)
+                    }
+                }
+            }
+        }
+        return removed
+    }
+
+    /// Up to `count` contiguous free data blocks.
+    func allocData(_ count: UInt64) throws(FSError) -> (blkno: UInt64, len: UInt64) {
+        let ext: Extent?
+        do {
+            ext = try ExtentAllocator(store: txn).allocate(&txn.logTrees.dataAvail, count: min(count, Self.maxExtentBlocks))
+        } catch {
+            throw .alloc(error)
+        }
+        guard let ext else { throw FSError(FSError.ENOSPC, "data device full") }
+        return (ext.start, ext.len)
+    }
+
+    // MARK: device I/O
+
+    func pwriteAll(_ buf: UnsafeRawBufferPointer, at off: UInt64) throws(FSError) {
+        var done = 0
+        while done < buf.count {
+            let n = Glibc.pwrite(dataFD.rawValue, buf.baseAddress! + done, buf.count - done, off_t(off) + off_t(done))
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw FSError(Glibc.errno, "data device write at \(off)")
+            }
+            done += n
+        }
+        dataDirty = true
+        counters.dataBytesWritten += UInt64(buf.count)
+    }
+
+    func preadAll(_ buf: UnsafeMutableRawBufferPointer, at off: UInt64) throws(FSError) {
+        var done = 0
+        while done < buf.count {
+            let n = Glibc.pread(dataFD.rawValue, buf.baseAddress! + done, buf.count - done, off_t(off) + off_t(done))
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw FSError(Glibc.errno, "data device read at \(off)")
+            }
+            if n == 0 {
+                memset(buf.baseAddress! + done, 0, buf.count - done)
+                break
+            }
+            done += n
+        }
+        counters.dataBytesRead += UInt64(buf.count)
+    }
+
+    /// Writes `data` (the file bytes at `fileOff`) into `nblocks` data blocks from `blkno` that
+    /// map logical blocks from `lblk`. Partial edge blocks are read first when `existing`,
+    /// else zero-filled.
+    private func writeRun(_ data: UnsafeRawBufferPointer, fileOff: UInt64, lblk: UInt64, nblocks: UInt64, blkno: UInt64, existing: Bool) throws(FSError) {
+        let runStart = lblk * Self.bs
+        let runEnd = runStart + nblocks * Self.bs
+        let from = max(fileOff, runStart)
+        let to = min(fileOff + UInt64(data.count), runEnd)
+        if from == runStart && to == runEnd {
+            try pwriteAll(UnsafeRawBufferPointer(rebasing: data[Int(from - fileOff)..<Int(to - fileOff)]), at: blkno * Self.bs)
+            return
+        }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(runEnd - runStart), alignment: 4096)
+        defer { buf.deallocate() }
+        memset(buf.baseAddress!, 0, buf.count)
+        if existing {
+            if from > runStart {
+                try preadAll(UnsafeMutableRawBufferPointer(rebasing: buf[0..<Int(Self.bs)]), at: blkno * Self.bs)
+            }
+            if to < runEnd {
+                let lastOff = Int(runEnd - runStart - Self.bs)
+                try preadAll(UnsafeMutableRawBufferPointer(rebasing: buf[lastOff..<buf.count]), at: blkno * Self.bs + UInt64(lastOff))
+            }
+        }
+        memcpy(buf.baseAddress! + Int(from - runStart), data.baseAddress! + Int(from - fileOff), Int(to - from))
+        try pwriteAll(UnsafeRawBufferPointer(buf), at: blkno * Self.bs)
+    }
+
+    // MARK: operations
+
+    public func open(_ ino: UInt64, truncate: Bool) throws(FSError) {
+        try withLocks([ino], write: truncate) { () throws -> Void in
+            var i = try loadInode(ino)
+            if truncate && Self.isReg(i.mode) && i.size > 0 {
+                try self.truncate(ino, &i, to: 0)
+                let now = Self.now()
+                i.mtime = now
+                i.ctime = now
+                storeInode(ino, &i, dataChanged: true)
+            }
+            openCounts[ino, default: 0] += 1
+        }
+    }
+
+    public func release(_ ino: UInt64) {
+        let maybe = state.withLock { () -> Bool in
+            let c = openCounts[ino] ?? 0
+            if c <= 1 { openCounts[ino] = nil } else { openCounts[ino] = c - 1 }
+            return pendingDelete.contains(ino)
+        }
+        if maybe { deleteIfUnused(ino) }
+    }
+
+    public func write(_ ino: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer) throws(FSError) -> Int {
+        guard data.count > 0 else { return 0 }
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
+        if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
+        return try withLocks([ino], write: true) { () throws -> Int in
+            var i = try loadInode(ino)
+            guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL) }
+            let first = offset / Self.bs
+            let last = (end - 1) / Self.bs
+            var pos = first
+            while pos <= last {
+                let exts = try extents(ino, from: pos, through: last)
+                if let e = exts.first, e.start <= pos, !e.offline {
+                    let n = min(e.end, last) - pos + 1
+                    let pblk = e.blkno + (pos - e.start)
+                    try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: pblk, existing: !e.unwritten)
+                    if e.unwritten {
+                        try removeExtents(ino, from: pos, count: n, free: false)
+                        try insertExtent(ino, FileExtent(start: pos, len: n, blkno: pblk, flags: 0))
+                    }
+                    pos += n
+                    continue
+                }
+                // a hole (or offline blocks being overwritten) up to the next extent
+                var holeEnd = last
+                if let e = exts.first(where: { $0.start > pos }) { holeEnd = min(holeEnd, e.start - 1) }
+                if let e = exts.first, e.start <= pos, e.offline {
+                    holeEnd = min(holeEnd, e.end)
+                    try removeExtents(ino, from: pos, count: holeEnd - pos + 1, free: false)
+                    i.offlineBlocks -= min(i.offlineBlocks, holeEnd - pos + 1)
+                }
+                let (blkno, n) = try allocData(holeEnd - pos + 1)
+                try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: blkno, existing: false)
+                try insertExtent(ino, FileExtent(start: pos, len: n, blkno: blkno, flags: 0))
+                i.onlineBlocks += n
+                pos += n
+            }
+            if end > i.size { i.size = end }
+            let now = Self.now()
+            i.mtime = now
+            i.ctime = now
+            i.dataVersion &+= 1
+            storeInode(ino, &i, dataChanged: true)
+            return data.count
+        }
+    }
+
+    public func read(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> [UInt8] {
+        try withLocks([ino], write: false) { () throws -> [UInt8] in
+            let i = try loadInode(ino)
+            if Self.isDir(i.mode) { throw FSError(FSError.EISDIR) }
+            guard offset < i.size, size > 0 else { return [] }
+            let n = Int(min(UInt64(size), i.size - offset))
+            var out = [UInt8](repeating: 0, count: n)
+            let first = offset / Self.bs
+            let last = (offset + UInt64(n) - 1) / Self.bs
+            for e in try extents(ino, from: first, through: last) where !e.unwritten {
+                if e.offline { throw FSError(FSError.EIO, "inode \(ino): data is offline") }
+                let from = max(e.start * Self.bs, offset)
+                let to = min((e.end + 1) * Self.bs, offset + UInt64(n))
+                guard from < to else { continue }
+                let dev = e.blkno * Self.bs + (from - e.start * Self.bs)
+                let r = out.withUnsafeMutableBytes { raw in
+                    Result { () throws(FSError) in
+                        try preadAll(UnsafeMutableRawBufferPointer(rebasing: raw[Int(from - offset)..<Int(to - offset)]), at: dev)
+                    }
+                }
+                try r.get()
+            }
+            return out
+        }
+    }
+
+    /// Changes the size; blocks past the new end are freed and the tail of a partial last
+    /// block is zeroed on the device so a later extension reads zeros.
+    func truncate(_ ino: UInt64, _ i: inout ScoutFormat.Inode, to size: UInt64) throws(FSError) {
+        if size < i.size {
+            let keep = (size + Self.bs - 1) / Self.bs
+            let removed = try removeExtents(ino, from: keep, count: .max - keep, free: true)
+            i.onlineBlocks -= min(i.onlineBlocks, removed)
+            if size % Self.bs != 0 { try zeroInBlock(ino, from: size, to: min(i.size, keep * Self.bs)) }
+        }
+        i.size = size
+        i.dataVersion &+= 1
+    }
+
+    /// Frees every data block of `ino` (when it is deleted).
+    func truncateBlocks(_ ino: UInt64, from: UInt64) throws(FSError) {
+        try removeExtents(ino, from: from, count: .max - from, free: true)
+    }
+
+    /// Zeroes file bytes `from..<to` (inside one block) when that block is written.
+    private func zeroInBlock(_ ino: UInt64, from: UInt64, to: UInt64) throws(FSError) {
+        guard from < to else { return }
+        let lblk = from / Self.bs
+        precondition(to <= (lblk + 1) * Self.bs)
+        guard let e = try extents(ino, from: lblk, through: lblk).first, e.start <= lblk, !e.unwritten, !e.offline else { return }
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(to - from), alignment: 8)
+        defer { zeros.deallocate() }
+        memset(zeros.baseAddress!, 0, zeros.count)
+        try pwriteAll(UnsafeRawBufferPointer(zeros), at: (e.blkno + lblk - e.start) * Self.bs + from % Self.bs)
+    }
+
+    public func fallocate(_ ino: UInt64, mode: UInt32, offset: UInt64, length: UInt64) throws(FSError) {
+        guard length > 0 else { throw FSError(FSError.EINVAL) }
+        let known = FallocMode.keepSize | FallocMode.punchHole | FallocMode.zeroRange
+        if mode & ~known != 0 { throw FSError(FSError.EOPNOTSUPP) }
+        if mode & FallocMode.punchHole != 0 && mode & FallocMode.keepSize == 0 { throw FSError(FSError.EOPNOTSUPP) }
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
+        try withLocks([ino], write: true) { () throws -> Void in
+            var i = try loadInode(ino)
+            guard Self.isReg(i.mode) else { throw FSError(Self.isDir(i.mode) ? FSError.EISDIR : FSError.ENODEV) }
+            if mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0 {
+                let firstFull = (offset + Self.bs - 1) / Self.bs
+                let endFull = end / Self.bs
+                if endFull > firstFull {
+                    let removed = try removeExtents(ino, from: firstFull, count: endFull - firstFull, free: true)
+                    i.onlineBlocks -= min(i.onlineBlocks, removed)
+                }
+                if offset % Self.bs != 0 { try zeroInBlock(ino, from: offset, to: min(end, firstFull * Self.bs)) }
+                if end % Self.bs != 0 && endFull >= firstFull { try zeroInBlock(ino, from: endFull * Self.bs, to: end) }
+            }
+            if mode & FallocMode.punchHole == 0 {
+                // allocate unwritten extents over the holes
+                var pos = offset / Self.bs
+                let last = (end - 1) / Self.bs
+                while pos <= last {
+                    let exts = try extents(ino, from: pos, through: last)
+                    if let e = exts.first, e.start <= pos {
+                        pos = e.end + 1
+                        continue
+                    }
+                    var holeEnd = last
+                    if let e = exts.first { holeEnd = min(holeEnd, e.start - 1) }
+                    let (blkno, n) = try allocData(holeEnd - pos + 1)
+                    try insertExtent(ino, FileExtent(start: pos, len: n, blkno: blkno, flags: DataExtentValue.flagUnwritten))
+                    i.onlineBlocks += n
+                    pos += n
+                }
+                if mode & FallocMode.keepSize == 0 && end > i.size { i.size = end }
+            }
+            i.ctime = Self.now()
+            if mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0 {
+                i.mtime = i.ctime
+                i.dataVersion &+= 1
+            }
+            storeInode(ino, &i, dataChanged: true)
+        }
+    }
+
+    /// SEEK_DATA (3) and SEEK_HOLE (4).
+    public func seek(_ ino: UInt64, offset: UInt64, whence: Int32) throws(FSError) -> UInt64 {
+        try withLocks([ino], write: false) { () throws -> UInt64 in
+            let i = try loadInode(ino)
+            guard offset < i.size else { throw FSError(FSError.ENXIO) }
+            var pos = offset / Self.bs
+            let last = (i.size - 1) / Self.bs
+            if whence == 3 {
+                for e in try extents(ino, from: pos, through: last) where !e.unwritten {
+                    return max(offset, e.start * Self.bs)
+                }
+                throw FSError(FSError.ENXIO)
+            }
+            for e in try extents(ino, from: pos, through: last) where !e.unwritten {
+                if e.start > pos { break }
+                pos = e.end + 1
+            }
+            return min(max(offset, pos * Self.bs), i.size)
+        }
+    }
+}

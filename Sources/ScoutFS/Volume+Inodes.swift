@@ -1,0 +1,159 @@
+import Glibc
+import ScoutFormat
+import ScoutStorage
+
+extension Volume {
+    static func inodeKey(_ ino: UInt64) -> Key { Key(zone: KeyZone.fs, first: ino, type: KeyType.inode) }
+
+    static func indexKey(_ type: UInt8, _ seq: UInt64, _ ino: UInt64) -> Key {
+        Key(zone: KeyZone.inodeIndex, type: type, second: seq, third: ino)
+    }
+
+    static func orphanKey(_ ino: UInt64) -> Key { Key(zone: KeyZone.orphan, type: KeyType.orphan, second: ino) }
+
+    /// The inode item of `ino`; ENOENT when it does not exist, EIO when it does not decode.
+    func loadInode(_ ino: UInt64) throws(FSError) -> Inode {
+        guard let v = try cache.get(Self.inodeKey(ino)) else { throw FSError(FSError.ENOENT, "inode \(ino)") }
+        do {
+            return try Inode.decode(v)
+        } catch {
+            throw FSError(FSError.EIO, "inode \(ino): \(error)")
+        }
+    }
+
+    /// Writes `inode` back, moving its meta_seq index item to this transaction's seq.
+    func storeInode(_ ino: UInt64, _ inode: inout Inode, dataChanged: Bool = false) {
+        let seq = txn.logTrees.getTransSeq
+        if inode.metaSeq != seq {
+            if inode.metaSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexMetaSeq, inode.metaSeq, ino)) }
+            inode.metaSeq = seq
+            cache.put(Self.indexKey(KeyType.inodeIndexMetaSeq, seq, ino), [])
+        }
+        if dataChanged && inode.dataSeq != seq {
+            if inode.dataSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexDataSeq, inode.dataSeq, ino)) }
+            inode.dataSeq = seq
+            cache.put(Self.indexKey(KeyType.inodeIndexDataSeq, seq, ino), [])
+        }
+        inode.version &+= 1
+        cache.put(Self.inodeKey(ino), inode.encoded(version: fmtVers))
+    }
+
+    func attr(_ ino: UInt64, _ i: Inode) -> FileAttr {
+        FileAttr(
+            ino: ino, size: i.size, blocks: (i.onlineBlocks + i.offlineBlocks) * UInt64(Format.smallBlockSize / 512),
+            atime: i.atime, mtime: i.mtime, ctime: i.ctime, crtime: i.crtime,
+            mode: i.mode, nlink: i.nlink, uid: i.uid, gid: i.gid, rdev: i.rdev,
+            dataVersion: i.dataVersion, metaSeq: i.metaSeq, dataSeq: i.dataSeq)
+    }
+
+    static func isDir(_ mode: UInt32) -> Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    static func isReg(_ mode: UInt32) -> Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    static func isLnk(_ mode: UInt32) -> Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+
+    static func dtype(_ mode: UInt32) -> UInt8 {
+        switch mode & UInt32(S_IFMT) {
+        case UInt32(S_IFIFO): return Dirent.DType.fifo.rawValue
+        case UInt32(S_IFCHR): return Dirent.DType.chr.rawValue
+        case UInt32(S_IFDIR): return Dirent.DType.dir.rawValue
+        case UInt32(S_IFBLK): return Dirent.DType.blk.rawValue
+        case UInt32(S_IFLNK): return Dirent.DType.lnk.rawValue
+        case UInt32(S_IFSOCK): return Dirent.DType.sock.rawValue
+        default: return Dirent.DType.reg.rawValue
+        }
+    }
+
+    /// Creates a new inode item (not yet linked anywhere).
+    func newInode(mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt32 = 0) throws(FSError) -> (UInt64, Inode) {
+        let ino = try allocInode()
+        var i = Inode()
+        let now = Self.now()
+        i.mode = mode
+        i.uid = uid
+        i.gid = gid
+        i.rdev = rdev
+        i.nlink = Self.isDir(mode) ? 2 : 1
+        i.atime = now
+        i.mtime = now
+        i.ctime = now
+        i.crtime = now
+        i.nextReaddirPos = 2
+        i.nextXattrId = 1
+        txn.logTrees.inodeCountDelta &+= 1
+        storeInode(ino, &i)
+        return (ino, i)
+    }
+
+    /// Notes one more kernel reference to `ino` (a lookup or create reply).
+    func addLookup(_ ino: UInt64) {
+        lookupCounts[ino, default: 0] += 1
+    }
+
+    /// nlink reached 0: the inode is an orphan until its last open handle and kernel
+    /// reference go, then it is deleted.
+    func orphan(_ ino: UInt64) {
+        cache.put(Self.orphanKey(ino), [])
+        pendingDelete.insert(ino)
+    }
+
+    /// Whether an orphaned inode can be deleted now.
+    func deletable(_ ino: UInt64) -> Bool {
+        pendingDelete.contains(ino) && (openCounts[ino] ?? 0) == 0 && (lookupCounts[ino] ?? 0) == 0
+    }
+
+    /// Deletes every item of an unlinked inode: extents (blocks freed), xattrs, symlink
+    /// parts, index items, then the inode and orphan items. Caller holds its lock.
+    func deleteInode(_ ino: UInt64) throws(FSError) {
+        guard let v = try cache.get(Self.inodeKey(ino)), let inode = try? Inode.decode(v) else {
+            cache.delete(Self.orphanKey(ino))
+            pendingDelete.remove(ino)
+            return
+        }
+        guard inode.nlink == 0 else {
+            pendingDelete.remove(ino)
+            return
+        }
+        try truncateBlocks(ino, from: 0)
+        let lo = Key(zone: KeyZone.fs, first: ino, type: KeyType.xattr)
+        let hi = Key(zone: KeyZone.fs, first: ino, type: .max, second: .max, third: .max, fourth: .max)
+        var pos = lo
+        while let it = try cache.next(from: pos, through: hi) {
+            cache.delete(it.key)
+            if it.key == hi { break }
+            pos = it.key.incremented()
+        }
+        if inode.metaSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexMetaSeq, inode.metaSeq, ino)) }
+        if inode.dataSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexDataSeq, inode.dataSeq, ino)) }
+        cache.delete(Self.inodeKey(ino))
+        cache.delete(Self.orphanKey(ino))
+        txn.logTrees.inodeCountDelta &-= 1
+        pendingDelete.remove(ino)
+        counters.orphansDeleted += 1
+    }
+
+    /// Deletes `ino` if it is an orphan nobody uses any more (after forget or release).
+    func deleteIfUnused(_ ino: UInt64) {
+        let ready = state.withLock { deletable(ino) }
+        guard ready else { return }
+        _ = try? withLocks([ino], write: true) { () throws -> Void in
+            if deletable(ino) { try deleteInode(ino) }
+        }
+    }
+
+    /// Deletes the orphans a crash left behind (at mount, before anything is open).
+    public func deleteOrphans() throws(FSError) {
+        var pos = LockRange.orphan.start
+        var found: [UInt64] = []
+        while pos <= LockRange.orphan.end {
+            let (_, end, items) = try forest.read(pos, lock: .orphan)
+            for (k, _) in items where k.type == KeyType.orphan { found.append(k.second) }
+            if end >= LockRange.orphan.end { break }
+            pos = end.incremented()
+        }
+        for ino in found {
+            _ = try withLocks([ino], write: true) { () throws -> Void in
+                pendingDelete.insert(ino)
+                try deleteInode(ino)
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import ScoutFormat
+
+/// setxattr(2) flags.
+public enum XattrFlags {
+    public static let create: UInt32 = 1
+    public static let replace: UInt32 = 2
+}
+
+extension Volume {
+    static let xattrMaxValue = 65535
+    static let xattrPrefixes: [[UInt8]] = ["user.", "trusted.", "security.", "system.", "scoutfs."].map { Array($0.utf8) }
+    static let hidePrefix = Array("scoutfs.hide.".utf8)
+
+    static func xattrKey(_ ino: UInt64, _ hash: UInt32, _ id: UInt64, _ part: UInt8) -> Key {
+        Key(zone: KeyZone.fs, first: ino, type: KeyType.xattr, second: UInt64(hash), third: id, fourth: part)
+    }
+
+    static func checkXattrName(_ name: [UInt8]) throws(FSError) {
+        if name.isEmpty { throw FSError(FSError.EINVAL) }
+        if name.count > 255 { throw FSError(FSError.ERANGE) }
+        guard xattrPrefixes.contains(where: { name.starts(with: $0) && name.count > $0.count }) else {
+            throw FSError(FSError.EOPNOTSUPP)
+        }
+    }
+
+    /// The xattr `name` of `ino`: its id, its parts' keys and its value; nil when absent.
+    private func findXattr(_ ino: UInt64, _ name: [UInt8]) throws(FSError) -> (id: UInt64, keys: [Key], value: [UInt8])? {
+        let hash = FNV1a.hash32(name)
+        var pos = Self.xattrKey(ino, hash, 0, 0)
+        let end = Self.xattrKey(ino, hash, .max, .max)
+        while let it = try cache.next(from: pos, through: end) {
+            let id = it.key.third
+            // gather the parts of this id
+            var bytes: [UInt8] = []
+            var keys: [Key] = []
+            var p = Self.xattrKey(ino, hash, id, 0)
+            let pend = Self.xattrKey(ino, hash, id, .max)
+            while let part = try cache.next(from: p, through: pend) {
+                bytes += part.value
+                keys.append(part.key)
+                if part.key == pend { break }
+                p = part.key.incremented()
+            }
+            guard bytes.count >= XattrHeader.encodedSize, let h = try? XattrHeader.decode(Array(bytes[0..<XattrHeader.encodedSize])),
+                bytes.count == XattrHeader.encodedSize + Int(h.nameLen) + Int(h.valLen)
+            else {
+                throw FSError(FSError.EIO, "corrupt xattr items of inode \(ino) id \(id)")
+            }
+            let n = Array(bytes[XattrHeader.encodedSize..<(XattrHeader.encodedSize + Int(h.nameLen))])
+            if n == name {
+                return (id, keys, Array(bytes[(XattrHeader.encodedSize + Int(h.nameLen))...]))
+            }
+            if id == .max { break }
+            pos = Self.xattrKey(ino, hash, id + 1, 0)
+        }
+        return nil
+    }
+
+    public func getxattr(_ ino: UInt64, name: [UInt8]) throws(FSError) -> [UInt8] {
+        try Self.checkXattrName(name)
+        return try withLocks([ino], write: false) { () throws -> [UInt8] in
+            _ = try loadInode(ino)
+            guard let x = try findXattr(ino, name) else { throw FSError(FSError.ENODATA) }
+            return x.value
+        }
+    }
+
+    public func setxattr(_ ino: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FSError) {
+        try Self.checkXattrName(name)
+        if value.count > Self.xattrMaxValue { throw FSError(FSError.E2BIG) }
+        try withLocks([ino], write: true) { () throws -> Void in
+            var i = try loadInode(ino)
+            let old = try findXattr(ino, name)
+            if flags & XattrFlags.create != 0 && old != nil { throw FSError(FSError.EEXIST) }
+            if flags & XattrFlags.replace != 0 && old == nil { throw FSError(FSError.ENODATA) }
+            if let old { for k in old.keys { cache.delete(k) } }
+            let id = i.nextXattrId
+            i.nextXattrId += 1
+            let bytes = XattrHeader(valLen: UInt16(value.count), nameLen: UInt8(name.count)).encoded() + name + value
+            let hash = FNV1a.hash32(name)
+            var off = 0
+            var part: UInt8 = 0
+            while off < bytes.count {
+                let n = min(Format.btreeMaxValueLength, bytes.count - off)
+                cache.put(Self.xattrKey(ino, hash, id, part), Array(bytes[off..<(off + n)]))
+                off += n
+                part += 1
+            }
+            i.ctime = Self.now()
+            storeInode(ino, &i)
+        }
+    }
+
+    public func removexattr(_ ino: UInt64, name: [UInt8]) throws(FSError) {
+        try Self.checkXattrName(name)
+        try withLocks([ino], write: true) { () throws -> Void in
+            var i = try loadInode(ino)
+            guard let old = try findXattr(ino, name) else { throw FSError(FSError.ENODATA) }
+            for k in old.keys { cache.delete(k) }
+            i.ctime = Self.now()
+            storeInode(ino, &i)
+        }
+    }
+
+    /// Every xattr name of `ino` except the hidden `scoutfs.hide.` ones.
+    public func listxattr(_ ino: UInt64) throws(FSError) -> [[UInt8]] {
+        try withLocks([ino], write: false) { () throws -> [[UInt8]] in
+            _ = try loadInode(ino)
+            var out: [[UInt8]] = []
+            var pos = Self.xattrKey(ino, 0, 0, 0)
+            let end = Self.xattrKey(ino, .max, .max, .max)
+            while let it = try cache.next(from: pos, through: end) {
+                if it.key.fourth == 0, it.value.count >= XattrHeader.encodedSize,
+                    let h = try? XattrHeader.decode(Array(it.value[0..<XattrHeader.encodedSize])),
+                    it.value.count >= XattrHeader.encodedSize + Int(h.nameLen)
+                {
+                    let n = Array(it.value[XattrHeader.encodedSize..<(XattrHeader.encodedSize + Int(h.nameLen))])
+                    if !n.starts(with: Self.hidePrefix) { out.append(n) }
+                }
+                if it.key == end { break }
+                pos = it.key.incremented()
+            }
+            return out
+        }
+    }
+
+    // MARK: statfs
+
+    /// Totals from the server, in 4 KiB blocks for data and 64 KiB blocks for metadata.
+    public func totals() throws(FSError) -> ServerTotals {
+        try link.statfs()
+    }
+}

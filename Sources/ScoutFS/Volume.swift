@@ -1,0 +1,311 @@
+import Glibc
+public import ScoutBTree
+public import ScoutBlockIO
+public import ScoutFormat
+public import ScoutStorage
+import SystemPackage
+
+/// Attributes of an inode as the kernel sees them.
+public struct FileAttr: Equatable, Sendable {
+    public var ino: UInt64
+    public var size: UInt64
+    public var blocks: UInt64
+    public var atime: Timespec
+    public var mtime: Timespec
+    public var ctime: Timespec
+    public var crtime: Timespec
+    public var mode: UInt32
+    public var nlink: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var rdev: UInt32
+    public var dataVersion: UInt64
+    public var metaSeq: UInt64
+    public var dataSeq: UInt64
+}
+
+/// Counters shown by `scoutfs counters`.
+public struct VolumeCounters: Sendable {
+    public var commits: UInt64 = 0
+    public var commitItems: UInt64 = 0
+    public var forestReads: UInt64 = 0
+    public var lockRequests: UInt64 = 0
+    public var orphansDeleted: UInt64 = 0
+    public var dataBytesWritten: UInt64 = 0
+    public var dataBytesRead: UInt64 = 0
+}
+
+/// One mount of a volume: the client half of scoutfs (item cache, transactions, locks) and
+/// the POSIX operations on top of it.
+///
+/// Design note. Every operation first takes the cluster locks it needs (`withLocks`), then
+/// the state lock, then changes items in the cache; a commit writes the dirty items into this
+/// mount's log btree with blocks from its own allocators, writes them, and hands the roots to
+/// the server (COMMIT_LOG_TREES), which makes them durable before it replies. A commit runs
+/// on fsync, on `sync`, every `commitInterval` seconds, when the dirty items could exhaust
+/// the metadata pool, and before a lock with dirty items is given up. An operation that finds
+/// it needs another inode's lock (a name resolved to an inode) throws `needLocks` before it
+/// changes anything, and is run again with the larger set, locks taken in key order.
+///
+/// Deviations from the original: one state lock serialises the mount's item operations
+/// (FUSE sends few concurrent requests on two cores, measured); index and orphan items are
+/// written without taking their WRITE_ONLY cluster locks yet (a single mount needs none).
+public final class Volume: @unchecked Sendable {
+    // Invariant: every mutable property below is only touched with `state` held.
+    let state = PThreadLock()
+    public let meta: MetaDevice
+    let dataFD: FileDescriptor
+    let dataBlocks: UInt64
+    let link: any ServerLink
+    let cache: ItemCache
+    let forest: Forest
+    let locks: LockClient
+    var txn: LogTransaction
+    var inoNext: UInt64 = 0
+    var inoEnd: UInt64 = 0
+    var dataDirty = false
+    public let fmtVers: UInt64
+    public let fsid: UInt64
+    public internal(set) var counters = VolumeCounters()
+    /// Open handles per inode (files unlinked while open survive until the last release).
+    var openCounts: [UInt64: Int] = [:]
+    /// Kernel lookup references per inode.
+    var lookupCounts: [UInt64: UInt64] = [:]
+    /// Unlinked inodes whose deletion waits for their last open handle and kernel reference.
+    var pendingDelete: Set<UInt64> = []
+    /// Called (outside the state lock) after a lock is lost, with the inodes whose kernel
+    /// caches must be dropped.
+    public var kernelInvalidate: (@Sendable ([UInt64]) -> Void)?
+    var lastCommit = monotonicSeconds()
+    public var commitInterval: Double = 10
+    private var failed: FSError?
+
+    /// Mounts: opens the first transaction (GET_LOG_TREES).
+    public init(meta: MetaDevice, dataPath: String, fmtVers: UInt64, link: any ServerLink) throws(FSError) {
+        self.meta = meta
+        self.fsid = meta.fsid
+        self.fmtVers = fmtVers
+        self.link = link
+        do {
+            dataFD = try FileDescriptor.open(dataPath, .readWrite, options: [.closeOnExec])
+        } catch {
+            throw FSError((error as? Errno)?.rawValue ?? FSError.EIO, "open data device \(dataPath)")
+        }
+        var st = stat()
+        if fstat(dataFD.rawValue, &st) != 0 { throw FSError(Glibc.errno, "stat \(dataPath)") }
+        var size = UInt64(st.st_size)
+        if (st.st_mode & S_IFMT) == S_IFBLK {
+            var s: UInt64 = 0
+            _ = ioctl(dataFD.rawValue, 0x8008_1272, &s)  // BLKGETSIZE64
+            size = s
+        }
+        dataBlocks = size / UInt64(Format.smallBlockSize)
+        forest = Forest(device: meta, link: link)
+        cache = ItemCache(forest: forest)
+        locks = LockClient(link: link)
+        let lt = try link.getLogTrees()
+        do {
+            txn = try LogTransaction(device: meta, logTrees: lt)
+        } catch {
+            throw .store(error)
+        }
+        locks.onInvalidate = { [unowned self] range, to in self.lockInvalidated(range, to) }
+    }
+
+    deinit {
+        try? dataFD.close()
+    }
+
+    // MARK: locking
+
+    struct NeedLocks: Error {
+        var inos: [UInt64]
+    }
+
+    /// Runs `body` holding WRITE (or READ) on the inode groups of `inos` and the state lock.
+    func withLocks<R>(_ inos: [UInt64], write: Bool, _ body: () throws -> R) throws(FSError) -> R {
+        var want = Set(inos.map { LockRange.inode($0) })
+        let mode: LockMode = write ? .write : .read
+        for _ in 0..<16 {
+            let sorted = want.sorted()
+            var taken: [LockRange] = []
+            defer { for r in taken { locks.release(r, mode) } }
+            for r in sorted {
+                try locks.acquire(r, mode)
+                taken.append(r)
+            }
+            state.lock()
+            do {
+                if let failed { throw failed }
+                let r = try body()
+                try maybeCommit()
+                state.unlock()
+                return r
+            } catch let e as NeedLocks {
+                state.unlock()
+                for ino in e.inos { want.insert(.inode(ino)) }
+                continue
+            } catch let e as FSError {
+                state.unlock()
+                throw e
+            } catch {
+                state.unlock()
+                throw FSError(FSError.EIO, "\(error)")
+            }
+        }
+        throw FSError(FSError.EAGAIN, "locks kept changing")
+    }
+
+    /// Throws `NeedLocks` unless this mount holds the group lock of `ino` in `write` mode.
+    func requireLock(_ ino: UInt64, write: Bool) throws(NeedLocks) {
+        let held = locks.mode(.inode(ino))
+        if !LockClient.covers(held, write ? .write : .read) { throw NeedLocks(inos: [ino]) }
+    }
+
+    private func lockInvalidated(_ range: LockRange, _ to: LockMode) {
+        var inos: [UInt64] = []
+        state.withLock {
+            if to != .write, cache.hasDirty(in: range) {
+                do throws(FSError) {
+                    try commitLocked()
+                } catch {
+                    failed = error
+                }
+            }
+            if to == .null {
+                cache.invalidate(range)
+                if range.start.zone == KeyZone.fs {
+                    inos = lookupCounts.keys.filter { range.contains(Key(zone: KeyZone.fs, first: $0)) }
+                }
+            }
+        }
+        if !inos.isEmpty { kernelInvalidate?(inos) }
+    }
+
+    /// Called by the link when the server asks for a lock to be dropped.
+    public func invalidateLock(key: Key, to: LockMode) {
+        locks.invalidate(LockRange.covering(key), to: to)
+    }
+
+    // MARK: transactions
+
+    /// The seq written into this transaction's items.
+    var itemSeq: UInt64 { max(txn.logTrees.getTransSeq, locks.highestWriteSeq) }
+
+    /// Commits when the dirty items could exhaust the metadata pool, or when the interval passed.
+    func maybeCommit() throws(FSError) {
+        let needed = cache.dirtyCount * 2 + txn.dirtyCount + 64
+        if needed > txn.avail.count / 2 || cache.dirtyBytes > 64 << 20 {
+            try commitLocked()
+        }
+    }
+
+    /// Commits the current transaction (fsync, sync, timer).
+    public func sync() throws(FSError) {
+        try state.withLock { () throws(FSError) in
+            if let failed { throw failed }
+            try commitLocked()
+        }
+    }
+
+    /// Commits if the timer is due; called by the daemon's commit thread.
+    public func commitIfDue() {
+        state.withLock {
+            if monotonicSeconds() - lastCommit >= commitInterval {
+                do throws(FSError) {
+                    try commitLocked()
+                } catch {
+                    failed = error
+                }
+            }
+        }
+    }
+
+    func commitLocked() throws(FSError) {
+        lastCommit = monotonicSeconds()
+        if cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
+        let seq = itemSeq
+        let items = cache.dirtyItems()
+        let tree = BTree(store: txn)
+        var lt = txn.logTrees
+        var root = lt.itemRoot
+        var bloomKeys = Set<Key>()
+        do {
+            for (k, v) in items {
+                if let v {
+                    try tree.force(&root, k, v, seq: seq, flags: 0)
+                } else {
+                    try tree.force(&root, k, [], seq: seq, flags: Format.itemFlagDeletion)
+                }
+                bloomKeys.insert(LockRange.covering(k).start)
+            }
+        } catch {
+            throw .btree(error)
+        }
+        if !bloomKeys.isEmpty {
+            var bref = lt.bloomRef
+            do {
+                let b = try txn.dirty(&bref, magic: .bloom)
+                for k in bloomKeys { Bloom.set(b, k) }
+            } catch {
+                throw .store(error)
+            }
+            lt.bloomRef = bref
+        }
+        lt.itemRoot = root
+        if !items.isEmpty { lt.maxItemSeq = max(lt.maxItemSeq, seq) }
+        lt.dataAvail = txn.logTrees.dataAvail
+        lt.dataFreed = txn.logTrees.dataFreed
+        txn.logTrees = lt
+        if dataDirty {
+            if fsync(dataFD.rawValue) != 0 { throw FSError(Glibc.errno, "fsync of the data device") }
+            dataDirty = false
+        }
+        let written: LogTrees
+        do {
+            written = try txn.write()
+        } catch {
+            failed = .store(error)
+            throw .store(error)
+        }
+        try link.commitLogTrees(written)
+        counters.commits += 1
+        counters.commitItems += UInt64(items.count)
+        cache.committed()
+        forest.invalidateRoots()
+        let next = try link.getLogTrees()
+        do {
+            txn = try LogTransaction(device: meta, logTrees: next)
+        } catch {
+            failed = .store(error)
+            throw .store(error)
+        }
+    }
+
+    /// Final commit and farewell (a clean unmount).
+    public func unmount() throws(FSError) {
+        try sync()
+        try link.farewell()
+    }
+
+    // MARK: inode numbers
+
+    func allocInode() throws(FSError) -> UInt64 {
+        if inoNext >= inoEnd {
+            let (ino, nr) = try link.allocInodes(count: Format.lockInodeGroupNr * 10)
+            if nr == 0 { throw FSError(FSError.ENOSPC, "inode numbers exhausted") }
+            inoNext = ino
+            inoEnd = ino + nr
+        }
+        defer { inoNext += 1 }
+        return inoNext
+    }
+
+    // MARK: time
+
+    static func now() -> Timespec {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timespec(sec: UInt64(ts.tv_sec), nsec: UInt32(ts.tv_nsec))
+    }
+}

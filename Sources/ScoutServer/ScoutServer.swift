@@ -1,1 +1,0 @@
-// ScoutServer: see docs/architecture.md

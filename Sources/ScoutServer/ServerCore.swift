@@ -1,0 +1,414 @@
+import ScoutAlloc
+public import ScoutBTree
+public import ScoutBlockIO
+public import ScoutFormat
+public import ScoutStorage
+
+/// Why the server refused or failed a request; carries the errno the wire reply uses.
+public struct ServerError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var errno: Int32
+    public var message: String
+
+    public init(errno: Int32, _ message: String) {
+        self.errno = errno
+        self.message = message
+    }
+
+    public var description: String { "\(message) (errno \(errno))" }
+
+    static func store(_ e: BlockStoreError) -> ServerError {
+        switch e {
+        case .noSpace: return ServerError(errno: 28, "metadata device full")
+        case .io(let errno, let blkno): return ServerError(errno: errno, "I/O error at meta blkno \(blkno)")
+        case .format(let f): return ServerError(errno: 5, "corrupt metadata: \(f)")
+        }
+    }
+
+    static func btree(_ e: BTreeError) -> ServerError {
+        switch e {
+        case .store(let s): return store(s)
+        default: return ServerError(errno: 5, "corrupt metadata: \(e)")
+        }
+    }
+
+    static func alloc(_ e: AllocError) -> ServerError {
+        switch e {
+        case .btree(let b): return btree(b)
+        default: return ServerError(errno: 5, "allocator: \(e)")
+        }
+    }
+}
+
+/// What a mount sees of the server's persistent state when it opens a transaction or reads.
+public struct StableRoots: Equatable, Sendable {
+    public var fsRoot: BTreeRoot
+    public var logsRoot: BTreeRoot
+    public var srchRoot: BTreeRoot
+
+    public init(fsRoot: BTreeRoot, logsRoot: BTreeRoot, srchRoot: BTreeRoot) {
+        self.fsRoot = fsRoot
+        self.logsRoot = logsRoot
+        self.srchRoot = srchRoot
+    }
+}
+
+/// Totals for statfs.
+public struct ServerStatfs: Equatable, Sendable {
+    public var uuid: [UInt8]
+    public var totalMetaBlocks: UInt64
+    public var freeMetaBlocks: UInt64
+    public var totalDataBlocks: UInt64
+    public var freeDataBlocks: UInt64
+    public var inodeCount: UInt64
+}
+
+/// The server's shared persistent state and its request handlers, without any networking.
+///
+/// Design note. Every handler that changes persistent state ends in a server commit (the super
+/// block is written) before it returns, as in the original: a client that got a reply can rely
+/// on it after any crash. The state lives in one `MetaTransaction`.
+///
+/// - Sequence numbers all come from `super.seq` (the core seq): transaction seqs, lock
+///   write seqs. A commit persists the counter, and a committed log tree's `max_item_seq`
+///   pushes it up, so a new server never hands out a seq below a logged item.
+/// - Mount allocators: GET_LOG_TREES moves the mount's committed `meta_freed` blknos into the
+///   server's freed list (allocatable after this commit), its `data_freed` extents back into
+///   `data_alloc`, and tops `meta_avail` up from the server's avail (refilled from
+///   `meta_alloc`) and `data_avail` from `data_alloc`.
+///
+/// Deviations from the original: the server's own metadata allocator is the single avail list
+/// of `MetaTransaction` (refilled from `meta_alloc[0]`, then `[1]`); freed meta blocks do not go
+/// back into the `meta_alloc` extent trees. Log trees are never finalized or merged yet, so the
+/// forest is the fs root plus one log tree per mount.
+public final class ServerCore {
+    public let txn: MetaTransaction
+    /// Fill targets for a mount's allocators (blocks).
+    public var metaAvailTarget = 2048
+    public var metaAvailLow = 1024
+    public var dataAvailTarget: UInt64 = 262_144  // 1 GiB of 4 KiB blocks
+    public var dataAvailLow: UInt64 = 65_536
+    /// The server keeps at least this many blocks in its own avail list.
+    public var serverAvailLow = 512
+
+    public init(txn: MetaTransaction) {
+        self.txn = txn
+    }
+
+    public var superBlock: SuperBlock { txn.superBlock }
+
+    // MARK: seqs and commits
+
+    /// The next core seq.
+    public func nextSeq() -> UInt64 {
+        txn.superBlock.seq += 1
+        return txn.superBlock.seq
+    }
+
+    /// Writes the server's changes and the super block.
+    public func commit() throws(ServerError) {
+        do {
+            try refillServerAvail()
+            try txn.commit()
+        } catch let e as ServerError {
+            throw e
+        } catch let e as BlockStoreError {
+            throw .store(e)
+        } catch {
+            throw ServerError(errno: 5, "\(error)")
+        }
+    }
+
+    private func refillServerAvail() throws(ServerError) {
+        guard txn.avail.count < serverAvailLow else { return }
+        let alloc = ExtentAllocator(store: txn)
+        var sb = txn.superBlock
+        defer { txn.superBlock.metaAlloc = sb.metaAlloc }
+        for i in 0..<sb.metaAlloc.count {
+            while txn.avail.count < serverAvailLow * 4 {
+                let ext: Extent?
+                do {
+                    ext = try alloc.allocate(&sb.metaAlloc[i], count: UInt64(serverAvailLow * 4 - txn.avail.count))
+                } catch {
+                    throw .alloc(error)
+                }
+                guard let ext else { break }
+                txn.addAvail(ext.start..<(ext.start + ext.len))
+            }
+        }
+    }
+
+    /// Takes `count` metadata blknos for a mount's list, from the server's avail list (refilled
+    /// from `meta_alloc`); fewer when the device is full.
+    private func takeMetaBlocks(_ count: Int) throws(ServerError) -> [UInt64] {
+        var out: [UInt64] = []
+        let alloc = ExtentAllocator(store: txn)
+        var roots = txn.superBlock.metaAlloc
+        defer { txn.superBlock.metaAlloc = roots }
+        for i in 0..<roots.count where out.count < count {
+            while out.count < count {
+                let ext: Extent?
+                do {
+                    ext = try alloc.allocate(&roots[i], count: UInt64(count - out.count))
+                } catch {
+                    throw .alloc(error)
+                }
+                guard let ext else { break }
+                out.append(contentsOf: ext.start..<(ext.start + ext.len))
+            }
+        }
+        if out.count < count {
+            // leave the server enough blocks for its own commits
+            let spare = max(0, txn.avail.count - serverAvailLow)
+            out.append(contentsOf: txn.takeAvail(min(spare, count - out.count)))
+        }
+        return out
+    }
+
+    // MARK: mounted clients
+
+    static func mountedClientKey(_ rid: UInt64) -> Key { Key(zone: KeyZone.mountedClient, first: rid) }
+
+    /// Records a mount on its first greeting (idempotent).
+    public func addMountedClient(rid: UInt64, addr: InetAddr, quorum: Bool) throws(ServerError) {
+        let tree = BTree(store: txn)
+        var root = txn.superBlock.mountedClients
+        let val = MountedClientValue(addr: addr, flags: quorum ? MountedClientValue.flagQuorum : 0)
+        do {
+            try tree.force(&root, Self.mountedClientKey(rid), val.encoded())
+        } catch {
+            throw .btree(error)
+        }
+        txn.superBlock.mountedClients = root
+        try commit()
+    }
+
+    /// The rids of every mount the volume records as mounted.
+    public func mountedClients() throws(ServerError) -> [UInt64: MountedClientValue] {
+        var out: [UInt64: MountedClientValue] = [:]
+        let tree = BTree(store: txn)
+        do {
+            try tree.forEach(txn.superBlock.mountedClients, from: Key(zone: KeyZone.mountedClient), through: Key(zone: KeyZone.mountedClient, first: .max, type: .max, second: .max, third: .max, fourth: .max)) { b, off in
+                if let v = try? MountedClientValue.decode(b.value(at: off)) { out[b.key(at: off).first] = v }
+                return true
+            }
+        } catch {
+            throw .btree(error)
+        }
+        return out
+    }
+
+    /// A clean unmount: the mount's resources are reclaimed, its mounted_client item deleted last.
+    public func farewell(rid: UInt64) throws(ServerError) {
+        let tree = BTree(store: txn)
+        var root = txn.superBlock.mountedClients
+        do {
+            if try tree.lookup(root, Self.mountedClientKey(rid)) != nil {
+                try tree.delete(&root, Self.mountedClientKey(rid))
+            }
+        } catch {
+            throw .btree(error)
+        }
+        txn.superBlock.mountedClients = root
+        try commit()
+    }
+
+    // MARK: inode numbers
+
+    /// A run of up to `count` inode numbers; nr 0 when they are exhausted.
+    public func allocInodes(count: UInt64) throws(ServerError) -> (ino: UInt64, nr: UInt64) {
+        let ino = txn.superBlock.nextIno
+        let nr = min(count, UInt64.max - ino)
+        txn.superBlock.nextIno = ino + nr
+        try commit()
+        return (ino, nr)
+    }
+
+    // MARK: log trees
+
+    static func logTreesKey(rid: UInt64, nr: UInt64) -> Key { Key(zone: KeyZone.logTrees, first: rid, second: nr) }
+
+    /// The newest log trees item of `rid`.
+    public func currentLogTrees(rid: UInt64) throws(ServerError) -> LogTrees? {
+        let tree = BTree(store: txn)
+        let item: BTreeItem?
+        do {
+            item = try tree.prev(txn.superBlock.logsRoot, Self.logTreesKey(rid: rid, nr: .max))
+        } catch {
+            throw .btree(error)
+        }
+        guard let item, item.key.zone == KeyZone.logTrees, item.key.first == rid else { return nil }
+        do {
+            return try LogTrees.decode(item.value)
+        } catch {
+            throw ServerError(errno: 5, "corrupt log_trees item for rid \(rid): \(error)")
+        }
+    }
+
+    private func storeLogTrees(_ lt: LogTrees) throws(ServerError) {
+        let tree = BTree(store: txn)
+        var root = txn.superBlock.logsRoot
+        do {
+            try tree.force(&root, Self.logTreesKey(rid: lt.rid, nr: lt.nr), lt.encoded())
+        } catch {
+            throw .btree(error)
+        }
+        txn.superBlock.logsRoot = root
+    }
+
+    /// GET_LOG_TREES: opens the mount's next transaction with filled allocators.
+    public func getLogTrees(rid: UInt64) throws(ServerError) -> LogTrees {
+        var lt: LogTrees
+        if let cur = try currentLogTrees(rid: rid), cur.flags & LogTrees.flagFinalized == 0 {
+            lt = cur
+        } else {
+            lt = LogTrees()
+            lt.rid = rid
+            lt.nr = (try currentLogTrees(rid: rid)?.nr ?? 0) + 1
+        }
+        try reclaimFreed(&lt)
+        try refillMetaAvail(&lt)
+        try refillDataAvail(&lt)
+        lt.getTransSeq = nextSeq()
+        try storeLogTrees(lt)
+        try commit()
+        return lt
+    }
+
+    /// COMMIT_LOG_TREES: makes a mount's written trees durable. A repeat of a commit that
+    /// already landed (the reply was lost) succeeds again.
+    public func commitLogTrees(_ lt: LogTrees) throws(ServerError) {
+        guard let cur = try currentLogTrees(rid: lt.rid), cur.nr == lt.nr else {
+            throw ServerError(errno: 22, "commit for rid \(lt.rid) nr \(lt.nr) that has no open log trees")
+        }
+        if cur.commitTransSeq == lt.getTransSeq && cur.getTransSeq == lt.getTransSeq { return }
+        guard cur.getTransSeq == lt.getTransSeq else {
+            throw ServerError(errno: 22, "commit of transaction seq \(lt.getTransSeq) for rid \(lt.rid), open is \(cur.getTransSeq)")
+        }
+        var next = lt
+        next.commitTransSeq = lt.getTransSeq
+        if next.maxItemSeq >= txn.superBlock.seq { txn.superBlock.seq = next.maxItemSeq }
+        txn.superBlock.inodeCount = UInt64(bitPattern: Int64(bitPattern: txn.superBlock.inodeCount) &+ Int64(bitPattern: lt.inodeCountDelta &- cur.inodeCountDelta))
+        try storeLogTrees(next)
+        try commit()
+    }
+
+    private func reclaimFreed(_ lt: inout LogTrees) throws(ServerError) {
+        if !lt.metaFreed.ref.isNull {
+            do {
+                let (blknos, listBlocks) = try AllocList.read(lt.metaFreed, from: txn)
+                txn.addFreed(blknos)
+                txn.addFreed(listBlocks)
+            } catch {
+                throw .store(error)
+            }
+            lt.metaFreed = AllocListHead()
+        }
+        if lt.dataFreed.totalLen > 0 || !lt.dataFreed.root.ref.isNull {
+            let alloc = ExtentAllocator(store: txn)
+            var core = txn.superBlock.dataAlloc
+            do {
+                while let ext = try alloc.allocate(&lt.dataFreed, count: .max) {
+                    try alloc.free(&core, ext)
+                }
+            } catch {
+                throw .alloc(error)
+            }
+            txn.superBlock.dataAlloc = core
+        }
+    }
+
+    private func refillMetaAvail(_ lt: inout LogTrees) throws(ServerError) {
+        guard lt.metaAvail.totalNr < UInt64(metaAvailLow) else { return }
+        var blknos: [UInt64] = []
+        var oldBlocks: [UInt64] = []
+        if !lt.metaAvail.ref.isNull {
+            do {
+                (blknos, oldBlocks) = try AllocList.read(lt.metaAvail, from: txn)
+            } catch {
+                throw .store(error)
+            }
+        }
+        blknos.append(contentsOf: try takeMetaBlocks(metaAvailTarget - blknos.count))
+        txn.addFreed(oldBlocks)
+        let need = AllocList.blocksNeeded(blknos.count)
+        var listBlknos: [UInt64] = []
+        for _ in 0..<need {
+            do {
+                listBlknos.append(try txn.allocate())
+            } catch {
+                throw .store(error)
+            }
+        }
+        let seqs = listBlknos.map { _ in txn.newBlockSeq() }
+        let (head, blocks) = AllocList.build(blknos, at: listBlknos, fsid: txn.device.fsid, seqs: seqs)
+        txn.adopt(blocks)
+        lt.metaAvail = head
+    }
+
+    private func refillDataAvail(_ lt: inout LogTrees) throws(ServerError) {
+        guard lt.dataAvail.totalLen < dataAvailLow else { return }
+        let alloc = ExtentAllocator(store: txn)
+        var core = txn.superBlock.dataAlloc
+        do {
+            while lt.dataAvail.totalLen < dataAvailTarget,
+                let ext = try alloc.allocate(&core, count: dataAvailTarget - lt.dataAvail.totalLen)
+            {
+                try alloc.free(&lt.dataAvail, ext)
+            }
+        } catch {
+            throw .alloc(error)
+        }
+        txn.superBlock.dataAlloc = core
+    }
+
+    // MARK: reads
+
+    /// GET_ROOTS: the roots of the last committed super.
+    public func stableRoots() -> StableRoots {
+        let sb = txn.committed
+        return StableRoots(fsRoot: sb.fsRoot, logsRoot: sb.logsRoot, srchRoot: sb.srchRoot)
+    }
+
+    /// GET_LAST_SEQ: one less than the smallest open transaction seq of any mount, or the
+    /// current core seq when none is open.
+    public func lastSeq() throws(ServerError) -> UInt64 {
+        var least = txn.superBlock.seq + 1
+        let tree = BTree(store: txn)
+        let clients = try mountedClients()
+        do {
+            for rid in clients.keys {
+                if let item = try tree.prev(txn.superBlock.logsRoot, Self.logTreesKey(rid: rid, nr: .max)),
+                    item.key.zone == KeyZone.logTrees, item.key.first == rid,
+                    let lt = try? LogTrees.decode(item.value), lt.getTransSeq > lt.commitTransSeq
+                {
+                    least = min(least, lt.getTransSeq)
+                }
+            }
+        } catch {
+            throw .btree(error)
+        }
+        return least - 1
+    }
+
+    /// STATFS totals. Free blocks count the core allocators and every mount's pools.
+    public func statfs() throws(ServerError) -> ServerStatfs {
+        let sb = txn.superBlock
+        var freeMeta = sb.metaAlloc.reduce(0) { $0 + $1.totalLen } + UInt64(txn.avail.count)
+        var freeData = sb.dataAlloc.totalLen
+        let tree = BTree(store: txn)
+        do {
+            try tree.forEach(sb.logsRoot) { b, off in
+                if let lt = try? LogTrees.decode(b.value(at: off)) {
+                    freeMeta += lt.metaAvail.totalNr
+                    freeData += lt.dataAvail.totalLen + lt.dataFreed.totalLen
+                }
+                return true
+            }
+        } catch {
+            throw .btree(error)
+        }
+        return ServerStatfs(
+            uuid: sb.uuid, totalMetaBlocks: sb.totalMetaBlocks, freeMetaBlocks: freeMeta,
+            totalDataBlocks: sb.totalDataBlocks, freeDataBlocks: freeData, inodeCount: sb.inodeCount)
+    }
+}
