@@ -37,10 +37,10 @@ extension Volume {
         var pos = Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent, second: from)
         let end = Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent, second: .max, third: .max, fourth: .max)
         while let it = try cache.next(from: pos, through: end) {
-            guard it.key.third > 0, it.key.third <= it.key.second + 1, let v = try? DataExtentValue.decode(it.value) else {
+            guard it.key.third > 0, it.key.third - 1 <= it.key.second, let v = try? DataExtentValue.decode(it.value) else {
                 throw FSError(FSError.EIO, "corrupt extent item \(it.key)")
             }
-            let e = FileExtent(start: it.key.second - it.key.third + 1, len: it.key.third, blkno: v.blkno, flags: v.flags)
+            let e = FileExtent(start: it.key.second - (it.key.third - 1), len: it.key.third, blkno: v.blkno, flags: v.flags)
             if e.start > through { break }
             out.append(e)
             if it.key == end { break }

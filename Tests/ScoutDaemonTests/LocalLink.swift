@@ -1,0 +1,90 @@
+import Glibc
+import ScoutBlockIO
+import ScoutFS
+import ScoutFormat
+import ScoutServer
+import ScoutStorage
+import ScoutTestSupport
+
+/// A ServerLink that calls a ServerCore in process (no network): lets the client/server split
+/// be tested without sockets.
+final class LocalLink: ServerLink, @unchecked Sendable {
+    // Invariant: `core` and `lockState` are only used inside `mutex`.
+    let mutex: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
+    let core: ServerCore
+    var lockState = LockServerState()
+    let rid: UInt64
+
+    init(core: ServerCore, rid: UInt64) {
+        self.core = core
+        self.rid = rid
+    }
+
+    private func run<R>(_ body: () throws(ServerError) -> R) throws(FSError) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        do {
+            return try body()
+        } catch {
+            throw FSError(error.errno, error.message)
+        }
+    }
+
+    func getRoots() throws(FSError) -> ForestRoots {
+        try run { () throws(ServerError) in let r = core.stableRoots(); return ForestRoots(fsRoot: r.fsRoot, logsRoot: r.logsRoot, srchRoot: r.srchRoot) }
+    }
+    func getLogTrees() throws(FSError) -> LogTrees { try run { () throws(ServerError) in try core.getLogTrees(rid: rid) } }
+    func commitLogTrees(_ lt: LogTrees) throws(FSError) { try run { () throws(ServerError) in try core.commitLogTrees(lt) } }
+    func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { try run { () throws(ServerError) in try core.allocInodes(count: count) } }
+    func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
+        try run { () throws(ServerError) -> UInt64 in
+            let acts = lockState.request(rid: rid, key: key, old: old, new: new, nextSeq: { core.nextSeq() })
+            for a in acts { if case .grant(_, _, _, _, let seq) = a { return seq } }
+            throw ServerError(errno: 5, "lock not granted at once in a single-mount test")
+        }
+    }
+    func lastSeq() throws(FSError) -> UInt64 { try run { () throws(ServerError) in try core.lastSeq() } }
+    func statfs() throws(FSError) -> ServerTotals {
+        try run { () throws(ServerError) in
+            let s = try core.statfs()
+            return ServerTotals(uuid: s.uuid, totalMetaBlocks: s.totalMetaBlocks, freeMetaBlocks: s.freeMetaBlocks, totalDataBlocks: s.totalDataBlocks, freeDataBlocks: s.freeDataBlocks, inodeCount: s.inodeCount)
+        }
+    }
+    func farewell() throws(FSError) { try run { () throws(ServerError) in try core.farewell(rid: rid) } }
+}
+
+/// A freshly made volume on sparse temp files.
+struct TestVolume {
+    let dir: String
+    let meta: String
+    let data: String
+    let fsid: UInt64
+
+    static func make(metaSize: UInt64 = 2 << 30, dataSize: UInt64 = 2 << 30) throws -> TestVolume {
+        let dir = try TempDir.make(prefix: "scoutfs-vol")
+        let meta = dir + "/meta"
+        let data = dir + "/data"
+        try TempDir.sparseFile(meta, size: metaSize)
+        try TempDir.sparseFile(data, size: dataSize)
+        var o = MkfsOptions(metaPath: meta, dataPath: data, slots: [0: InetAddr(ipv4: 0x7f00_0001, port: 12000)])
+        o.allowSmallSize = true
+        o.force = true
+        let fsid = UInt64.random(in: 1...UInt64.max)
+        try Mkfs.run(o, now: Timespec(sec: 1), fsid: fsid, uuid: Array(repeating: 7, count: 16), out: { _ in }, err: { _ in })
+        return TestVolume(dir: dir, meta: meta, data: data, fsid: fsid)
+    }
+
+    /// Opens the server state and one mount on it.
+    func mount(rid: UInt64 = 0x1234) throws -> (Volume, LocalLink) {
+        let metaDev = try FileBlockDevice(path: meta, writable: true)
+        let md = MetaDevice(device: metaDev, fsid: fsid)
+        let core = ServerCore(txn: try MetaTransaction(device: md))
+        let link = LocalLink(core: core, rid: rid)
+        let vol = try Volume(meta: md, dataPath: data, fmtVers: 2, link: link)
+        return (vol, link)
+    }
+}
