@@ -111,7 +111,6 @@ public final class FUSESession<FS: FileSystemOperations>: Sendable {
         let buffers = ThreadBuffers(
             maxWrite: Int(config.maxWrite), maxData: max(Int(config.maxWrite), Int(config.maxPages) * 4096))
         let reply = ReplyWriter(fd: core.fd, buffers: buffers, core: core)
-        defer { core.readerExited() }
         while true {
             core.idleReaders.add(1, ordering: .relaxed)
             let n = Glibc.read(core.fd, buffers.readStart, buffers.readLength)
@@ -120,10 +119,12 @@ public final class FUSESession<FS: FileSystemOperations>: Sendable {
             if n <= 0 {
                 if n < 0 && (e == EINTR || e == EAGAIN || e == ENOENT) { continue }
                 core.connectionEnded(n == 0 ? ENODEV : e)
+                core.readerExited()
                 return
             }
             core.requests.add(1, ordering: .relaxed)
             self.handle(UnsafeRawBufferPointer(start: buffers.readStart, count: n), reply: reply)
+            // A surplus spare leaves (shouldRetire already gave up its thread slot).
             if core.shouldRetire() { return }
         }
     }

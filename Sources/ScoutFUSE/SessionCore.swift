@@ -126,6 +126,7 @@ final class SessionCore: @unchecked Sendable {
     }
 
     /// Whether the calling reader, having just finished a request, should exit because it is a surplus spare.
+    /// If so its thread slot is released here (the reader must then not call ``readerExited()``).
     func shouldRetire() -> Bool {
         guard self.idleReaders.load(ordering: .relaxed) > 0 else { return false }
         return self.lock.locked {

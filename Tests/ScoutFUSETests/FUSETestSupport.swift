@@ -96,6 +96,11 @@ final class TestThread: Sendable {
         }
         let shared = self.shared
         let box = Unmanaged.passRetained(Box {
+            // Threads inherit the creator's signal mask, and the test runner's threads may block signals.
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGUSR1)
+            pthread_sigmask(SIG_UNBLOCK, &set, nil)
             let r = body()
             shared.result.withLock { $0 = r }
         }).toOpaque()
@@ -198,3 +203,5 @@ func renameat2(_ from: String, _ to: String, flags: UInt32) -> Int32 {
 /// `UTIME_NOW` and `UTIME_OMIT` (macros Swift does not import).
 let utimeNow = (1 << 30) - 1
 let utimeOmit = (1 << 30) - 2
+/// `AT_EMPTY_PATH` (hidden behind _GNU_SOURCE).
+let atEmptyPath: Int32 = 0x1000
