@@ -1,6 +1,7 @@
 import CFuseKernel
 import Glibc
 import Logging
+import Synchronization
 
 // Opcode dispatch: parse a request, call the filesystem, reply exactly once.
 
@@ -65,6 +66,10 @@ extension FUSESession {
             return
         default:
             break
+        }
+        guard self.core.initialized.load(ordering: .acquiring) else {
+            reply.error(h.unique, EIO)
+            return
         }
 
         if let requeue = self.core.interrupts.begin(h.unique) {

@@ -124,6 +124,10 @@ public final class FUSESession<FS: FileSystemOperations>: Sendable {
             }
             core.requests.add(1, ordering: .relaxed)
             self.handle(UnsafeRawBufferPointer(start: buffers.readStart, count: n), reply: reply)
+            if core.ending.load(ordering: .acquiring) {
+                core.readerExited()
+                return
+            }
             // A surplus spare leaves (shouldRetire already gave up its thread slot).
             if core.shouldRetire() { return }
         }

@@ -44,6 +44,10 @@ final class SessionCore: @unchecked Sendable {
     let interrupts = InterruptTable()
     let idleReaders = Atomic<Int>(0)
     let requests = Atomic<UInt64>(0)
+    /// Set once INIT was answered successfully.
+    let initialized = Atomic<Bool>(false)
+    /// Set once the connection ended (or INIT failed for good): readers leave after their current request.
+    let ending = Atomic<Bool>(false)
     let lock = ConditionLock()
 
     // guarded by lock
@@ -146,6 +150,7 @@ final class SessionCore: @unchecked Sendable {
             self.lock.broadcast()
             return true
         }
+        self.ending.store(true, ordering: .releasing)
         if first {
             self.logger.debug("FUSE connection ended", metadata: ["errno": "\(errno)"])
             self.interrupts.endAll()
@@ -161,6 +166,7 @@ final class SessionCore: @unchecked Sendable {
             self.connection = info
             self.lock.broadcast()
         }
+        self.initialized.store(true, ordering: .releasing)
     }
 
     var connectionInfo: FUSEConnectionInfo? { self.lock.locked { self.connection } }
