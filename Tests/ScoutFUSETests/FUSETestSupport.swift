@@ -205,3 +205,14 @@ let utimeNow = (1 << 30) - 1
 let utimeOmit = (1 << 30) - 2
 /// `AT_EMPTY_PATH` (hidden behind _GNU_SOURCE).
 let atEmptyPath: Int32 = 0x1000
+
+/// The filesystem type of the mount at `path`, from /proc/self/mounts (no request to the mount).
+func mountType(_ path: String) -> String? {
+    guard let text = try? TempDir.readText("/proc/self/mounts") else { return nil }
+    var found: String?
+    for line in text.split(separator: "\n") {
+        let f = line.split(separator: " ")
+        if f.count >= 3 && f[1] == path { found = String(f[2]) }
+    }
+    return found
+}

@@ -10,9 +10,10 @@ final class MemoryFileSystem: FileSystemOperations {
         var attr: FileAttributes
         var data: [UInt8] = []
         var target: [UInt8] = []
-        var entries: [(cookie: UInt64, name: [UInt8])] = []
+        /// Names in creation order; removed names leave a nil (tombstone). Entry i has readdir cookie i + 3.
+        var entries: [[UInt8]?] = []
         var index: [[UInt8]: UInt64] = [:]
-        var nextCookie: UInt64 = 3
+        var slot: [[UInt8]: Int] = [:]
         var parent: UInt64 = FUSEProtocol.rootNodeID
         var xattrs: [[UInt8]: [UInt8]] = [:]
         var lookups: UInt64 = 0
@@ -86,7 +87,7 @@ final class MemoryFileSystem: FileSystemOperations {
         self.state.withLock { s in
             let n = Array(name.utf8)
             guard let ino = s.nodes[parent]?.index.removeValue(forKey: n) else { return }
-            s.nodes[parent]?.entries.removeAll { $0.name == n }
+            if let i = s.nodes[parent]?.slot.removeValue(forKey: n) { s.nodes[parent]?.entries[i] = nil }
             s.nodes[ino]?.attr.nlink -= 1
         }
     }
@@ -104,16 +105,16 @@ final class MemoryFileSystem: FileSystemOperations {
             attributeTimeout: self.attributeTimeout)
     }
 
-    private func directory(_ s: inout State, _ ino: UInt64) throws -> Node {
+    /// Checks that `ino` is a directory. (Returns nothing on purpose: a local copy of a node would make every
+    /// later in-place change copy its name tables.)
+    private func directory(_ s: inout State, _ ino: UInt64) throws {
         guard let node = s.nodes[ino] else { throw FUSEError.noEntry }
         guard node.isDirectory else { throw FUSEError.notDirectory }
-        return node
     }
 
     private func addName(_ s: inout State, _ parent: UInt64, _ name: [UInt8], _ ino: UInt64) {
-        let cookie = s.nodes[parent]!.nextCookie
-        s.nodes[parent]!.nextCookie += 1
-        s.nodes[parent]!.entries.append((cookie, name))
+        s.nodes[parent]!.slot[name] = s.nodes[parent]!.entries.count
+        s.nodes[parent]!.entries.append(name)
         s.nodes[parent]!.index[name] = ino
         let now = FileTime.now()
         s.nodes[parent]!.attr.mtime = now
@@ -122,7 +123,7 @@ final class MemoryFileSystem: FileSystemOperations {
 
     private func removeName(_ s: inout State, _ parent: UInt64, _ name: [UInt8]) {
         s.nodes[parent]!.index[name] = nil
-        s.nodes[parent]!.entries.removeAll { $0.name == name }
+        if let i = s.nodes[parent]!.slot.removeValue(forKey: name) { s.nodes[parent]!.entries[i] = nil }
         let now = FileTime.now()
         s.nodes[parent]!.attr.mtime = now
         s.nodes[parent]!.attr.ctime = now
@@ -136,8 +137,8 @@ final class MemoryFileSystem: FileSystemOperations {
         _ s: inout State, _ ctx: RequestContext, parent: UInt64?, name: [UInt8], mode: UInt32, rdev: UInt32 = 0
     ) throws -> UInt64 {
         if let parent {
-            let dir = try self.directory(&s, parent)
-            guard dir.index[name] == nil else { throw FUSEError.exists }
+            try self.directory(&s, parent)
+            guard s.nodes[parent]!.index[name] == nil else { throw FUSEError.exists }
             guard name.count <= 255 else { throw FUSEError(ENAMETOOLONG) }
         }
         let ino = s.nextIno
@@ -182,14 +183,14 @@ final class MemoryFileSystem: FileSystemOperations {
         let n = name.bytes
         return try self.state.withLock { s in
             self.tick(&s, .lookup)
-            let dir = try self.directory(&s, parent)
+            try self.directory(&s, parent)
             let ino: UInt64
             if n == Array(".".utf8) {
                 ino = parent
             } else if n == Array("..".utf8) {
-                ino = dir.parent
+                ino = s.nodes[parent]!.parent
             } else {
-                guard let i = dir.index[n] else { throw FUSEError.noEntry }
+                guard let i = s.nodes[parent]!.index[n] else { throw FUSEError.noEntry }
                 ino = i
             }
             return self.entry(&s, ino)
@@ -285,8 +286,8 @@ final class MemoryFileSystem: FileSystemOperations {
         let n = name.bytes
         try self.state.withLock { s in
             self.tick(&s, .unlink)
-            let dir = try self.directory(&s, parent)
-            guard let ino = dir.index[n] else { throw FUSEError.noEntry }
+            try self.directory(&s, parent)
+            guard let ino = s.nodes[parent]!.index[n] else { throw FUSEError.noEntry }
             guard !s.nodes[ino]!.isDirectory else { throw FUSEError.isDirectory }
             self.removeName(&s, parent, n)
             s.nodes[ino]!.attr.nlink -= 1
@@ -299,8 +300,8 @@ final class MemoryFileSystem: FileSystemOperations {
         let n = name.bytes
         try self.state.withLock { s in
             self.tick(&s, .rmdir)
-            let dir = try self.directory(&s, parent)
-            guard let ino = dir.index[n] else { throw FUSEError.noEntry }
+            try self.directory(&s, parent)
+            guard let ino = s.nodes[parent]!.index[n] else { throw FUSEError.noEntry }
             guard s.nodes[ino]!.isDirectory else { throw FUSEError.notDirectory }
             guard s.nodes[ino]!.index.isEmpty else { throw FUSEError.notEmpty }
             self.removeName(&s, parent, n)
@@ -318,10 +319,10 @@ final class MemoryFileSystem: FileSystemOperations {
         let to = newName.bytes
         try self.state.withLock { s in
             self.tick(&s, .rename)
-            let src = try self.directory(&s, parent)
-            let dst = try self.directory(&s, newParent)
-            guard let ino = src.index[from] else { throw FUSEError.noEntry }
-            let target = dst.index[to]
+            try self.directory(&s, parent)
+            try self.directory(&s, newParent)
+            guard let ino = s.nodes[parent]!.index[from] else { throw FUSEError.noEntry }
+            let target = s.nodes[newParent]!.index[to]
             let srcIsDir = s.nodes[ino]!.isDirectory
             if flags.contains(.exchange) {
                 guard let other = target else { throw FUSEError.noEntry }
@@ -375,8 +376,8 @@ final class MemoryFileSystem: FileSystemOperations {
             self.tick(&s, .link)
             guard let node = s.nodes[nodeID] else { throw FUSEError.noEntry }
             guard !node.isDirectory else { throw FUSEError.notPermitted }
-            let dir = try self.directory(&s, newParent)
-            guard dir.index[n] == nil else { throw FUSEError.exists }
+            try self.directory(&s, newParent)
+            guard s.nodes[newParent]!.index[n] == nil else { throw FUSEError.exists }
             self.addName(&s, newParent, n, nodeID)
             s.nodes[nodeID]!.attr.nlink += 1
             s.nodes[nodeID]!.attr.ctime = FileTime.now()
@@ -519,7 +520,7 @@ final class MemoryFileSystem: FileSystemOperations {
     func opendir(_ context: RequestContext, nodeID: UInt64, flags: Int32) throws -> OpenReply {
         try self.state.withLock { s in
             self.tick(&s, .opendir)
-            _ = try self.directory(&s, nodeID)
+            try self.directory(&s, nodeID)
             return OpenReply(fileHandle: 0)
         }
     }
@@ -530,14 +531,18 @@ final class MemoryFileSystem: FileSystemOperations {
     ) throws {
         try self.state.withLock { s in
             self.tick(&s, buffer.isPlus ? .readdirplus : .readdir)
-            let dir = try self.directory(&s, nodeID)
+            try self.directory(&s, nodeID)
+            let dir = s.nodes[nodeID]!  // read-only copy; the loop below mutates only other nodes' lookup counts
             if offset < 1 {
                 guard buffer.append(name: ".", ino: nodeID, mode: S_IFDIR, nextOffset: 1) else { return }
             }
             if offset < 2 {
                 guard buffer.append(name: "..", ino: dir.parent, mode: S_IFDIR, nextOffset: 2) else { return }
             }
-            for (cookie, name) in dir.entries where cookie > offset {
+            let first = max(0, Int(offset) - 2)
+            for i in first..<dir.entries.count {
+                guard let name = dir.entries[i] else { continue }
+                let cookie = UInt64(i + 3)
                 let ino = dir.index[name]!
                 let attr = s.nodes[ino]!.attr
                 let entry: EntryReply? =
@@ -581,7 +586,7 @@ final class MemoryFileSystem: FileSystemOperations {
     func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
         try self.state.withLock { s in
             self.tick(&s, .tmpfile)
-            _ = try self.directory(&s, parent)
+            try self.directory(&s, parent)
             let ino = try self.makeNode(&s, context, parent: nil, name: [], mode: mode & ~umask)
             s.nodes[ino]!.parent = parent
             let fh = s.nextHandle

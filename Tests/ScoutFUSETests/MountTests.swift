@@ -10,6 +10,7 @@ struct MountTests {
     func basicOperations() throws {
         let fs = MemoryFileSystem()
         let (_, end) = try withMounted(fs) { m in
+            #expect(mountType(m.mountpoint) == "fuse.scoutfs")
             // root
             let (root, rootErr) = statPath(m.mountpoint)
             #expect(rootErr == 0)

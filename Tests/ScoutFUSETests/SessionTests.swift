@@ -124,6 +124,7 @@ struct SessionTests {
         var loopPath = ""
         let (_, end) = try withMounted(fs, blockDevice: true) { m in
             loopPath = try #require(m.loop?.path)
+            #expect(mountType(m.mountpoint) == "fuseblk.scoutfs")
             let (st, err) = statPath(m.mountpoint)
             #expect(err == 0)
             // st_dev of a fuseblk mount is the loop device
