@@ -6,6 +6,11 @@
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 static inline unsigned long cfk_fuse_dev_ioc_clone(void) { return FUSE_DEV_IOC_CLONE; }
 static inline unsigned long cfk_loop_ctl_get_free(void) { return LOOP_CTL_GET_FREE; }
@@ -15,4 +20,28 @@ static inline unsigned long cfk_loop_set_status64(void) { return LOOP_SET_STATUS
 static inline unsigned long cfk_loop_clr_fd(void) { return LOOP_CLR_FD; }
 static inline int cfk_ioctl_ulong(int fd, unsigned long req, unsigned long arg) { return ioctl(fd, req, arg); }
 static inline int cfk_ioctl_ptr(int fd, unsigned long req, void *arg) { return ioctl(fd, req, arg); }
+/* names the calling thread (prctl is variadic, so Swift cannot call it) */
+static inline int cfk_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL); }
+/* renameat2(2) through syscall(2), which is variadic (glibc's wrapper needs _GNU_SOURCE) */
+static inline int cfk_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+/* O_TMPFILE and O_PATH are hidden behind _GNU_SOURCE in glibc's headers; the values are the kernel's (x86-64, arm64 differ) */
+#ifndef O_TMPFILE
+#  if defined(__aarch64__)
+#    define CFK_O_TMPFILE (020000000 | 040000)
+#  else
+#    define CFK_O_TMPFILE (020000000 | 0200000)
+#  endif
+#else
+#  define CFK_O_TMPFILE O_TMPFILE
+#endif
+static inline int cfk_seek_data(void) { return 3; }
+static inline int cfk_seek_hole(void) { return 4; }
+static inline int cfk_o_tmpfile(void) { return CFK_O_TMPFILE; }
+#ifdef O_PATH
+static inline int cfk_o_path(void) { return O_PATH; }
+#else
+static inline int cfk_o_path(void) { return 010000000; }
+#endif
 #endif

@@ -1,1 +1,0 @@
-// ScoutFUSE: see docs/architecture.md
