@@ -3,7 +3,7 @@ import ScoutFormat
 /// Why a received message (or a message about to be sent) breaks the protocol.
 ///
 /// Every one of these shuts the connection down, as in the original's `invalid_message()`.
-public enum NetProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum NetProtocolError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The header's `seq` is 0.
     case zeroSeq
     /// The header's `id` is 0.
