@@ -65,6 +65,8 @@ public struct NetIncomingRequest: Sendable {
 ///   `MessagingState.peerEpoch`).
 /// * The farewell's "has the server already processed it" check reads the metadata device in
 ///   the original; here the owner supplies it as `Configuration.farewellProcessed`.
+/// * Every server request goes to the handler, whatever its command; the original shuts the
+///   connection down on a command it has no handler for (a handler should answer EINVAL).
 public final class NetClient: Sendable {
     /// Client settings.
     public struct Configuration: Sendable {
@@ -270,6 +272,8 @@ extension NetClient {
             guard lifecycle == .idle else { return }
             self.handler = handler
             lifecycle = .running
+            // until a greeting succeeds, failed attempts back off from the minimum
+            delay = TimeAmount(configuration.reconnectDelayMin)
             connect()
         }
 

@@ -17,6 +17,8 @@ public enum NetError: Error, Hashable, Sendable, CustomStringConvertible {
     case calledOnEventLoop
     /// An address that cannot be connected to or listened on.
     case badAddress(String)
+    /// A successful response whose payload is not the size its command answers with.
+    case badResponse(NetCommand, length: Int)
 
     /// The positive errno for callers that speak errno (FUSE replies, the original's callers).
     public var errno: Int32 {
@@ -29,6 +31,7 @@ public enum NetError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalid: LinuxErrno.EINVAL
         case .calledOnEventLoop: LinuxErrno.EDEADLK
         case .badAddress: LinuxErrno.EINVAL
+        case .badResponse: LinuxErrno.EMSGSIZE
         }
     }
 
@@ -41,6 +44,7 @@ public enum NetError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalid(let e): "invalid request: \(e)"
         case .calledOnEventLoop: "blocking request on an event-loop thread"
         case .badAddress(let a): "bad address \(a)"
+        case .badResponse(let c, let n): "\(c) response of \(n) bytes"
         }
     }
 }

@@ -56,6 +56,10 @@ extension NetServerHandler {
 ///   await lock recovery answers.
 /// * Connection events (`clientGreeted`, `clientDisconnected`, `clientGone`) are delivered one
 ///   at a time per rid, in order.
+/// * Every request goes to `handle`, whatever its command; the original shuts the connection
+///   down on a command the server has no handler for (a handler should answer EINVAL).
+/// * A greeting the rules reject (reconnect without state, or a stale racing greeting) is
+///   closed without an answer; the original queues the answer first, then shuts down.
 public final class NetServer: Sendable {
     /// Server settings.
     public struct Configuration: Sendable {

@@ -36,6 +36,60 @@ struct LoopbackTests {
         await server.shutdown()
     }
 
+    @Test func typedRequests() async throws {
+        let server = try await startServer(TestServerHandler { _, cmd, p in
+            switch cmd {
+            case .allocInodes:
+                let n = try! NetU64.decodePayload(p).value
+                return .success(NetInodeAlloc(ino: 1000, nr: n).encoded())
+            case .getRoots:
+                return .success(NetRoots(fsRoot: BTreeRoot(ref: BlockRef(blkno: 5, seq: 6), height: 2)).encoded())
+            case .getLastSeq:
+                return .success(NetU64(77).encoded())
+            case .commitLogTrees, .setVolopt:
+                return .success([])
+            case .lock:
+                var l = try! NetLock.decodePayload(p)
+                l.oldMode = l.newMode
+                l.writeSeq = 9
+                return .success(l.encoded())
+            case .statfs:
+                return .success([1, 2, 3])  // wrong size
+            default:
+                return .failure(.enoent)
+            }
+        })
+        let (client, _) = try makeClient(to: server)
+        client.start(handler: TestClientHandler())
+        let grant = Recorder<NetLock>()
+        try await within(.seconds(10)) {
+            #expect(try await client.allocInodes(count: 64) == NetInodeAlloc(ino: 1000, nr: 64))
+            #expect(try await client.getRoots().fsRoot.ref.blkno == 5)
+            #expect(try await client.getLastSeq() == 77)
+            try await client.commitLogTrees(LogTrees())
+            try await client.setVolopt(VolumeOptions())
+            do throws(NetError) {
+                _ = try await client.statfs()
+                Issue.record("no error")
+            } catch {
+                #expect(error == .badResponse(.statfs, length: 3) && error.errno == LinuxErrno.EMSGSIZE)
+            }
+            do throws(NetError) {
+                _ = try await client.getLogMerge()
+                Issue.record("no error")
+            } catch {
+                #expect(error == .remote(.enoent))
+            }
+            client.requestLock(NetLock(key: Key(zone: 2), oldMode: .null, newMode: .write)) { r in
+                if case .success(let l) = r { grant.add(l) }
+            }
+            try await eventually { grant.count == 1 }
+        }
+        #expect(grant.all.first?.newMode == .write && grant.all.first?.writeSeq == 9)
+        await client.shutdown()
+        await server.shutdown()
+    }
+
     @Test func errnosWithoutAWireValueBecomeEINVAL() async throws {
         let server = try await startServer(TestServerHandler { _, _, _ in .failure(NetErrno(LinuxErrno.EDEADLK)) })
         let (client, _) = try makeClient(to: server)
@@ -368,6 +422,33 @@ struct LoopbackTests {
         }
         #expect(handler.events.all.contains(.disconnected(rid: 0x55)))
         #expect(await server.clients().isEmpty)
+        await server.shutdown()
+    }
+
+    /// A client whose state the server dropped may not come back to the same server.
+    @Test func forgottenClientIsRefused() async throws {
+        let handler = TestServerHandler { _, _, p in .success(p) }
+        let server = try await startServer(handler)
+        let (client, _) = try makeClient(to: server, rid: 0x88)
+        client.start(handler: TestClientHandler())
+        try await within(.seconds(10)) {
+            _ = try await client.request(.statfs, [])
+            async let pending: Void = {
+                do throws(NetError) {
+                    _ = try await server.request(rid: 0x88, .lockRecover, Key().encoded())
+                } catch {
+                    #expect(error == .notConnected)
+                }
+            }()
+            await server.forget(rid: 0x88)
+            await pending
+            try await eventually { server.counters.snapshot().greetingFailures >= 2 }
+        }
+        // it kept trying with the term it knew, and never became a client again
+        #expect(handler.events.all.filter { $0 == .greeting(rid: 0x88, term: 1, farewell: false) }.count >= 2)
+        #expect(await server.clients().isEmpty)
+        #expect(!handler.events.all.contains { if case .gone = $0 { true } else { false } })
+        await client.shutdown()
         await server.shutdown()
     }
 
