@@ -12,19 +12,30 @@ struct TimedOut: Error, CustomStringConvertible {
     var description: String { "timed out: \(what)" }
 }
 
-/// Runs `op`, failing if it takes longer than `limit`.
+/// Runs `op`, failing if it takes longer than `limit`. On a timeout `op` is cancelled and left
+/// behind (a task group would wait for it, and a hung operation would hang the test).
 func within<T: Sendable>(
     _ limit: Duration, _ what: String = #function, _ op: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await op() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
+    let done = Mutex(false)
+    let tasks = Mutex<[Task<Void, Never>]>([])
+    return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+        let finish: @Sendable (Result<T, any Error>) -> Void = { r in
+            guard done.withLock({ d in
+                defer { d = true }
+                return !d
+            }) else { return }
+            cont.resume(with: r)
+            for t in tasks.withLock({ $0 }) { t.cancel() }
         }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TimedOut(what: what) }
-        return value
+        let work = Task {
+            do { finish(.success(try await op())) } catch { finish(.failure(error)) }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            finish(.failure(TimedOut(what: what)))
+        }
+        tasks.withLock { $0 = [work, timer] }
     }
 }
 
