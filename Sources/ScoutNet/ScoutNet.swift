@@ -1,1 +1,0 @@
-// ScoutNet: see docs/architecture.md

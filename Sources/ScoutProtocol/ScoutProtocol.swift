@@ -1,1 +1,0 @@
-// ScoutProtocol: see docs/architecture.md
