@@ -1,5 +1,5 @@
 /// Cluster lock modes (`SCOUTFS_LOCK_*`).
-public enum LockMode: UInt8, Sendable, CustomStringConvertible {
+public enum LockMode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case null = 0
     case read = 1
     case write = 2
@@ -16,10 +16,10 @@ public enum LockMode: UInt8, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .null: return "null"
-        case .read: return "read"
-        case .write: return "write"
-        case .writeOnly: return "write_only"
+        case .null: return "NULL"
+        case .read: return "READ"
+        case .write: return "WRITE"
+        case .writeOnly: return "WRITE_ONLY"
         }
     }
 }

@@ -186,26 +186,6 @@ public struct NetStatfs: FixedCodable, Hashable {
     }
 }
 
-/// `enum scoutfs_lock_mode`: the modes a lock is held in (`SCOUTFS_LOCK_INVALID`, 4, is not a mode).
-public enum LockMode: UInt8, Sendable, CaseIterable, CustomStringConvertible {
-    /// No access; used to drop a lock.
-    case null = 0
-    case read = 1
-    /// Also allows reading.
-    case write = 2
-    /// Many holders; may create dirty items only, never read.
-    case writeOnly = 3
-
-    public var description: String {
-        switch self {
-        case .null: "NULL"
-        case .read: "READ"
-        case .write: "WRITE"
-        case .writeOnly: "WRITE_ONLY"
-        }
-    }
-}
-
 /// `struct scoutfs_net_lock` (48 bytes): key @0 (32), write_seq @32, old_mode @40, new_mode @41,
 /// 6 bytes of padding.
 public struct NetLock: FixedCodable, Hashable {
