@@ -245,12 +245,20 @@ extension Volume {
     }
 
     public func read(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> [UInt8] {
-        try withLocks([ino], write: false) { () throws -> [UInt8] in
+        var out = [UInt8](repeating: 0, count: max(0, size))
+        let r = out.withUnsafeMutableBytes { raw in Result { () throws(FSError) -> Int in try read(ino, offset: offset, into: raw) } }
+        out.removeSubrange(try r.get()...)
+        return out
+    }
+
+    /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns the count (short at EOF).
+    public func read(_ ino: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
+        try withLocks([ino], write: false) { () throws -> Int in
             let i = try loadInode(ino)
             if Self.isDir(i.mode) { throw FSError(FSError.EISDIR) }
-            guard offset < i.size, size > 0 else { return [] }
-            let n = Int(min(UInt64(size), i.size - offset))
-            var out = [UInt8](repeating: 0, count: n)
+            guard offset < i.size, buffer.count > 0 else { return 0 }
+            let n = Int(min(UInt64(buffer.count), i.size - offset))
+            memset(buffer.baseAddress!, 0, n)
             let first = offset / Self.bs
             let last = (offset + UInt64(n) - 1) / Self.bs
             for e in try extents(ino, from: first, through: last) where !e.unwritten {
@@ -259,14 +267,9 @@ extension Volume {
                 let to = min((e.end + 1) * Self.bs, offset + UInt64(n))
                 guard from < to else { continue }
                 let dev = e.blkno * Self.bs + (from - e.start * Self.bs)
-                let r = out.withUnsafeMutableBytes { raw in
-                    Result { () throws(FSError) in
-                        try preadAll(UnsafeMutableRawBufferPointer(rebasing: raw[Int(from - offset)..<Int(to - offset)]), at: dev)
-                    }
-                }
-                try r.get()
+                try preadAll(UnsafeMutableRawBufferPointer(rebasing: buffer[Int(from - offset)..<Int(to - offset)]), at: dev)
             }
-            return out
+            return n
         }
     }
 

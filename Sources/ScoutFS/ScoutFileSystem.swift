@@ -1,0 +1,289 @@
+import Glibc
+public import ScoutFUSE
+import ScoutFormat
+
+/// The FUSE face of a mounted volume: maps each FUSE operation onto `Volume`.
+///
+/// Design note. Operations run synchronously on the FUSE reader threads. Entry and attribute
+/// replies carry long timeouts (`cacheTimeout`), so the kernel answers repeated lookups and
+/// stats itself; open files keep their page cache (FOPEN_KEEP_CACHE). What makes this safe in
+/// a cluster is the invalidation hook: when this mount loses an inode group's lock, the volume
+/// reports the group's cached inodes and `invalidate(_:)` sends NOTIFY_INVAL_INODE for each.
+/// Node ids are inode numbers (so export handles work), generation 0.
+public final class ScoutFileSystem: FileSystemOperations {
+    public let volume: Volume
+    public let cacheTimeout: Duration
+    /// Set once the session is up: where kernel cache invalidations go.
+    private let notifier = NotifierBox()
+
+    public init(volume: Volume, cacheTimeout: Duration = .seconds(3600)) {
+        self.volume = volume
+        self.cacheTimeout = cacheTimeout
+        let box = notifier
+        volume.kernelInvalidate = { inos in
+            for ino in inos { box.invalidate(ino) }
+        }
+    }
+
+    /// Where kernel cache invalidations are sent.
+    public func attach(notifier: FUSENotifier) {
+        self.notifier.set(notifier)
+    }
+
+    private static func ft(_ t: Timespec) -> FileTime { FileTime(seconds: Int64(t.sec), nanoseconds: t.nsec) }
+    private static func ts(_ t: FileTime) -> Timespec { Timespec(sec: UInt64(max(0, t.seconds)), nsec: t.nanoseconds) }
+
+    private static func attrs(_ a: FileAttr) -> FileAttributes {
+        FileAttributes(
+            ino: a.ino, size: a.size, blocks: a.blocks, atime: ft(a.atime), mtime: ft(a.mtime), ctime: ft(a.ctime),
+            mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, blockSize: 4096)
+    }
+
+    private func entry(_ a: FileAttr) -> EntryReply {
+        EntryReply(nodeID: a.ino, generation: 0, attributes: Self.attrs(a), entryTimeout: cacheTimeout, attributeTimeout: cacheTimeout)
+    }
+
+    private static func caller(_ c: RequestContext) -> Caller { Caller(uid: c.uid, gid: c.gid, pid: c.pid) }
+
+    /// Runs `body`, turning a volume error into the FUSE error with the same errno.
+    @inline(__always)
+    private func run<R>(_ body: () throws(FSError) -> R) throws -> R {
+        do {
+            return try body()
+        } catch {
+            throw FUSEError(error.errno)
+        }
+    }
+
+    public func destroy() {}
+
+    public func lookup(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws -> EntryReply {
+        let n = name.bytes
+        do {
+            return entry(try volume.lookup(parent: parent, name: n))
+        } catch where error.errno == FSError.ENOENT {
+            return .negative(timeout: cacheTimeout)
+        } catch {
+            throw FUSEError(error.errno)
+        }
+    }
+
+    public func forget(nodeID: UInt64, lookups: UInt64) {
+        volume.forget(nodeID, lookups)
+    }
+
+    public func getattr(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64?) throws -> AttributeReply {
+        AttributeReply(attributes: Self.attrs(try run { () throws(FSError) in try volume.getattr(nodeID) }), timeout: cacheTimeout)
+    }
+
+    public func setattr(_ context: RequestContext, nodeID: UInt64, changes: SetAttributes) throws -> AttributeReply {
+        var s = SetAttr()
+        s.mode = changes.mode
+        s.uid = changes.uid
+        s.gid = changes.gid
+        s.size = changes.size
+        switch changes.atime {
+        case .now: s.atimeNow = true
+        case .set(let t): s.atime = Self.ts(t)
+        case nil: break
+        }
+        switch changes.mtime {
+        case .now: s.mtimeNow = true
+        case .set(let t): s.mtime = Self.ts(t)
+        case nil: break
+        }
+        if let c = changes.ctime { s.ctime = Self.ts(c) }
+        if changes.killSUIDGID, s.mode == nil, let cur = try? volume.getattr(nodeID), cur.mode & UInt32(S_ISUID | S_ISGID) != 0 {
+            s.mode = cur.mode & ~UInt32(S_ISUID | S_ISGID)
+        }
+        let a = try run { () throws(FSError) in try volume.setattr(nodeID, s) }
+        return AttributeReply(attributes: Self.attrs(a), timeout: cacheTimeout)
+    }
+
+    public func readlink(_ context: RequestContext, nodeID: UInt64) throws -> [UInt8] {
+        try run { () throws(FSError) in try volume.readlink(nodeID) }
+    }
+
+    public func symlink(_ context: RequestContext, parent: UInt64, name: borrowing FileName, target: borrowing FileName) throws -> EntryReply {
+        let n = name.bytes
+        let t = target.bytes
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFLNK) | 0o777, caller: Self.caller(context), symlink: t) })
+    }
+
+    public func mknod(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, rdev: UInt32, umask: UInt32) throws -> EntryReply {
+        let n = name.bytes
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: mode & ~umask, rdev: rdev, caller: Self.caller(context)) })
+    }
+
+    public func mkdir(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, umask: UInt32) throws -> EntryReply {
+        let n = name.bytes
+        let m = UInt32(S_IFDIR) | (mode & ~umask & 0o7777)
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: m, caller: Self.caller(context)) })
+    }
+
+    public func unlink(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws {
+        let n = name.bytes
+        try run { () throws(FSError) in try volume.remove(parent: parent, name: n, dir: false) }
+    }
+
+    public func rmdir(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws {
+        let n = name.bytes
+        try run { () throws(FSError) in try volume.remove(parent: parent, name: n, dir: true) }
+    }
+
+    public func rename(
+        _ context: RequestContext, parent: UInt64, name: borrowing FileName, newParent: UInt64,
+        newName: borrowing FileName, flags: ScoutFUSE.RenameFlags
+    ) throws {
+        let n = name.bytes
+        let nn = newName.bytes
+        let f = ScoutFS.RenameFlags(rawValue: flags.rawValue)
+        try run { () throws(FSError) in try volume.rename(parent: parent, name: n, newParent: newParent, newName: nn, flags: f) }
+    }
+
+    public func link(_ context: RequestContext, nodeID: UInt64, newParent: UInt64, newName: borrowing FileName) throws -> EntryReply {
+        let n = newName.bytes
+        return entry(try run { () throws(FSError) in try volume.link(nodeID, newParent: newParent, newName: n) })
+    }
+
+    public func open(_ context: RequestContext, nodeID: UInt64, flags: Int32, killSUIDGID: Bool) throws -> OpenReply {
+        try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0) }
+        return OpenReply(fileHandle: nodeID, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
+    }
+
+    public func read(
+        _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64,
+        into buffer: UnsafeMutableRawBufferPointer, flags: Int32
+    ) throws -> Int {
+        try run { () throws(FSError) in try volume.read(nodeID, offset: offset, into: buffer) }
+    }
+
+    public func write(
+        _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, data: RawSpan,
+        writeFlags: WriteFlags, flags: Int32
+    ) throws -> Int {
+        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw) } }
+        do {
+            return try r.get()
+        } catch {
+            throw FUSEError(error.errno)
+        }
+    }
+
+    public func statfs(_ context: RequestContext, nodeID: UInt64) throws -> FileSystemStatistics {
+        let t = try run { () throws(FSError) in try volume.totals() }
+        return FileSystemStatistics(
+            blocks: t.totalDataBlocks, freeBlocks: t.freeDataBlocks, availableBlocks: t.freeDataBlocks,
+            files: t.inodeCount + t.freeMetaBlocks, freeFiles: t.freeMetaBlocks, blockSize: 4096, nameLength: 255, fragmentSize: 4096)
+    }
+
+    public func release(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, flags: Int32, flush: Bool) throws {
+        volume.release(nodeID)
+    }
+
+    public func fsync(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, dataOnly: Bool) throws {
+        try run { () throws(FSError) in try volume.sync() }
+    }
+
+    public func setxattr(
+        _ context: RequestContext, nodeID: UInt64, name: borrowing FileName, value: RawSpan, flags: Int32,
+        killSGID: Bool
+    ) throws {
+        let n = name.bytes
+        let v = value.withUnsafeBytes { Array($0) }
+        try run { () throws(FSError) in try volume.setxattr(nodeID, name: n, value: v, flags: UInt32(bitPattern: flags)) }
+    }
+
+    public func getxattr(_ context: RequestContext, nodeID: UInt64, name: borrowing FileName) throws -> [UInt8] {
+        let n = name.bytes
+        return try run { () throws(FSError) in try volume.getxattr(nodeID, name: n) }
+    }
+
+    public func listxattr(_ context: RequestContext, nodeID: UInt64) throws -> [[UInt8]] {
+        try run { () throws(FSError) in try volume.listxattr(nodeID) }
+    }
+
+    public func removexattr(_ context: RequestContext, nodeID: UInt64, name: borrowing FileName) throws {
+        let n = name.bytes
+        try run { () throws(FSError) in try volume.removexattr(nodeID, name: n) }
+    }
+
+    public func flush(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, lockOwner: UInt64) throws {}
+
+    public func opendir(_ context: RequestContext, nodeID: UInt64, flags: Int32) throws -> OpenReply {
+        _ = try run { () throws(FSError) in try volume.getattr(nodeID) }
+        return OpenReply(fileHandle: nodeID, flags: [])
+    }
+
+    public func readdir(
+        _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64,
+        into buffer: inout DirectoryReplyBuffer
+    ) throws {
+        do {
+            try volume.readdir(nodeID, offset: offset) { name, ino, type, next in
+                buffer.append(name: name, ino: ino, mode: Self.modeOf(dtype: type), nextOffset: next)
+            }
+        } catch {
+            throw FUSEError(error.errno)
+        }
+    }
+
+    static func modeOf(dtype: UInt8) -> UInt32 {
+        switch dtype {
+        case Dirent.DType.fifo.rawValue: return UInt32(S_IFIFO)
+        case Dirent.DType.chr.rawValue: return UInt32(S_IFCHR)
+        case Dirent.DType.dir.rawValue: return UInt32(S_IFDIR)
+        case Dirent.DType.blk.rawValue: return UInt32(S_IFBLK)
+        case Dirent.DType.lnk.rawValue: return UInt32(S_IFLNK)
+        case Dirent.DType.sock.rawValue: return UInt32(S_IFSOCK)
+        default: return UInt32(S_IFREG)
+        }
+    }
+
+    public func releasedir(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, flags: Int32) throws {}
+
+    public func fsyncdir(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, dataOnly: Bool) throws {
+        try run { () throws(FSError) in try volume.sync() }
+    }
+
+    public func create(
+        _ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, umask: UInt32,
+        flags: Int32
+    ) throws -> CreateReply {
+        let n = name.bytes
+        let a = try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & ~umask & 0o7777), caller: Self.caller(context)) }
+        try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
+        return CreateReply(entry: entry(a), open: OpenReply(fileHandle: a.ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache]))
+    }
+
+    public func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
+        let a = try run { () throws(FSError) in try volume.tmpfile(parent: parent, mode: UInt32(S_IFREG) | (mode & ~umask & 0o7777), caller: Self.caller(context)) }
+        try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
+        return CreateReply(entry: entry(a), open: OpenReply(fileHandle: a.ino, flags: [.keepCache]))
+    }
+
+    public func fallocate(
+        _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, length: UInt64,
+        mode: Int32
+    ) throws {
+        try run { () throws(FSError) in try volume.fallocate(nodeID, mode: UInt32(bitPattern: mode), offset: offset, length: length) }
+    }
+
+    public func lseek(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, whence: Int32) throws -> UInt64 {
+        try run { () throws(FSError) in try volume.seek(nodeID, offset: offset, whence: whence) }
+    }
+}
+
+/// The notifier, set once the session exists; invalidations before that have no kernel cache to drop.
+final class NotifierBox: @unchecked Sendable {
+    // Invariant: `notifier` is written once under `lock` and read under it.
+    private let lock = PThreadLock()
+    private var notifier: FUSENotifier?
+
+    func set(_ n: FUSENotifier) { lock.withLock { notifier = n } }
+
+    func invalidate(_ ino: UInt64) {
+        let n = lock.withLock { notifier }
+        _ = try? n?.invalidateInode(ino, offset: 0, length: -1)
+    }
+}
