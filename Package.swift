@@ -90,7 +90,7 @@ let package = Package(
         .target(
             name: "ScoutCLI",
             dependencies: [
-                "ScoutStorage", "ScoutDaemon",
+                "ScoutStorage", "ScoutDaemon", logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming

@@ -5,7 +5,7 @@ public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
-        subcommands: [MkfsCommand.self, PrintCommand.self]
+        subcommands: [MkfsCommand.self, PrintCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self]
     )
 
     public init() {}

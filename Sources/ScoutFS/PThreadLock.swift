@@ -2,13 +2,13 @@ import Glibc
 
 /// A mutex plus condition variable on pthreads, for state shared between FUSE threads, the
 /// commit timer and network threads. Blocking waits happen only on non-async threads.
-final class PThreadLock: @unchecked Sendable {
+public final class PThreadLock: @unchecked Sendable {
     // Invariant: the pthread objects live at stable heap addresses for the object's lifetime
     // and are only touched through pthread calls.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
 
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         cond = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
@@ -26,10 +26,10 @@ final class PThreadLock: @unchecked Sendable {
         cond.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(mutex) }
-    func unlock() { pthread_mutex_unlock(mutex) }
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
 
-    func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+    public func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         lock()
         defer { unlock() }
         return try body()
@@ -37,7 +37,7 @@ final class PThreadLock: @unchecked Sendable {
 
     /// Waits (the lock held) until signalled or `seconds` pass; false on timeout.
     @discardableResult
-    func wait(seconds: Double) -> Bool {
+    public func wait(seconds: Double) -> Bool {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         let ns = Int(seconds * 1e9) + ts.tv_nsec
@@ -46,11 +46,11 @@ final class PThreadLock: @unchecked Sendable {
         return pthread_cond_timedwait(cond, mutex, &ts) == 0
     }
 
-    func broadcast() { pthread_cond_broadcast(cond) }
+    public func broadcast() { pthread_cond_broadcast(cond) }
 }
 
 /// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -55,7 +55,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         }
     }
 
-    public func destroy() {}
+    /// Runs when the kernel sends DESTROY (a clean unmount): the final commit and farewell
+    /// happen here, before the kernel's umount returns.
+    nonisolated(unsafe) public var onDestroy: (@Sendable () -> Void)?
+
+    public func destroy() {
+        onDestroy?()
+    }
 
     public func lookup(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws -> EntryReply {
         let n = name.bytes

@@ -282,6 +282,9 @@ public final class Volume: @unchecked Sendable {
         }
     }
 
+    /// The largest transaction seq known to be complete (GET_LAST_SEQ).
+    public func committedSeq() throws(FSError) -> UInt64 { try link.lastSeq() }
+
     /// Final commit and farewell (a clean unmount).
     public func unmount() throws(FSError) {
         try sync()

@@ -1,0 +1,236 @@
+import ArgumentParser
+import Glibc
+import Logging
+import ScoutDaemon
+
+/// `scoutfs mount -o metadev_path=META[,quorum_slot_nr=N,...] DATA-DEV MOUNTPOINT`: mounts a
+/// volume through FUSE. By default it starts the daemon in the background and returns once
+/// the mount is usable (what `mount -t scoutfs` runs through `mount.scoutfs`); with
+/// `--foreground` it serves in this process until unmounted.
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount a scoutfs volume through FUSE"
+    )
+
+    @Option(name: .short, help: ArgumentHelp("Mount options (metadev_path= is required)", valueName: "OPTIONS"))
+    var options: [String] = []
+
+    @Flag(help: "Serve in this process until unmounted")
+    var foreground = false
+
+    @Option(help: .hidden)
+    var readyFd: Int32?
+
+    @Argument(help: ArgumentHelp("The data device", valueName: "DATA-DEV"))
+    var device: String
+
+    @Argument(help: ArgumentHelp("Where to mount", valueName: "MOUNTPOINT"))
+    var mountpoint: String
+
+    func run() throws {
+        let parsed: MountOptions
+        do {
+            parsed = try MountOptions.parse(options.joined(separator: ","))
+        } catch {
+            printErr("scoutfs: mount failed: \(error) (\(EINVAL))")
+            throw ExitCode(32)
+        }
+        var st = stat()
+        guard stat(mountpoint, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            printErr("scoutfs: mount failed: mount point \(mountpoint) is not a directory (\(ENOTDIR))")
+            throw ExitCode(32)
+        }
+        if !foreground { throw ExitCode(spawnDaemon()) }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = getenv("SCOUTFS_LOG").map { Logger.Level(rawValue: String(cString: $0)) ?? .info } ?? .notice
+            return h
+        }
+        let m = Mount(options: parsed, dataPath: device, mountpoint: mountpoint, logger: Logger(label: "scoutfs"))
+        let code: Int32
+        do {
+            code = try m.run {
+                if let fd = readyFd {
+                    var b: UInt8 = 1
+                    _ = write(fd, &b, 1)
+                    close(fd)
+                }
+            }
+        } catch {
+            printErr("scoutfs: mount failed: \(error.message) (\(error.errno))")
+            throw ExitCode(32)
+        }
+        throw ExitCode(code)
+    }
+
+    /// Starts `scoutfs mount --foreground` detached from this terminal and waits until it
+    /// reports the mount ready (exit 0) or exits (its status).
+    func spawnDaemon() -> Int32 {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return 32 }
+        var args = ["scoutfs", "mount", "--foreground", "--ready-fd", "\(fds[1])"]
+        for o in options { args += ["-o", o] }
+        args += [device, mountpoint]
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        posix_spawnattr_setflags(&attr, Int16(0x80) /* POSIX_SPAWN_SETSID */)
+        var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attr, &cargs, environ)
+        close(fds[1])
+        guard rc == 0 else {
+            printErr("scoutfs: mount failed: cannot start the daemon (\(rc))")
+            return 32
+        }
+        var b: UInt8 = 0
+        let n = read(fds[0], &b, 1)
+        close(fds[0])
+        if n == 1 { return 0 }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return (status >> 8) & 0xff == 0 ? 32 : (status >> 8) & 0xff
+    }
+}
+
+/// Finds the control socket of the mount holding `path`.
+func controlSocket(for path: String) throws -> String {
+    var st = stat()
+    guard stat(path, &st) == 0 else {
+        let e = errno
+        printErr("scoutfs: cannot stat \(path): \(String(cString: strerror(e))) (\(e))")
+        throw ExitCode(1)
+    }
+    return ControlSocket.path(device: st.st_dev)
+}
+
+/// Sends a control command to the mount holding `path`; prints errors the original's way.
+func control(_ path: String, _ command: String, what: String) throws -> String {
+    let sock = try controlSocket(for: path)
+    do {
+        let r = try ControlSocket.request(path: sock, command)
+        guard r.ok else {
+            printErr("scoutfs: \(what) failed: \(r.body) (\(r.errno))")
+            throw ExitCode(1)
+        }
+        return r.body
+    } catch let e as MountError {
+        printErr("scoutfs: \(what) failed: \(path) is not in a mounted scoutfs filesystem: \(e.message) (\(e.errno))")
+        throw ExitCode(1)
+    }
+}
+
+func fields(_ body: String) -> [String: String] {
+    var out: [String: String] = [:]
+    for line in body.split(separator: "\n") {
+        let p = line.split(separator: " ", maxSplits: 1)
+        if p.count == 2 { out[String(p[0])] = String(p[1]) }
+    }
+    return out
+}
+
+/// `scoutfs df [-h] [-p PATH]`: metadata and data space, as the original's table.
+struct DfCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "df", abstract: "Show metadata and data block usage")
+
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
+    var path: String = "."
+
+    @Flag(name: .short, help: "Print sizes in human readable units")
+    var humanReadable = false
+
+    func run() throws {
+        let f = fields(try control(path, "df", what: "df"))
+        let mt = UInt64(f["meta_total"] ?? "0") ?? 0
+        let mf = UInt64(f["meta_free"] ?? "0") ?? 0
+        let dt = UInt64(f["data_total"] ?? "0") ?? 0
+        let df = UInt64(f["data_free"] ?? "0") ?? 0
+        func size(_ blocks: UInt64, _ bs: UInt64) -> String {
+            guard humanReadable else { return "\(blocks)" }
+            return humanSize(blocks * bs)
+        }
+        let rows = [
+            ["Type", "Size", "Total", "Used", "Free", "Use%"],
+            ["MetaData", "64KB", size(mt, 65536), size(mt - min(mt, mf), 65536), size(mf, 65536), "\(mt == 0 ? 0 : (mt - min(mt, mf)) * 100 / mt)"],
+            ["Data", "4KB", size(dt, 4096), size(dt - min(dt, df), 4096), size(df, 4096), "\(dt == 0 ? 0 : (dt - min(dt, df)) * 100 / dt)"],
+        ]
+        var wid = [Int](repeating: 0, count: 6)
+        for r in rows { for (c, cell) in r.enumerated() { wid[c] = max(wid[c], cell.count) } }
+        var out = ""
+        for r in rows {
+            for (c, cell) in r.enumerated() { out += String(repeating: " ", count: wid[c] - cell.count) + cell + "  " }
+            out += "\n"
+        }
+        print(out, terminator: "")
+    }
+}
+
+/// `scoutfs statfs [-p PATH] [-s FIELD]`: the volume's identity and totals.
+struct StatfsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "statfs", abstract: "Show scoutfs file system information")
+
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
+    var path: String = "."
+
+    @Option(name: .short, help: ArgumentHelp("Print only this field", valueName: "FIELD"))
+    var single: String?
+
+    func run() throws {
+        let f = fields(try control(path, "statfs", what: "statfs"))
+        let order = ["fsid", "uuid", "committed_seq", "meta_total", "meta_free", "data_total", "data_free", "inode_count"]
+        let names = ["fsid": "fsid", "uuid": "uuid", "committed_seq": "committed_seq", "meta_total": "total_meta_blocks",
+                     "meta_free": "free_meta_blocks", "data_total": "total_data_blocks", "data_free": "free_data_blocks", "inode_count": "inode_count"]
+        if let s = single {
+            guard let k = names.first(where: { $0.value == s })?.key, let v = f[k] else {
+                printErr("scoutfs: statfs failed: unknown field '\(s)' (\(EINVAL))")
+                throw ExitCode(1)
+            }
+            print(v)
+            return
+        }
+        for k in order { if let v = f[k] { print("\(names[k]!): \(v)") } }
+    }
+}
+
+/// `scoutfs counters [-p PATH]`: the mount's counters.
+struct CountersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "counters", abstract: "Show a mount's counters")
+
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
+    var path: String = "."
+
+    func run() throws {
+        print(try control(path, "counters", what: "counters"), terminator: "")
+    }
+}
+
+/// `scoutfs sync [-p PATH]`: commits the mount's open transaction (FUSE does not forward
+/// sync(2) or syncfs(2) to the daemon).
+struct SyncCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sync", abstract: "Commit a mount's transaction")
+
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
+    var path: String = "."
+
+    func run() throws {
+        _ = try control(path, "sync", what: "sync")
+    }
+}
+
+/// The original's `BASE_SIZE_FMT`: "%.2f%s" with B, KB, MB, … (powers of 1024).
+func humanSize(_ bytes: UInt64) -> String {
+    var x = Float(bytes)
+    var i = 0
+    let suffixes = ["B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    while x >= 1024 && i < suffixes.count - 1 {
+        x /= 1024
+        i += 1
+    }
+    let hundredths = Int((x * 100).rounded())
+    let frac = hundredths % 100
+    return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)\(suffixes[i])"
+}

@@ -1,0 +1,165 @@
+import Glibc
+import Logging
+public import ScoutFS
+public import ScoutFormat
+public import ScoutNet
+import ScoutProtocol
+
+/// A mount's requests to its server over TCP, as the blocking calls the filesystem threads
+/// make (`ServerLink`), and its answers to the server's own requests.
+///
+/// Lock requests go through the client's ordered lock lanes (`requestLock`), so a grant is
+/// never handled after a later invalidation of the same lock. Invalidations and
+/// SYNC_LOG_TREES run on their own threads (they may commit) and answer when done.
+public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable {
+    public let client: NetClient
+    /// Set once the volume exists; server requests before that have nothing to drop.
+    nonisolated(unsafe) public var volume: Volume?
+    /// How long one request may take before the filesystem call fails (the original retries
+    /// forever; a mount that cannot reach its server for this long reports EIO).
+    public var timeout: Duration = .seconds(120)
+
+    public init(client: NetClient) {
+        self.client = client
+    }
+
+    private func call(_ cmd: NetCommand, _ payload: [UInt8]) throws(FSError) -> [UInt8] {
+        do {
+            return try client.requestSync(cmd, payload, timeout: timeout)
+        } catch {
+            throw FSError(error.errno, "\(cmd) request: \(error)")
+        }
+    }
+
+    private func decode<R: FixedCodable>(_ cmd: NetCommand, _ bytes: [UInt8]) throws(FSError) -> R {
+        do {
+            return try R.decodePayload(bytes)
+        } catch {
+            throw FSError(FSError.EIO, "bad \(cmd) reply of \(bytes.count) bytes")
+        }
+    }
+
+    public func getRoots() throws(FSError) -> ForestRoots {
+        let r: NetRoots = try decode(.getRoots, try call(.getRoots, []))
+        return ForestRoots(fsRoot: r.fsRoot, logsRoot: r.logsRoot, srchRoot: r.srchRoot)
+    }
+
+    public func getLogTrees() throws(FSError) -> LogTrees {
+        try decode(.getLogTrees, try call(.getLogTrees, []))
+    }
+
+    public func commitLogTrees(_ lt: LogTrees) throws(FSError) {
+        _ = try call(.commitLogTrees, lt.encoded())
+    }
+
+    public func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) {
+        let r: NetInodeAlloc = try decode(.allocInodes, try call(.allocInodes, NetU64(count).encoded()))
+        return (r.ino, r.nr)
+    }
+
+    public func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
+        let done = PThreadLock()
+        nonisolated(unsafe) var result: Result<NetLock, NetError>?
+        client.requestLock(NetLock(key: key, oldMode: old, newMode: new)) { r in
+            done.withLock {
+                result = r
+                done.broadcast()
+            }
+        }
+        let deadline = monotonicSeconds() + Double(timeout.components.seconds)
+        return try done.withLock { () throws(FSError) -> UInt64 in
+            while result == nil {
+                if monotonicSeconds() > deadline { throw FSError(FSError.EIO, "lock \(key) not granted") }
+                done.wait(seconds: 1)
+            }
+            switch result! {
+            case .success(let grant): return grant.writeSeq
+            case .failure(let e): throw FSError(e.errno, "lock request: \(e)")
+            }
+        }
+    }
+
+    public func lastSeq() throws(FSError) -> UInt64 {
+        let r: NetU64 = try decode(.getLastSeq, try call(.getLastSeq, []))
+        return r.value
+    }
+
+    public func statfs() throws(FSError) -> ServerTotals {
+        let s: NetStatfs = try decode(.statfs, try call(.statfs, []))
+        return ServerTotals(
+            uuid: s.uuid, totalMetaBlocks: s.totalMetaBlocks, freeMetaBlocks: s.freeMetaBlocks,
+            totalDataBlocks: s.totalDataBlocks, freeDataBlocks: s.freeDataBlocks, inodeCount: s.inodeCount)
+    }
+
+    public func farewell() throws(FSError) {
+        let done = PThreadLock()
+        nonisolated(unsafe) var result: Result<Void, NetError>?
+        let client = self.client
+        Task {
+            let r: Result<Void, NetError>
+            do throws(NetError) {
+                try await client.farewell()
+                r = .success(())
+            } catch {
+                r = .failure(error)
+            }
+            done.withLock {
+                result = r
+                done.broadcast()
+            }
+        }
+        try done.withLock { () throws(FSError) in
+            let deadline = monotonicSeconds() + 60
+            while result == nil {
+                if monotonicSeconds() > deadline { throw FSError(FSError.EIO, "farewell not answered") }
+                done.wait(seconds: 1)
+            }
+            if case .failure(let e) = result! { throw FSError(e.errno, "farewell: \(e)") }
+        }
+    }
+
+    // MARK: NetClientHandler
+
+    public func handleRequest(_ request: NetIncomingRequest) async {
+        switch request.cmd {
+        case .lock:
+            guard let nl = try? NetLock.decodePayload(request.payload) else {
+                request.respond(.failure(NetErrno(22)))
+                return
+            }
+            let vol = volume
+            Self.onThread {
+                vol?.invalidateLock(key: nl.key, to: nl.newMode)
+                request.respond(.success(nl.encoded()))
+            }
+        case .syncLogTrees:
+            let vol = volume
+            Self.onThread {
+                try? vol?.sync()
+                request.respond(.success([]))
+            }
+        default:
+            request.respond(.failure(NetErrno(22)))
+        }
+    }
+
+    /// Runs blocking work on a new thread, off the network event loops and the async pool.
+    static func onThread(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ b: @escaping @Sendable () -> Void) { body = b }
+        }
+        let box = Unmanaged.passRetained(Box(body))
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            b.body()
+            return nil
+        }, box.toOpaque())
+        if rc == 0 {
+            pthread_detach(tid)
+        } else {
+            box.takeRetainedValue().body()
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// ScoutDaemon: see docs/architecture.md
