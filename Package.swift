@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "ScoutFUSETests", dependencies: ["ScoutFUSE", "ScoutTestSupport", system], swiftSettings: upcoming),
         .testTarget(
             name: "ScoutDaemonTests",
-            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutTestSupport", system],
+            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutTestSupport", "CFuseKernel", system],
             swiftSettings: upcoming
         ),
         .testTarget(
