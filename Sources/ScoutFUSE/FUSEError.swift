@@ -1,3 +1,4 @@
+import CFuseKernel
 import Glibc
 import SystemPackage
 

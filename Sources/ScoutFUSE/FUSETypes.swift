@@ -1,3 +1,4 @@
+import CFuseKernel
 import Glibc
 
 /// A point in time as FUSE carries it: seconds since the epoch (may be negative) and nanoseconds.

@@ -1,3 +1,4 @@
+import CFuseKernel
 import Glibc
 
 /// `FUSE_WRITE_*` flags of a WRITE request.

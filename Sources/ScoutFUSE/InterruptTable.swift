@@ -1,3 +1,4 @@
+import CFuseKernel
 import Glibc
 
 /// The requests being served, and which of them the kernel asked to interrupt (FUSE_INTERRUPT).
