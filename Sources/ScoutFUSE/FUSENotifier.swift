@@ -66,23 +66,26 @@ public struct FUSENotifier: Sendable {
         let total = headerSize + body.count + nameSize
         var h = fuse_out_header(len: UInt32(total), error: Int32(code.rawValue), unique: 0)
         var nul: UInt8 = 0
-        let n: Int = withUnsafeMutableBytes(of: &h) { hp in
-            withUnsafeMutableBytes(of: &nul) { np in
-                (name ?? []).withUnsafeBytes { namep in
-                    var iov = (
-                        iovec(iov_base: hp.baseAddress, iov_len: headerSize),
-                        iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count),
-                        iovec(iov_base: UnsafeMutableRawPointer(mutating: namep.baseAddress), iov_len: namep.count),
-                        iovec(iov_base: np.baseAddress, iov_len: 1)
-                    )
-                    return withUnsafeMutableBytes(of: &iov) { ip in
-                        writev(self.core.fd, ip.baseAddress!.assumingMemoryBound(to: iovec.self), name == nil ? 2 : 4)
+        let written: (Int, Int32)? = self.core.withDeviceForNotification { fd in
+            let n = withUnsafeMutableBytes(of: &h) { hp in
+                withUnsafeMutableBytes(of: &nul) { np in
+                    (name ?? []).withUnsafeBytes { namep in
+                        var iov = (
+                            iovec(iov_base: hp.baseAddress, iov_len: headerSize),
+                            iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress), iov_len: body.count),
+                            iovec(iov_base: UnsafeMutableRawPointer(mutating: namep.baseAddress), iov_len: namep.count),
+                            iovec(iov_base: np.baseAddress, iov_len: 1)
+                        )
+                        return withUnsafeMutableBytes(of: &iov) { ip in
+                            writev(fd, ip.baseAddress!.assumingMemoryBound(to: iovec.self), name == nil ? 2 : 4)
+                        }
                     }
                 }
             }
+            return (n, errno)
         }
+        guard let (n, e) = written else { throw FUSEError(ENOTCONN) }
         if n == total { return true }
-        let e = errno
         if n < 0 && e == ENOENT { return false }
         throw FUSEError(n < 0 ? e : EIO)
     }

@@ -59,6 +59,9 @@ final class SessionCore: @unchecked Sendable {
     private var destroySeen = false
     private var connection: FUSEConnectionInfo?
     private var fdClosed = false
+    /// Notifications being written now; the device is closed only when none is (its number could be reused).
+    private var notifying = 0
+    private var closePending = false
 
     /// Starts one reader thread; set by the session before `start`.
     var spawnReader: (@Sendable () -> Int32)?
@@ -103,13 +106,34 @@ final class SessionCore: @unchecked Sendable {
         guard last else { return }
         self.interrupts.endAll()
         self.lock.locked {
-            if !self.fdClosed {
+            if self.notifying > 0 {
+                self.closePending = true
+            } else if !self.fdClosed {
                 close(self.fd)
                 self.fdClosed = true
             }
             self.finished = true
             self.lock.broadcast()
         }
+    }
+
+    /// Runs `body` with the device descriptor for a notification, or returns nil once the session is over.
+    func withDeviceForNotification<R>(_ body: (Int32) -> R) -> R? {
+        let ok: Bool = self.lock.locked {
+            guard !self.fdClosed, !self.closePending, self.endErrno == nil else { return false }
+            self.notifying += 1
+            return true
+        }
+        guard ok else { return nil }
+        let r = body(self.fd)
+        self.lock.locked {
+            self.notifying -= 1
+            if self.notifying == 0 && self.closePending && !self.fdClosed {
+                close(self.fd)
+                self.fdClosed = true
+            }
+        }
+        return r
     }
 
     /// A request is about to block: make sure another reader is waiting on the device.

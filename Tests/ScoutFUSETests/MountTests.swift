@@ -119,4 +119,45 @@ struct MountTests {
         #expect(end?.isClean == false)
         #expect(fs.destroyedAt == nil)
     }
+
+    @Test("concurrent clients through two reader threads keep their data apart")
+    func concurrentClients() throws {
+        var config = FUSEConfiguration()
+        config.readerThreads = 2
+        let fs = MemoryFileSystem()
+        try withMounted(fs, configuration: config) { m in
+            let root = m.mountpoint
+            let threads = (0..<4).map { t in
+                TestThread {
+                    var failures = 0
+                    let dir = "\(root)/t\(t)"
+                    if Glibc.mkdir(dir, 0o755) != 0 { return (1, errno) }
+                    for i in 0..<50 {
+                        let data = [UInt8](repeating: UInt8(truncatingIfNeeded: t * 31 + i), count: 16384 + i)
+                        let p = "\(dir)/f\(i)"
+                        do {
+                            try writeFile(p, data)
+                            if try readFile(p) != data { failures += 1 }
+                        } catch {
+                            failures += 1
+                        }
+                        if Glibc.rename(p, p + ".r") != 0 { failures += 1 }
+                        if Glibc.unlink(p + ".r") != 0 { failures += 1 }
+                    }
+                    return (failures, 0)
+                }
+            }
+            for t in threads {
+                let r = t.join(timeout: .seconds(30))
+                #expect(r != nil, "a client did not finish in 30 s")
+                #expect(r?.0 == 0)
+            }
+            let top = try listDirectory(root).sorted()
+            #expect(top == ["t0", "t1", "t2", "t3"])
+            for t in 0..<4 {
+                let left = try listDirectory("\(root)/t\(t)")
+                #expect(left.isEmpty)
+            }
+        }
+    }
 }

@@ -142,7 +142,9 @@ struct NamespaceTests {
             var rng = SplitMix64(seed: 42)
             let size = 3 << 20 + 12345
             var data = [UInt8](repeating: 0, count: size)
-            for i in 0..<size { data[i] = UInt8(truncatingIfNeeded: rng.next()) }
+            data.withUnsafeMutableBytes { raw in
+                for i in stride(from: 0, to: size - 7, by: 8) { raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
+            }
             let info = try #require(m.session.connection)
             #expect(info.maxWrite == 1 << 20)
             #expect(info.maxPages == 256)

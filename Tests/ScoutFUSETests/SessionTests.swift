@@ -77,7 +77,7 @@ struct SessionTests {
     @Test("notifications drop cached attributes and entries (INVAL_INODE, INVAL_ENTRY, DELETE)")
     func notificationsInvalidate() throws {
         let fs = MemoryFileSystem(entryTimeout: .seconds(600), attributeTimeout: .seconds(600))
-        try withMounted(fs) { m in
+        let (after, end) = try withMounted(fs) { m in
             let notifier = m.session.notifier
             try writeFile(m.path("f"), Array("12345".utf8))
             #expect(statPath(m.path("f")).0?.st_size == 5)
@@ -114,7 +114,11 @@ struct SessionTests {
             // an inode the kernel does not know
             #expect(try notifier.invalidateInode(999_999) == false)
             #expect(throws: FUSEError.invalid) { try notifier.invalidateEntry(parent: 1, name: "") }
+            return notifier
         }
+        // once the session is over, notifications fail instead of writing to a closed (maybe reused) descriptor
+        #expect(end != nil)
+        #expect(throws: FUSEError(ENOTCONN)) { try after.invalidateInode(1) }
     }
 
     @Test("fuseblk: a clean umount sends DESTROY and waits for the reply", .enabled(if: FUSETestEnvironment.loopAvailable))
