@@ -157,7 +157,7 @@ public final class Mount: @unchecked Sendable {
             throw MountError(error.errno, "\(error)")
         }
         loop.releaseHold()
-        let fs = ScoutFileSystem(volume: vol)
+        let fs = ScoutFileSystem(volume: vol, logger: log)
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
         fcfg.readdirPlus = .off

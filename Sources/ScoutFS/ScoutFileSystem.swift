@@ -1,4 +1,5 @@
 import Glibc
+import Logging
 public import ScoutFUSE
 import ScoutFormat
 
@@ -16,8 +17,11 @@ public final class ScoutFileSystem: FileSystemOperations {
     /// Set once the session is up: where kernel cache invalidations go.
     private let notifier = NotifierBox()
 
-    public init(volume: Volume, cacheTimeout: Duration = .seconds(3600)) {
+    let logger: Logger
+
+    public init(volume: Volume, cacheTimeout: Duration = .seconds(3600), logger: Logger = Logger(label: "scoutfs.fs")) {
         self.volume = volume
+        self.logger = logger
         self.cacheTimeout = cacheTimeout
         let box = notifier
         volume.kernelInvalidate = { inos in
@@ -51,8 +55,15 @@ public final class ScoutFileSystem: FileSystemOperations {
         do {
             return try body()
         } catch {
+            report(error)
             throw FUSEError(error.errno)
         }
+    }
+
+    /// I/O errors and corruption are logged with what failed (the block, the item); the
+    /// caller gets EIO, never wrong data.
+    private func report(_ e: FSError) {
+        if e.errno == FSError.EIO || e.errno == FSError.ENOSPC { logger.error("\(e)") }
     }
 
     /// Runs when the kernel sends DESTROY (a clean unmount): the final commit and farewell

@@ -1,6 +1,7 @@
 import Glibc
 import ScoutFS
 import ScoutFormat
+import ScoutServer
 import ScoutTestSupport
 import Testing
 
@@ -132,5 +133,56 @@ struct VolumeTests {
         #expect(n == 2 + count - (count + 2) / 3)
         #expect(try vol.lookup(parent: root, name: b("f1")).nlink == 1)
         #expect(throws: FSError.self) { try vol.lookup(parent: root, name: b("f3")) }
+    }
+}
+
+@Suite("Volume error paths")
+struct VolumeErrorTests {
+    @Test func corruptBlockGivesEIONotWrongData() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        var rid: UInt64 = 0x4242
+        do {
+            let (vol, link) = try tv.mount(rid: rid)
+            for i in 0..<50 { _ = try vol.makeNode(parent: Format.rootIno, name: b("f\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me) }
+            try vol.unmount()
+            rid = link.rid
+        }
+        // scribble over the log tree's root block
+        let (_, link) = try tv.mount(rid: 1)
+        guard let lt = try link.core.currentLogTrees(rid: rid) else { throw Failure(message: "no log trees") }
+        let fd = open(tv.meta, O_WRONLY)
+        var junk = [UInt8](repeating: 0x5a, count: 512)
+        _ = pwrite(fd, &junk, junk.count, off_t(lt.itemRoot.ref.blkno) * 65536 + 1000)
+        close(fd)
+        let (vol, _) = try tv.mount(rid: 2)
+        let e = #expect(throws: FSError.self) { _ = try vol.lookup(parent: Format.rootIno, name: b("f1")) }
+        #expect(e?.errno == FSError.EIO)
+        #expect(e?.message.contains("blkno \(lt.itemRoot.ref.blkno)") == true, "the error names the block: \(String(describing: e))")
+    }
+
+    @Test func fullDataDeviceGivesENOSPCAndStaysConsistent() throws {
+        let tv = try TestVolume.make(dataSize: 64 << 20)
+        defer { TempDir.remove(tv.dir) }
+        let (vol, _) = try tv.mount()
+        let f = try vol.makeNode(parent: Format.rootIno, name: b("big"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        let chunk = [UInt8](repeating: 1, count: 1 << 20)
+        var written: UInt64 = 0
+        var sawENOSPC = false
+        for i in 0..<200 {
+            do {
+                _ = try chunk.withUnsafeBytes { try vol.write(f.ino, offset: UInt64(i) << 20, $0) }
+                written += 1 << 20
+            } catch {
+                #expect((error as? FSError)?.errno == FSError.ENOSPC, "\(error)")
+                sawENOSPC = true
+                break
+            }
+        }
+        #expect(sawENOSPC)
+        try vol.sync()
+        let g = try vol.makeNode(parent: Format.rootIno, name: b("after"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        #expect(g.size == 0)
+        try vol.unmount()
     }
 }
