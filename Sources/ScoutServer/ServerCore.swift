@@ -83,8 +83,8 @@ public struct ServerStatfs: Equatable, Sendable {
 public final class ServerCore {
     public let txn: MetaTransaction
     /// Fill targets for a mount's allocators (blocks).
-    public var metaAvailTarget = 2048
-    public var metaAvailLow = 1024
+    public var metaAvailTarget = 8192
+    public var metaAvailLow = 4096
     public var dataAvailTarget: UInt64 = 262_144  // 1 GiB of 4 KiB blocks
     public var dataAvailLow: UInt64 = 65_536
     /// The server keeps at least this many blocks in its own avail list.
