@@ -31,3 +31,9 @@ bench: deps
 
 clean:
 	rm -rf .build var
+
+# The quorum election simulation over SEEDS seeds (SCOUT_SEED=S replays one; see docs/testing.md)
+SEEDS ?= 1000
+.PHONY: simulate
+simulate: deps
+	SCOUT_SIM_SEEDS=$(SEEDS) swift test --filter QuorumSimulationTests

@@ -107,7 +107,11 @@ let package = Package(
         .testTarget(name: "ScoutAllocTests", dependencies: ["ScoutAlloc", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutBlockIOTests", dependencies: ["ScoutBlockIO", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutStorageTests", dependencies: ["ScoutStorage", "ScoutTestSupport"], swiftSettings: upcoming),
-        .testTarget(name: "ScoutQuorumTests", dependencies: ["ScoutQuorum", "ScoutTestSupport"], swiftSettings: upcoming),
+        .testTarget(
+            name: "ScoutQuorumTests",
+            dependencies: ["ScoutQuorum", "ScoutTestSupport", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: upcoming
+        ),
         .testTarget(
             name: "ScoutQuorumServiceTests",
             dependencies: ["ScoutQuorumService", "ScoutQuorum", "ScoutBlockIO", "ScoutTestSupport"],

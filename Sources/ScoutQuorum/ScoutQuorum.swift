@@ -1,1 +1,0 @@
-// ScoutQuorum: see docs/architecture.md
