@@ -38,12 +38,14 @@ struct QuorumSimulationTests {
     static let chunks = 8
 
     @Test("seeded multi-member runs keep every invariant", arguments: 0..<chunks)
-    func seeds(chunk: Int) throws {
+    func seeds(chunk: Int) async throws {
         let all = try SimulationEnvironment.seeds.get()
         let mine = all.enumerated().filter { $0.offset % Self.chunks == chunk }.map(\.element)
         let tracing = SimulationEnvironment.tracing && all.count == 1
         var total = QuorumSimulation.Stats()
         for seed in mine {
+            // the runs are CPU-bound: let other tests' tasks use the cooperative threads between seeds
+            await Task.yield()
             let sim = QuorumSimulation(seed: seed, tracing: tracing)
             sim.run()
             if tracing {
