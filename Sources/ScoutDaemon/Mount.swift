@@ -148,7 +148,6 @@ public final class Mount: @unchecked Sendable {
         var mopts = FUSEMountOptions()
         mopts.subtype = "scoutfs"
         mopts.readOnly = options.readOnly
-        mopts.extraOptions = []
         let mounted: FUSEMount
         let fd: Int32
         do {

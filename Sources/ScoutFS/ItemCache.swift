@@ -94,18 +94,6 @@ final class ItemCache {
         return nil
     }
 
-    /// The last existing item with a key in `from...through` (walks forward: for small ranges).
-    func last(from: Key, through: Key) throws(FSError) -> (key: Key, value: [UInt8])? {
-        var out: (key: Key, value: [UInt8])? = nil
-        var pos = from
-        while let it = try next(from: pos, through: through) {
-            out = it
-            if it.key == .max { break }
-            pos = it.key.incremented()
-        }
-        return out
-    }
-
     // MARK: writes
 
     func put(_ key: Key, _ value: [UInt8]) {
@@ -176,11 +164,5 @@ final class ItemCache {
             if s < range.start { ranges.insert(s, range.start.decremented()) }
             if e > range.end { ranges.insert(range.end.incremented(), e) }
         }
-    }
-
-    /// Drops everything clean (for example after a forced refresh).
-    func dropClean() {
-        clean.removeAll()
-        ranges.removeAll()
     }
 }

@@ -34,12 +34,6 @@ public struct LockServerState: Sendable {
 
     public init() {}
 
-    /// Number of locks with any state (for counters and tests).
-    public var lockCount: Int { locks.count }
-
-    /// The mode `rid` holds on `key`.
-    public func mode(of rid: UInt64, key: Key) -> LockMode { locks[key]?.granted[rid] ?? .null }
-
     /// A mount asks for `new` on `key` (it believes it holds `old`).
     public mutating func request(rid: UInt64, key: Key, old: LockMode, new: LockMode, nextSeq: () -> UInt64) -> [Action] {
         var lock = locks[key] ?? Lock()

@@ -120,26 +120,11 @@ public final class ServerCore {
 
     private func refillServerAvail() throws(ServerError) {
         guard txn.avail.count < serverAvailLow else { return }
-        let alloc = ExtentAllocator(store: txn)
-        var sb = txn.superBlock
-        defer { txn.superBlock.metaAlloc = sb.metaAlloc }
-        for i in 0..<sb.metaAlloc.count {
-            while txn.avail.count < serverAvailLow * 4 {
-                let ext: Extent?
-                do {
-                    ext = try alloc.allocate(&sb.metaAlloc[i], count: UInt64(serverAvailLow * 4 - txn.avail.count))
-                } catch {
-                    throw .alloc(error)
-                }
-                guard let ext else { break }
-                txn.addAvail(ext.start..<(ext.start + ext.len))
-            }
-        }
+        txn.addAvail(try takeFromMetaAlloc(serverAvailLow * 4 - txn.avail.count))
     }
 
-    /// Takes `count` metadata blknos for a mount's list, from the server's avail list (refilled
-    /// from `meta_alloc`); fewer when the device is full.
-    private func takeMetaBlocks(_ count: Int) throws(ServerError) -> [UInt64] {
+    /// Up to `count` blknos out of the `meta_alloc` extent trees (`[0]`, then `[1]`).
+    private func takeFromMetaAlloc(_ count: Int) throws(ServerError) -> [UInt64] {
         var out: [UInt64] = []
         let alloc = ExtentAllocator(store: txn)
         var roots = txn.superBlock.metaAlloc
@@ -156,6 +141,13 @@ public final class ServerCore {
                 out.append(contentsOf: ext.start..<(ext.start + ext.len))
             }
         }
+        return out
+    }
+
+    /// Takes `count` metadata blknos for a mount's list, from `meta_alloc`, then from the
+    /// server's spare avail; fewer when the device is full.
+    private func takeMetaBlocks(_ count: Int) throws(ServerError) -> [UInt64] {
+        var out = try takeFromMetaAlloc(count)
         if out.count < count {
             // leave the server enough blocks for its own commits
             let spare = max(0, txn.avail.count - serverAvailLow)

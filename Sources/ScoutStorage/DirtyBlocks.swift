@@ -1,3 +1,4 @@
+import ScoutAlloc
 import ScoutBTree
 public import ScoutBlockIO
 public import ScoutFormat
@@ -83,6 +84,27 @@ final class DirtyBlocks {
             throw storeError(error)
         }
         blocks = [:]
+    }
+
+    /// The alloc lists a commit writes: `avail` and `freed` laid out in new list blocks, which
+    /// are themselves taken from the end of `avail`. Returns the heads, the avail blknos left
+    /// after the list blocks were taken, the list blocks to write and their blknos.
+    func layOutLists(avail: [UInt64], freed: [UInt64]) throws(BlockStoreError) -> (
+        availHead: AllocListHead, freedHead: AllocListHead, availLeft: [UInt64], blocks: [BlockBuffer], blknos: [UInt64]
+    ) {
+        var availNow = avail
+        var listBlknos: [UInt64] = []
+        while listBlknos.count < AllocList.blocksNeeded(availNow.count) + AllocList.blocksNeeded(freed.count) {
+            guard let b = availNow.popLast() else { throw .noSpace }
+            listBlknos.append(b)
+        }
+        let freedBlocks = Array(listBlknos.prefix(AllocList.blocksNeeded(freed.count)))
+        let availBlocks = Array(listBlknos.dropFirst(freedBlocks.count))
+        // the last block taken may leave one more list block than needed; each must hold a blkno
+        guard availBlocks.count <= availNow.count else { throw .noSpace }
+        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in newSeq() })
+        let (freedHead, freedList) = AllocList.build(freed.sorted(), at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in newSeq() })
+        return (availHead, freedHead, availNow, availList + freedList, listBlknos)
     }
 
     func newSeq() -> UInt64 {

@@ -68,27 +68,16 @@ public final class LogTransaction: MetaBlockStore {
     /// Writes the lists and every dirty block, then syncs the device. Returns the log trees
     /// that reference them.
     public func write() throws(BlockStoreError) -> LogTrees {
-        let freedNow = (freed + committedListBlocks).sorted()
-        var availNow = avail
-        var listBlknos: [UInt64] = []
-        while listBlknos.count < AllocList.blocksNeeded(availNow.count) + AllocList.blocksNeeded(freedNow.count) {
-            guard let b = availNow.popLast() else { throw .noSpace }
-            listBlknos.append(b)
-        }
-        let freedBlocks = Array(listBlknos.prefix(AllocList.blocksNeeded(freedNow.count)))
-        let availBlocks = Array(listBlknos.dropFirst(freedBlocks.count))
-        guard availBlocks.count <= availNow.count else { throw .noSpace }
-        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in dirtyBlocks.newSeq() })
-        let (freedHead, freedList) = AllocList.build(freedNow, at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in dirtyBlocks.newSeq() })
-        try dirtyBlocks.writeAll(extra: availList + freedList)
+        let lists = try dirtyBlocks.layOutLists(avail: avail, freed: freed + committedListBlocks)
+        try dirtyBlocks.writeAll(extra: lists.blocks)
         do {
             try device.sync()
         } catch {
             throw storeError(error)
         }
         var lt = logTrees
-        lt.metaAvail = availHead
-        lt.metaFreed = freedHead
+        lt.metaAvail = lists.availHead
+        lt.metaFreed = lists.freedHead
         return lt
     }
 }

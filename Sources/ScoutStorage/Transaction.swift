@@ -121,28 +121,14 @@ public final class MetaTransaction: MetaBlockStore {
     /// On success the transaction continues as a new, empty one on top of the committed state.
     public func commit() throws(BlockStoreError) {
         // the lists being replaced are referenced by the committed super: free after this commit
-        var freedNow = freed + committedListBlocks
-        var availNow = avail
-        // the new list blocks come from avail, which shrinks as they are taken: take until enough
-        var listBlknos: [UInt64] = []
-        while listBlknos.count < AllocList.blocksNeeded(availNow.count) + AllocList.blocksNeeded(freedNow.count) {
-            guard let b = availNow.popLast() else { throw .noSpace }
-            listBlknos.append(b)
-        }
-        let freedBlocks = Array(listBlknos.prefix(AllocList.blocksNeeded(freedNow.count)))
-        let availBlocks = Array(listBlknos.dropFirst(freedBlocks.count))
-        // the last block taken may leave one more list block than needed; each must hold a blkno
-        guard availBlocks.count <= availNow.count else { throw .noSpace }
-        freedNow.sort()
-        let (availHead, availList) = AllocList.build(availNow, at: availBlocks, fsid: device.fsid, seqs: availBlocks.map { _ in dirtyBlocks.newSeq() })
-        let (freedHead, freedList) = AllocList.build(freedNow, at: freedBlocks, fsid: device.fsid, seqs: freedBlocks.map { _ in dirtyBlocks.newSeq() })
-
+        let freedNow = (freed + committedListBlocks).sorted()
+        let lists = try dirtyBlocks.layOutLists(avail: avail, freed: freedNow)
         var sb = superBlock
-        sb.serverMetaAvail = [availHead, AllocListHead()]
-        sb.serverMetaFreed = [freedHead, AllocListHead()]
+        sb.serverMetaAvail = [lists.availHead, AllocListHead()]
+        sb.serverMetaFreed = [lists.freedHead, AllocListHead()]
         sb.hdr.seq = committed.hdr.seq + 1
         do {
-            try dirtyBlocks.writeAll(extra: availList + freedList)
+            try dirtyBlocks.writeAll(extra: lists.blocks)
             try device.sync()
             try device.writeSuper(sb)
             try device.sync()
@@ -156,8 +142,8 @@ public final class MetaTransaction: MetaBlockStore {
         // the blocks freed by this commit are allocatable from now on
         committed = sb
         superBlock = sb
-        avail = availNow + freedNow
+        avail = lists.availLeft + freedNow
         freed = []
-        committedListBlocks = availBlocks + freedBlocks
+        committedListBlocks = lists.blknos
     }
 }
