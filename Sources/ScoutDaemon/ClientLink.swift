@@ -11,6 +11,12 @@ import ScoutProtocol
 /// Lock requests go through the client's ordered lock lanes (`requestLock`), so a grant is
 /// never handled after a later invalidation of the same lock. Invalidations and
 /// SYNC_LOG_TREES run on their own threads (they may commit) and answer when done.
+///
+/// Failover. Requests survive a change of server: `NetClient` resends every unanswered
+/// request (lock requests, commits, farewell) to the new server after its greeting. The new
+/// server first asks for this mount's locks (LOCK_RECOVER), answered at once from the lock
+/// table (`recoverBatch`); the resent lock requests are then processed against the
+/// recovered grants. A request that times out (`timeout`) fails the filesystem call with EIO.
 public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable {
     public let client: NetClient
     /// Set once the volume exists; server requests before that have nothing to drop.
@@ -138,9 +144,21 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
                 try? vol?.sync()
                 request.respond(.success([]))
             }
+        case .lockRecover:
+            request.respond(Self.recoverBatch(request.payload, volume: volume))
         default:
             request.respond(.failure(NetErrno(22)))
         }
+    }
+
+    /// The answer to a new server's LOCK_RECOVER {key}: up to 22 of the mount's locks from
+    /// `key` on, each as {key, write_seq, old = new = the mode held}; an empty batch ends
+    /// recovery. Without a volume yet (the mount is still opening) no lock is held.
+    static func recoverBatch(_ payload: [UInt8], volume: Volume?) -> Result<[UInt8], NetErrno> {
+        guard let key = try? Key.decodePayload(payload) else { return .failure(NetErrno(22)) }
+        let held = volume?.locksForRecovery(from: key, limit: NetLockRecover.maxLocks) ?? []
+        let batch = held.map { NetLock(key: $0.key, writeSeq: $0.writeSeq, oldMode: $0.mode, newMode: $0.mode) }
+        return .success(NetLockRecover(locks: batch).encoded())
     }
 
     /// Runs blocking work on a new thread, off the network event loops and the async pool.

@@ -1,38 +1,207 @@
-import Logging
-import NIOCore
-public import ScoutFS
-import ScoutFormat
-import ScoutNet
+import Glibc
+public import Logging
+public import NIOCore
+import NIOPosix
+import ScoutFS
+public import ScoutFormat
+public import ScoutNet
 import ScoutProtocol
 public import ScoutServer
 
-/// The server's network face: decodes each client request, runs it on `ServerCore` (one at a
-/// time: every request ends in a commit) and encodes the answer. Lock requests wait for
-/// their grant, which may need invalidation round trips to other mounts first.
-final class ServerService: NetServerHandler, @unchecked Sendable {
-    // Invariant: `core`, `locks` and `pendingGrants` are only touched with `mutex` held.
+/// The server of one elected term: the network face of `ServerCore` and the lock server, with
+/// the recovery of the mounts the last server left behind and the reclaim of fenced mounts.
+///
+/// Lifecycle (the Mount's part): `init` (reads the volume: core seq, mounted clients), then
+/// `start(configuration:)` (listens, arms the recovery timer, starts the reclaim worker), and
+/// `stop()` when the term ends. `onFatal` reports that the server stopped itself (an errored
+/// fence request, a failed reclaim): another member has to take over.
+///
+/// Requests run on `ServerCore` one at a time (every request ends in a commit). Lock requests
+/// wait for their grant, which may need invalidation round trips to other mounts first.
+///
+/// Recovery (the original's `start_recovery`, `recov.c`, `lock_server.c`):
+/// * Every rid in `mounted_clients` at start is pending in its greeting and its locks, and the
+///   lock server grants nothing until none is pending. A pending mount's greeting finishes
+///   the first part; if it greets with another server's term, it is sent LOCK_RECOVER from the
+///   zero key and answers batches of at most 22 locks {key, mode, write_seq}, each next request
+///   from after the last key, until an empty batch. The grants are recorded and the core seq
+///   raised above every write seq. Farewell for a rid waits until its locks are recovered.
+/// * Mounts still pending when `recoveryTimeout` (30 s) fires get a `.clientRecovery` fence
+///   request, with their greeting's address or the one stored in their mounted_client item.
+/// * A mount whose connection broke and did not come back within the NetServer's
+///   `reconnectTimeout` gets a `.clientReconnect` fence request. Its grants stay (it may still
+///   be writing) and conflicting requests wait until it is reclaimed.
+/// * The reclaim worker, every `reclaimInterval` (1 s) and again at once while it makes
+///   progress, takes answered fence requests: an errored one stops the server (`onFatal`);
+///   a fenced mount is forgotten by the network, its locks are dropped (waiters proceed), its
+///   resources reclaimed (`ServerCore.reclaim`), its request removed, and its recovery ended.
+///
+/// Deviations from the original:
+/// * The greeting's mounted_client insert keeps an existing item (EEXIST) without a commit.
+/// * A greeting that carries another server's term for a rid that has no mounted_client item
+///   (reclaimed: it was fenced, or said farewell) is refused with ENOLINK unless it says
+///   farewell; the original lets it in without an item. Rids reclaimed after fencing are
+///   refused by this server whatever they send.
+/// * The lock recovery runs as its own task after the greeting, not from response callbacks.
+/// * Farewell: reclaim happens in the request's own task; quorum members' farewells are not
+///   held back to keep a majority (not built yet).
+/// * Omap requests, srch and log merge cancellation do not exist yet.
+public final class ServerService: NetServerHandler, @unchecked Sendable {
+    // Invariant: every `var` below is only touched with `mutex` held; `core` only with
+    // `mutex` held.
     let mutex = PThreadLock()
     let core: ServerCore
-    var locks = LockServerState()
+    var locks: LockServerState
+    var recovery: ClientRecovery
     var pendingGrants: [GrantKey: CheckedContinuation<Result<[UInt8], NetErrno>, Never>] = [:]
-    let term: UInt64
+    /// The last peer address each rid greeted from.
+    var peerAddresses: [UInt64: InetAddr] = [:]
+    /// Rids this server fenced and reclaimed: refused from now on.
+    var reclaimed: Set<UInt64> = []
+    var stopping = false
+    var fatalReported = false
+    /// Why the volume could not be read at init (the service never starts then).
+    var openError: ServerError?
+    var netServer: NetServer?
+    var recoveryTimer: Task<Void, Never>?
+    var reclaimWorker: Task<Void, Never>?
+
+    /// This server's term (from the election); greetings carry it back.
+    public let term: UInt64
+    /// Where this server asks for mounts to be fenced, and finds the answers.
+    public let fences: FenceRequests
+    /// How long mounts of the last server have to recover before they are fenced.
+    public let recoveryTimeout: Duration
+    /// How often the reclaim worker looks for answered fence requests when idle.
+    public let reclaimInterval: Duration
     let logger: Logger
-    /// Set after the listener is up (invalidations go through it).
-    nonisolated(unsafe) var server: NetServer?
+    let onFatal: @Sendable (String) -> Void
 
     struct GrantKey: Hashable {
         var rid: UInt64
         var key: Key
     }
 
-    init(core: ServerCore, term: UInt64, logger: Logger) {
+    /// Prepares the server of `term` on an opened volume: raises the core seq above every
+    /// logged item and marks every mounted client recovery-pending. Nothing runs until
+    /// `start`; when the volume could not be read, `start` throws that error.
+    ///
+    /// - Parameter onFatal: called once, with the reason, when the server stops itself.
+    public init(
+        core: ServerCore, term: UInt64, fences: FenceRequests,
+        recoveryTimeout: Duration = .seconds(30), reclaimInterval: Duration = .seconds(1),
+        logger: Logger, onFatal: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.core = core
         self.term = term
+        self.fences = fences
+        self.recoveryTimeout = recoveryTimeout
+        self.reclaimInterval = reclaimInterval
         self.logger = logger
+        self.onFatal = onFatal
+        var rids: [UInt64] = []
+        do throws(ServerError) {
+            try core.startSeq()
+            rids = try core.mountedClients().keys.sorted()
+        } catch {
+            openError = error
+            stopping = true
+        }
+        recovery = ClientRecovery(pendingRids: rids)
+        locks = LockServerState(recovering: !rids.isEmpty)
+        if !rids.isEmpty { logger.info("server waiting for \(rids.count) clients to recover") }
     }
+
+    /// Transitional, for the Mount wiring that predates failover: term `term`, a fence table
+    /// of its own, nothing to call on a fatal error. Set `server` after listening.
+    convenience init(core: ServerCore, term: UInt64, logger: Logger) {
+        self.init(core: core, term: term, fences: FenceRequests(), logger: logger)
+    }
+
+    /// Transitional: setting it attaches a listener started elsewhere (see `attach`).
+    var server: NetServer? {
+        get { mutex.withLock { netServer } }
+        set { if let newValue { _ = attach(newValue) } }
+    }
+
+    /// Listens, arms the recovery timer and starts the reclaim worker.
+    ///
+    /// - Throws: the volume could not be read at `init` (`ServerError`), the bind error, or
+    ///   `ServerError` (ESHUTDOWN) when the service was stopped first.
+    public func start(
+        configuration: NetServer.Configuration,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> NetServer {
+        if let openError = mutex.withLock({ openError }) { throw openError }
+        let server = try await NetServer.start(configuration: configuration, handler: self, group: group, logger: logger)
+        guard attach(server) else {
+            await server.shutdown()
+            throw ServerError(errno: LinuxErrno.ESHUTDOWN, "server stopped before it started")
+        }
+        return server
+    }
+
+    /// Uses `server` (listening with this service as its handler) from now on: arms the
+    /// recovery timer and starts the reclaim worker. False when the service is stopped.
+    func attach(_ server: NetServer) -> Bool {
+        mutex.withLock { () -> Bool in
+            guard !stopping, netServer == nil else { return false }
+            netServer = server
+            if !recovery.isFinished {
+                let timeout = recoveryTimeout
+                recoveryTimer = Task { [weak self] in
+                    try? await Task.sleep(for: timeout)
+                    guard !Task.isCancelled else { return }
+                    self?.recoveryTimedOut()
+                }
+            }
+            reclaimWorker = Task { [weak self] in await self?.reclaimLoop() }
+            return true
+        }
+    }
+
+    /// Stops: no more requests are processed or commits made once this returns; the listener
+    /// and every connection are closed. Idempotent.
+    public func stop() async {
+        let (server, timer, worker, grants) = mutex.withLock {
+            stopping = true
+            let g = Array(pendingGrants.values)
+            pendingGrants.removeAll()
+            defer {
+                recoveryTimer = nil
+                reclaimWorker = nil
+            }
+            return (netServer, recoveryTimer, reclaimWorker, g)
+        }
+        timer?.cancel()
+        worker?.cancel()
+        for g in grants { g.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN))) }
+        await server?.shutdown()
+        await worker?.value
+    }
+
+    /// Whether the service stopped (asked to, or on a fatal error).
+    public var isStopped: Bool { mutex.withLock { stopping } }
+
+    /// The rids still recovering (greeting or locks).
+    public func recoveryPending() -> [UInt64] { mutex.withLock { recovery.pendingRids() } }
+
+    /// The rids with a mounted_client item.
+    public func mountedClientRids() throws(ServerError) -> [UInt64] {
+        try mutex.withLock { () throws(ServerError) in try core.mountedClients().keys.sorted() }
+    }
+
+    /// The current core seq.
+    public var coreSeq: UInt64 { mutex.withLock { core.superBlock.seq } }
+
+    /// The lock modes `rid` holds, as this server knows them.
+    public func grants(rid: UInt64) -> [Key: LockMode] { mutex.withLock { locks.grants(rid: rid) } }
+
+    // MARK: helpers (mutex held unless said otherwise)
 
     private func locked<R>(_ body: () throws(ServerError) -> R) -> Result<R, NetErrno> {
         mutex.withLock {
+            guard !stopping else { return .failure(NetErrno(LinuxErrno.ESHUTDOWN)) }
             do throws(ServerError) {
                 return .success(try body())
             } catch {
@@ -42,20 +211,144 @@ final class ServerService: NetServerHandler, @unchecked Sendable {
         }
     }
 
-    func greeting(_ greeting: NetGreeting, from address: SocketAddress?) async -> Result<NetGreeting, NetErrno> {
-        let fsid = mutex.withLock { core.superBlock.hdr.fsid }
-        guard greeting.fsid == fsid else { return .failure(NetErrno(22)) }
-        guard greeting.fmtVers == mutex.withLock({ core.superBlock.fmtVers }) else { return .failure(NetErrno(22)) }
-        return .success(NetGreeting(fsid: fsid, fmtVers: greeting.fmtVers, serverTerm: term, rid: greeting.rid, flags: 0))
+    /// `rid` recovered `parts`; when that was the last, requests waiting for recovery proceed.
+    private func finishRecoveryLocked(rid: UInt64, _ parts: ClientRecovery.Parts) -> [LockServerState.Action] {
+        guard recovery.finish(rid: rid, parts) else { return [] }
+        logger.info("all clients recovered")
+        recoveryTimer?.cancel()
+        recoveryTimer = nil
+        return locks.finishRecovery(nextSeq: { core.nextSeq() })
     }
 
-    func clientGreeted(rid: UInt64, greeting: NetGreeting, firstContact: Bool) async {
+    /// Drops `rid`'s lock state; its waiting lock requests fail.
+    private func dropLocksLocked(rid: UInt64) -> [LockServerState.Action] {
+        let actions = locks.removeClient(rid: rid, nextSeq: { core.nextSeq() })
+        for k in pendingGrants.keys where k.rid == rid {
+            pendingGrants.removeValue(forKey: k)?.resume(returning: .failure(.enolink))
+        }
+        return actions
+    }
+
+    /// The address to put in a fence request for `rid`: its greeting's, else its
+    /// mounted_client item's (0 when neither is known).
+    private func fenceAddressLocked(rid: UInt64) throws(ServerError) -> UInt32 {
+        var addr = peerAddresses[rid]
+        if addr == nil { addr = try core.mountedClient(rid: rid)?.addr }
+        guard let addr, addr.family == InetAddr.familyIPv4 else { return 0 }
+        return addr.ipv4
+    }
+
+    static func inetAddr(_ address: SocketAddress?) -> InetAddr? {
+        guard let address, address.protocol == .inet, let ip = address.ipAddress, let port = address.port else { return nil }
+        let parts = ip.split(separator: ".").compactMap { UInt32($0) }
+        guard parts.count == 4, parts.allSatisfy({ $0 < 256 }), let p = UInt16(exactly: port) else { return nil }
+        return InetAddr(ipv4: parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3], port: p)
+    }
+
+    /// The server is done for: stop it, and tell the owner once.
+    private func fatal(_ why: String) {
+        let first = mutex.withLock { () -> Bool in
+            defer { fatalReported = true }
+            return !fatalReported
+        }
+        guard first else { return }
+        logger.error("server stopping: \(why)")
+        Task { await self.stop() }
+        onFatal(why)
+    }
+
+    /// The listener, once `start` set it (a greeting can be handled just before); nil once stopped.
+    private func listener() async -> NetServer? {
+        for _ in 0..<1000 {
+            let (s, stopped) = mutex.withLock { (netServer, stopping) }
+            if stopped { return nil }
+            if let s { return s }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
+    // MARK: NetServerHandler
+
+    public func greeting(_ greeting: NetGreeting, from address: SocketAddress?) async -> Result<NetGreeting, NetErrno> {
+        let rid = greeting.rid
+        let addr = Self.inetAddr(address)
+        let (result, actions) = mutex.withLock { () -> (Result<NetGreeting, NetErrno>, [LockServerState.Action]) in
+            guard !stopping else { return (.failure(NetErrno(LinuxErrno.ESHUTDOWN)), []) }
+            let sb = core.superBlock
+            guard greeting.fsid == sb.hdr.fsid, greeting.fmtVers == sb.fmtVers else {
+                logger.warning("greeting from rid \(hex(rid)) for fsid \(hex(greeting.fsid)) format \(greeting.fmtVers) refused")
+                return (.failure(.einval), [])
+            }
+            guard !reclaimed.contains(rid) else {
+                logger.warning("greeting from fenced rid \(hex(rid)) refused")
+                return (.failure(.enolink), [])
+            }
+            do throws(ServerError) {
+                if greeting.serverTerm == 0 {
+                    try core.addMountedClient(rid: rid, addr: addr ?? InetAddr(), quorum: greeting.isQuorum)
+                } else if greeting.serverTerm != term, !greeting.isFarewell, try core.mountedClient(rid: rid) == nil {
+                    logger.warning("greeting from rid \(hex(rid)) of term \(greeting.serverTerm) without a mounted_client item refused")
+                    return (.failure(.enolink), [])
+                }
+            } catch {
+                logger.error("greeting from rid \(hex(rid)): \(error)")
+                return (.failure(NetErrno(error.errno)), [])
+            }
+            if let addr { peerAddresses[rid] = addr }
+            let acts = finishRecoveryLocked(rid: rid, .greeting)
+            return (.success(NetGreeting(fsid: sb.hdr.fsid, fmtVers: sb.fmtVers, serverTerm: term, rid: rid, flags: 0)), acts)
+        }
+        perform(actions)
+        return result
+    }
+
+    public func clientGreeted(rid: UInt64, greeting: NetGreeting, firstContact: Bool) async {
         guard firstContact else { return }
-        let quorum = greeting.flags & NetGreeting.flagQuorum != 0
-        _ = locked { () throws(ServerError) in try core.addMountedClient(rid: rid, addr: InetAddr(), quorum: quorum) }
+        let recover = mutex.withLock { !stopping && recovery.isPending(rid: rid, .locks) }
+        if recover {
+            Task { await self.recoverLocks(rid: rid) }
+        }
     }
 
-    func handle(rid: UInt64, cmd: NetCommand, payload: [UInt8]) async -> Result<[UInt8], NetErrno> {
+    /// Asks `rid` for its locks, batch by batch, until it sends an empty one. Any failure
+    /// leaves the rid pending: it recovers after a reconnect, or is fenced at the timeout.
+    func recoverLocks(rid: UInt64) async {
+        var key = Key.zero
+        while true {
+            guard let server = await listener() else { return }
+            let batch: NetLockRecover
+            do {
+                batch = try NetLockRecover.decode(try await server.request(rid: rid, .lockRecover, key.encoded()))
+            } catch {
+                logger.warning("lock recovery of rid \(hex(rid)) stopped: \(error)")
+                return
+            }
+            let (next, actions) = mutex.withLock { () -> (Key?, [LockServerState.Action]) in
+                guard !stopping, recovery.isPending(rid: rid, .locks) else { return (nil, []) }
+                do throws(LockServerState.RecoverError) {
+                    for l in batch.locks {
+                        try locks.recover(rid: rid, key: l.key, mode: l.newMode)
+                        core.setSeqIfGreater(l.writeSeq)
+                    }
+                } catch {
+                    logger.error("lock recovery of rid \(hex(rid)) refused: \(error)")
+                    return (nil, [])
+                }
+                guard let last = batch.locks.last, last.key != .max else {
+                    logger.info("rid \(hex(rid)) recovered its locks")
+                    return (nil, finishRecoveryLocked(rid: rid, .locks))
+                }
+                return (last.key.incremented(), [])
+            }
+            perform(actions)
+            guard let next else { return }
+            key = next
+        }
+    }
+
+    public func handle(rid: UInt64, cmd: NetCommand, payload: [UInt8]) async -> Result<[UInt8], NetErrno> {
+        if mutex.withLock({ reclaimed.contains(rid) }) { return .failure(.enolink) }
         do {
             switch cmd {
             case .allocInodes:
@@ -89,32 +382,60 @@ final class ServerService: NetServerHandler, @unchecked Sendable {
                     ).encoded()
                 }
             case .farewell:
-                let actions = mutex.withLock { locks.removeClient(rid: rid, nextSeq: { core.nextSeq() }) }
-                perform(actions)
-                return locked { () throws(ServerError) in
-                    try core.farewell(rid: rid)
-                    return []
-                }
+                guard payload.isEmpty else { return .failure(.einval) }
+                return await farewell(rid: rid)
             case .lock:
                 let req = try NetLock.decodePayload(payload)
                 return await withCheckedContinuation { cont in
                     let actions = mutex.withLock { () -> [LockServerState.Action] in
-                        pendingGrants[GrantKey(rid: rid, key: req.key)] = cont
+                        guard !stopping else {
+                            cont.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN)))
+                            return []
+                        }
+                        let gk = GrantKey(rid: rid, key: req.key)
+                        // one request per lock and mount at a time; a stray older one fails
+                        pendingGrants.removeValue(forKey: gk)?.resume(returning: .failure(.einval))
+                        pendingGrants[gk] = cont
                         return locks.request(rid: rid, key: req.key, old: req.oldMode, new: req.newMode, nextSeq: { core.nextSeq() })
                     }
                     perform(actions)
                 }
             default:
-                return .failure(NetErrno(22))
+                return .failure(.einval)
             }
         } catch {
-            logger.warning("bad \(cmd) request from rid \(rid): \(error)")
-            return .failure(NetErrno(22))
+            logger.warning("bad \(cmd) request from rid \(hex(rid)): \(error)")
+            return .failure(.einval)
         }
     }
 
+    /// FAREWELL: waits for the rid's lock recovery (it may be fenced meanwhile), then drops
+    /// its locks and reclaims it; the answer goes out once that is committed.
+    private func farewell(rid: UInt64) async -> Result<[UInt8], NetErrno> {
+        while mutex.withLock({ !stopping && recovery.isPending(rid: rid, .locks) }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let (result, actions) = mutex.withLock { () -> (Result<[UInt8], NetErrno>, [LockServerState.Action]) in
+            guard !stopping else { return (.failure(NetErrno(LinuxErrno.ESHUTDOWN)), []) }
+            let acts = dropLocksLocked(rid: rid)
+            do throws(ServerError) {
+                try core.farewell(rid: rid)
+            } catch {
+                return (.failure(NetErrno(error.errno)), acts)
+            }
+            peerAddresses[rid] = nil
+            return (.success([]), acts)
+        }
+        perform(actions)
+        if case .failure(let e) = result, e.code != LinuxErrno.ESHUTDOWN {
+            fatal("farewell of rid \(hex(rid)) failed: \(e)")
+        }
+        return result
+    }
+
     /// Carries out lock server actions: grants answer waiting requests, invalidations are
-    /// sent and their answers fed back.
+    /// sent and their answers fed back. An invalidation that cannot be delivered (the mount's
+    /// connection state is gone) stays outstanding until the mount is reclaimed.
     private func perform(_ actions: [LockServerState.Action]) {
         for a in actions {
             switch a {
@@ -123,20 +444,116 @@ final class ServerService: NetServerHandler, @unchecked Sendable {
                 cont?.resume(returning: .success(NetLock(key: key, writeSeq: seq, oldMode: old, newMode: new).encoded()))
             case .invalidate(let rid, let key, let from, let to):
                 Task {
+                    guard let server = await self.listener() else { return }
                     do {
-                        _ = try await self.server?.request(rid: rid, .lock, NetLock(key: key, oldMode: from, newMode: to).encoded())
+                        _ = try await server.request(rid: rid, .lock, NetLock(key: key, oldMode: from, newMode: to).encoded())
                     } catch {
-                        self.logger.warning("lock invalidation of rid \(rid) failed: \(error)")
+                        // lost: the mount is fenced and reclaimed, which drops its grants
+                        self.logger.warning("lock invalidation of rid \(hex(rid)) for \(key) not answered: \(error)")
+                        return
                     }
-                    let next = self.mutex.withLock { self.locks.invalidated(rid: rid, key: key, mode: to, nextSeq: { self.core.nextSeq() }) }
+                    let next = self.mutex.withLock { () -> [LockServerState.Action] in
+                        guard !self.stopping else { return [] }
+                        return self.locks.invalidated(rid: rid, key: key, mode: to, nextSeq: { self.core.nextSeq() })
+                    }
                     self.perform(next)
                 }
             }
         }
     }
 
-    func clientGone(rid: UInt64, reason: NetServer.GoneReason) async {
-        let actions = mutex.withLock { locks.removeClient(rid: rid, nextSeq: { core.nextSeq() }) }
-        perform(actions)
+    public func clientGone(rid: UInt64, reason: NetServer.GoneReason) async {
+        guard reason == .reconnectTimedOut else { return }
+        let outcome = mutex.withLock { () -> Result<UInt32, ServerError>? in
+            guard !stopping, !reclaimed.contains(rid) else { return nil }
+            do throws(ServerError) {
+                return .success(try fenceAddressLocked(rid: rid))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case nil:
+            return
+        case .success(let ipv4):
+            logger.error("client rid \(hex(rid)) reconnect timed out, fencing")
+            fences.start(rid: rid, ipv4: ipv4, reason: .clientReconnect)
+        case .failure(let e):
+            fatal("client rid \(hex(rid)) address lookup for fencing failed: \(e)")
+        }
     }
+
+    // MARK: recovery timeout and reclaim
+
+    /// The recovery timer fired: every mount still pending is to be fenced. It stays pending
+    /// (its lock state unknown) until it is reclaimed.
+    func recoveryTimedOut() {
+        let outcome = mutex.withLock { () -> Result<[(UInt64, UInt32)], ServerError>? in
+            guard !stopping else { return nil }
+            do throws(ServerError) {
+                var out: [(UInt64, UInt32)] = []
+                for rid in recovery.pendingRids() { out.append((rid, try fenceAddressLocked(rid: rid))) }
+                return .success(out)
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case nil:
+            return
+        case .success(let pending):
+            for (rid, ipv4) in pending {
+                logger.error("recovery timeout of \(recoveryTimeout) expired for client rid \(hex(rid)), fencing")
+                fences.start(rid: rid, ipv4: ipv4, reason: .clientRecovery)
+            }
+        case .failure(let e):
+            fatal("client address lookup for fencing failed: \(e)")
+        }
+    }
+
+    private func reclaimLoop() async {
+        while !Task.isCancelled, !isStopped {
+            if await reclaimNext() { continue }
+            try? await Task.sleep(for: reclaimInterval)
+        }
+    }
+
+    /// Handles one answered fence request; true when a mount was reclaimed.
+    func reclaimNext() async -> Bool {
+        guard let req = fences.answered().first else { return false }
+        let rid = req.rid
+        if req.error {
+            fatal("fence request for rid \(hex(rid)) (\(req.reason.rawValue)) failed")
+            return false
+        }
+        // nothing more from it: its socket and messaging state go first
+        await listener()?.forget(rid: rid)
+        let (error, actions) = mutex.withLock { () -> (ServerError?, [LockServerState.Action]) in
+            guard !stopping else { return (nil, []) }
+            reclaimed.insert(rid)
+            var acts = dropLocksLocked(rid: rid)
+            do throws(ServerError) {
+                try core.reclaim(rid: rid)
+            } catch {
+                return (error, acts)
+            }
+            fences.remove(rid: rid)
+            peerAddresses[rid] = nil
+            acts += finishRecoveryLocked(rid: rid, .all)
+            return (nil, acts)
+        }
+        perform(actions)
+        if let error {
+            fatal("reclaim of fenced rid \(hex(rid)) failed: \(error)")
+            return false
+        }
+        if isStopped { return false }
+        logger.info("reclaimed resources of fenced rid \(hex(rid))")
+        return true
+    }
+}
+
+private func hex(_ v: UInt64) -> String {
+    let s = String(v, radix: 16)
+    return String(repeating: "0", count: max(0, 16 - s.count)) + s
 }

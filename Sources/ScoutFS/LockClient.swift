@@ -125,4 +125,37 @@ final class LockClient: @unchecked Sendable {
     func mode(_ range: LockRange) -> LockMode {
         lock.withLock { table[range.start]?.mode ?? .null }
     }
+
+    /// Up to `limit` locks this mount holds in a mode other than NULL, from `key` on in key
+    /// order, with their write seqs: a batch of the answer to a new server's LOCK_RECOVER.
+    ///
+    /// A lock being invalidated keeps its old mode in the table until the invalidation is
+    /// done, so it is reported in the old mode (the original's ca526e2b: a new server must
+    /// not believe this mount already gave up what it may still be using). Its request, if
+    /// any, is resent to the new server and processed after recovery. NULL locks are left out.
+    func recoveryBatch(from key: Key, limit: Int) -> [RecoveredLock] {
+        lock.withLock {
+            table.lazy.filter { $0.key >= key && $0.value.mode != .null }
+                .map { RecoveredLock(key: $0.key, mode: $0.value.mode, writeSeq: $0.value.writeSeq) }
+                .sorted { $0.key < $1.key }
+                .prefix(limit)
+                .map { $0 }
+        }
+    }
+}
+
+/// One lock as a mount reports it to a new server during lock recovery.
+public struct RecoveredLock: Equatable, Sendable {
+    /// The lock's name (the start of its range).
+    public var key: Key
+    /// The mode the mount holds (the old mode while it is being invalidated).
+    public var mode: LockMode
+    /// The write seq of its last WRITE or WRITE_ONLY grant.
+    public var writeSeq: UInt64
+
+    public init(key: Key, mode: LockMode, writeSeq: UInt64) {
+        self.key = key
+        self.mode = mode
+        self.writeSeq = writeSeq
+    }
 }

@@ -187,6 +187,12 @@ public final class Volume: @unchecked Sendable {
         locks.invalidate(LockRange.covering(key), to: to)
     }
 
+    /// Called by the link when a new server asks for this mount's locks (LOCK_RECOVER): up
+    /// to `limit` held locks from `key` on, in key order.
+    public func locksForRecovery(from key: Key, limit: Int) -> [RecoveredLock] {
+        locks.recoveryBatch(from: key, limit: limit)
+    }
+
     // MARK: transactions
 
     /// The seq written into this transaction's items.

@@ -76,10 +76,17 @@ public struct ServerStatfs: Equatable, Sendable {
 ///   `data_alloc`, and tops `meta_avail` up from the server's avail (refilled from
 ///   `meta_alloc`) and `data_avail` from `data_alloc`.
 ///
+/// - Recovery: `startSeq` raises the core seq above every logged item when a server starts;
+///   `reclaim` (farewell, or a fenced mount) finalizes the mount's open log tree after
+///   returning its allocators, then deletes its mounted_client item, over as many commits as
+///   it takes.
+///
 /// Deviations from the original: the server's own metadata allocator is the single avail list
 /// of `MetaTransaction` (refilled from `meta_alloc[0]`, then `[1]`); freed meta blocks do not go
-/// back into the `meta_alloc` extent trees. Log trees are never finalized or merged yet, so the
-/// forest is the fs root plus one log tree per mount.
+/// back into the `meta_alloc` extent trees, and a reclaimed mount's `meta_avail`/`meta_freed`
+/// blocks join that list (the original splices them into its other freed list). Log trees
+/// are finalized only by reclaim and never merged yet, so the forest is the fs root plus the
+/// log trees of every mount.
 public final class ServerCore {
     public let txn: MetaTransaction
     /// Fill targets for a mount's allocators (blocks).
@@ -102,6 +109,42 @@ public final class ServerCore {
     public func nextSeq() -> UInt64 {
         txn.superBlock.seq += 1
         return txn.superBlock.seq
+    }
+
+    /// Raises the core seq to `seq` when it is below (a recovered lock's write seq).
+    public func setSeqIfGreater(_ seq: UInt64) {
+        if seq > txn.superBlock.seq { txn.superBlock.seq = seq }
+    }
+
+    /// The largest `max_item_seq` of every log tree (the original's `scoutfs_forest_get_max_seq`).
+    public func maxLoggedItemSeq() throws(ServerError) -> UInt64 {
+        var most: UInt64 = 0
+        var bad: ServerError?
+        do {
+            let first = Key(zone: KeyZone.logTrees)
+            let last = Key(zone: KeyZone.logTrees, first: .max, type: .max, second: .max, third: .max, fourth: .max)
+            try BTree(store: txn).forEach(txn.superBlock.logsRoot, from: first, through: last) { b, off in
+                do {
+                    most = max(most, try LogTrees.decode(b.value(at: off)).maxItemSeq)
+                    return true
+                } catch {
+                    bad = ServerError(errno: 5, "corrupt log_trees item \(b.key(at: off)): \(error)")
+                    return false
+                }
+            }
+        } catch {
+            throw .btree(error)
+        }
+        if let bad { throw bad }
+        return most
+    }
+
+    /// What a server does once as it starts: the core seq becomes at least every logged
+    /// item's seq, so no new transaction or lock write seq sorts below an item already written
+    /// (lesson 14). Not committed by itself: the next commit persists it, and a server that
+    /// dies first leaves the next one to compute the same.
+    public func startSeq() throws(ServerError) {
+        setSeqIfGreater(try maxLoggedItemSeq())
     }
 
     /// Writes the server's changes and the super block.
@@ -160,18 +203,37 @@ public final class ServerCore {
 
     static func mountedClientKey(_ rid: UInt64) -> Key { Key(zone: KeyZone.mountedClient, first: rid) }
 
-    /// Records a mount on its first greeting (idempotent).
+    /// Records a mount on its first greeting, with its address. Idempotent: a greeting resent
+    /// to a new server after the last one inserted the item (the original accepts EEXIST)
+    /// leaves the existing item, and nothing is committed then.
     public func addMountedClient(rid: UInt64, addr: InetAddr, quorum: Bool) throws(ServerError) {
         let tree = BTree(store: txn)
         var root = txn.superBlock.mountedClients
         let val = MountedClientValue(addr: addr, flags: quorum ? MountedClientValue.flagQuorum : 0)
         do {
+            if try tree.lookup(root, Self.mountedClientKey(rid)) != nil { return }
             try tree.force(&root, Self.mountedClientKey(rid), val.encoded())
         } catch {
             throw .btree(error)
         }
         txn.superBlock.mountedClients = root
         try commit()
+    }
+
+    /// The mounted_client item of `rid`, nil when there is none.
+    public func mountedClient(rid: UInt64) throws(ServerError) -> MountedClientValue? {
+        let item: BTreeItem?
+        do {
+            item = try BTree(store: txn).lookup(txn.superBlock.mountedClients, Self.mountedClientKey(rid))
+        } catch {
+            throw .btree(error)
+        }
+        guard let item else { return nil }
+        do {
+            return try MountedClientValue.decode(item.value)
+        } catch {
+            throw ServerError(errno: 5, "corrupt mounted_client item for rid \(rid): \(error)")
+        }
     }
 
     /// The rids of every mount the volume records as mounted.
@@ -189,8 +251,75 @@ public final class ServerCore {
         return out
     }
 
-    /// A clean unmount: the mount's resources are reclaimed, its mounted_client item deleted last.
+    /// A clean unmount (FAREWELL): the mount's resources are reclaimed as for a fenced mount.
     public func farewell(rid: UInt64) throws(ServerError) {
+        try reclaim(rid: rid)
+    }
+
+    /// How many allocator extents one reclaim commit moves at most (the original bounds the
+    /// blocks a commit may dirty; a fragmented allocator takes several commits).
+    public var reclaimExtentsPerCommit = 256
+
+    /// Reclaims everything a departed mount (farewell, or fenced) held: its open log tree is
+    /// finalized once its unused allocators are back in the server's pools (`meta_avail` and
+    /// `meta_freed` blocks become the server's after the commit, `data_avail` and `data_freed`
+    /// extents go back to `data_alloc`), and its mounted_client item is deleted last. The log
+    /// tree's items stay for a later merge. Runs as many commits as it needs, each one a
+    /// consistent state, and is idempotent: after a crash at any point, or when a second
+    /// server repeats it, it finishes what is left (the original's `reclaim_rid`).
+    ///
+    /// Not done yet, as the rest of this server lacks them: srch compaction and log merge
+    /// cancellation, the omap entry.
+    public func reclaim(rid: UInt64) throws(ServerError) {
+        while try !reclaimStep(rid: rid) {
+            try commit()
+        }
+        try commit()
+    }
+
+    /// One bounded step of `reclaim`; true when the mount is fully reclaimed (the caller
+    /// commits either way).
+    private func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
+        if var lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
+            for head in [lt.metaFreed, lt.metaAvail] where !head.ref.isNull {
+                do {
+                    let (blknos, listBlocks) = try AllocList.read(head, from: txn)
+                    txn.addFreed(blknos)
+                    txn.addFreed(listBlocks)
+                } catch {
+                    throw .store(error)
+                }
+            }
+            lt.metaFreed = AllocListHead()
+            lt.metaAvail = AllocListHead()
+            var budget = reclaimExtentsPerCommit
+            let alloc = ExtentAllocator(store: txn)
+            var core = txn.superBlock.dataAlloc
+            do {
+                while budget > 0, let ext = try alloc.allocate(&lt.dataAvail, count: .max) {
+                    try alloc.free(&core, ext)
+                    budget -= 1
+                }
+                while budget > 0, let ext = try alloc.allocate(&lt.dataFreed, count: .max) {
+                    try alloc.free(&core, ext)
+                    budget -= 1
+                }
+            } catch {
+                throw .alloc(error)
+            }
+            txn.superBlock.dataAlloc = core
+            let drained = lt.dataAvail.totalLen == 0 && lt.dataFreed.totalLen == 0
+            if drained {
+                // the transaction is no longer open and the mount writes no more
+                lt.commitTransSeq = lt.getTransSeq
+                lt.dataAllocZoneBlocks = 0
+                lt.dataAllocZones = Array(repeating: 0, count: Format.dataAllocZoneLE64s)
+                lt.flags |= LogTrees.flagFinalized
+                lt.finalizeSeq = nextSeq()
+            }
+            try storeLogTrees(lt)
+            if !drained { return false }
+        }
         let tree = BTree(store: txn)
         var root = txn.superBlock.mountedClients
         do {
@@ -201,7 +330,7 @@ public final class ServerCore {
             throw .btree(error)
         }
         txn.superBlock.mountedClients = root
-        try commit()
+        return true
     }
 
     // MARK: inode numbers
