@@ -277,9 +277,9 @@ public final class ServerCore {
         try commit()
     }
 
-    /// One bounded step of `reclaim`; true when the mount is fully reclaimed (the caller
-    /// commits either way).
-    private func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
+    /// One bounded step of `reclaim`, left uncommitted: true when the mount is fully
+    /// reclaimed. Every step leaves a consistent state to commit.
+    public func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
         if var lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
             for head in [lt.metaFreed, lt.metaAvail] where !head.ref.isNull {
                 do {
