@@ -1,0 +1,100 @@
+import Glibc
+import ScoutFormat
+import ScoutProtocol
+import Synchronization
+import Testing
+
+@testable import ScoutDaemon
+@testable import ScoutFS
+
+/// A server that grants every request at once, with increasing write seqs.
+final class GrantingLink: ServerLink, Sendable {
+    private let seq = Mutex<UInt64>(40)
+    func getRoots() throws(FSError) -> ForestRoots { ForestRoots() }
+    func getLogTrees() throws(FSError) -> LogTrees { LogTrees() }
+    func commitLogTrees(_ lt: LogTrees) throws(FSError) {}
+    func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { (0, 0) }
+    func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
+        seq.withLock {
+            $0 += 1
+            return $0
+        }
+    }
+    func lastSeq() throws(FSError) -> UInt64 { 0 }
+    func statfs() throws(FSError) -> ServerTotals { throw FSError(FSError.EIO) }
+    func farewell() throws(FSError) {}
+}
+
+@Suite("Client side of lock recovery")
+struct RecoveryClientTests {
+    @Test func batchesPageThroughHeldLocksInKeyOrder() throws {
+        let lc = LockClient(link: GrantingLink())
+        let ranges = (0..<30).map { LockRange.inode(UInt64($0) * Format.lockInodeGroupNr) }
+        for r in ranges.shuffled() {
+            try lc.acquire(r, r.start.first % 2048 == 0 ? .write : .read)
+            lc.release(r, r.start.first % 2048 == 0 ? .write : .read)
+        }
+        // a NULL lock is not reported
+        lc.invalidate(ranges[29], to: .null)
+        var seen: [RecoveredLock] = []
+        var key = Key.zero
+        for _ in 0..<10 {
+            let batch = lc.recoveryBatch(from: key, limit: NetLockRecover.maxLocks)
+            #expect(batch.count <= 22)
+            guard let last = batch.last else { break }
+            seen += batch
+            key = last.key.incremented()
+        }
+        #expect(seen.map(\.key) == ranges.prefix(29).map(\.start))
+        for l in seen {
+            #expect(l.mode == (l.key.first % 2048 == 0 ? .write : .read))
+            #expect(l.writeSeq > 40)
+        }
+        #expect(Set(seen.map(\.writeSeq)).count == 29)
+    }
+
+    @Test func aLockBeingInvalidatedIsReportedInItsOldMode() async throws {
+        let lc = LockClient(link: GrantingLink())
+        let r = LockRange.inode(5000)
+        try lc.acquire(r, .write)  // one user holds it: the invalidation has to wait
+        let before = lc.recoveryBatch(from: .zero, limit: 22)
+        #expect(before.map(\.mode) == [.write])
+        let done = Mutex(false)
+        let t = Thread {
+            lc.invalidate(r, to: .null)
+            done.withLock { $0 = true }
+        }
+        t.start()
+        // the invalidation is under way but waits for the user
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!done.withLock { $0 })
+        let during = lc.recoveryBatch(from: .zero, limit: 22)
+        #expect(during == before)
+        lc.release(r, .write)
+        for _ in 0..<300 where !done.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(done.withLock { $0 })
+        #expect(lc.recoveryBatch(from: .zero, limit: 22).isEmpty)
+    }
+
+    @Test func linkAnswersRecoveryFromTheVolumeAndRefusesABadKey() throws {
+        let none = ClientLink.recoverBatch(Key(zone: 1).encoded(), volume: nil)
+        #expect(try NetLockRecover.decode(none.get()).locks.isEmpty)
+        #expect(ClientLink.recoverBatch([1, 2, 3], volume: nil) == .failure(.einval))
+    }
+}
+
+/// A plain pthread for blocking calls in tests.
+final class Thread: @unchecked Sendable {
+    // Invariant: `body` is set at init and only run by the started thread.
+    private let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+    func start() {
+        let me = Unmanaged.passRetained(self)
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue().body()
+            return nil
+        }, me.toOpaque())
+        if rc == 0 { pthread_detach(tid) } else { me.takeRetainedValue().body() }
+    }
+}
