@@ -76,6 +76,8 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     public let reclaimInterval: Duration
     let logger: Logger
     let onFatal: @Sendable (String) -> Void
+    /// Transitional (no fencing agent): fence requests are answered "fenced" as they are made.
+    let fencesItself: Bool
 
     struct GrantKey: Hashable {
         var rid: UInt64
@@ -86,11 +88,25 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     /// logged item and marks every mounted client recovery-pending. Nothing runs until
     /// `start`; when the volume could not be read, `start` throws that error.
     ///
-    /// - Parameter onFatal: called once, with the reason, when the server stops itself.
-    public init(
+    /// - Parameters:
+    ///   - fences: where fence requests go; a fencing agent (or the Mount) answers them.
+    ///   - recoveryTimeout: mounts of the last server still pending after this are fenced.
+    ///   - reclaimInterval: how often the reclaim worker looks at the fence requests.
+    ///   - onFatal: called once, with the reason, when the server stops itself.
+    public convenience init(
         core: ServerCore, term: UInt64, fences: FenceRequests,
         recoveryTimeout: Duration = .seconds(30), reclaimInterval: Duration = .seconds(1),
         logger: Logger, onFatal: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.init(
+            core: core, term: term, fences: fences, recoveryTimeout: recoveryTimeout,
+            reclaimInterval: reclaimInterval, logger: logger, onFatal: onFatal, fencesItself: false)
+    }
+
+    init(
+        core: ServerCore, term: UInt64, fences: FenceRequests, recoveryTimeout: Duration,
+        reclaimInterval: Duration, logger: Logger, onFatal: @escaping @Sendable (String) -> Void,
+        fencesItself: Bool
     ) {
         self.core = core
         self.term = term
@@ -99,6 +115,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         self.reclaimInterval = reclaimInterval
         self.logger = logger
         self.onFatal = onFatal
+        self.fencesItself = fencesItself
         var rids: [UInt64] = []
         do throws(ServerError) {
             try core.startSeq()
@@ -112,10 +129,14 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         if !rids.isEmpty { logger.info("server waiting for \(rids.count) clients to recover") }
     }
 
-    /// Transitional, for the Mount wiring that predates failover: term `term`, a fence table
-    /// of its own, nothing to call on a fatal error. Set `server` after listening.
+    /// Transitional, for the Mount wiring that predates quorum and fencing: no fencing agent,
+    /// so every fence request this server makes counts as answered "fenced" at once (a mount
+    /// restarted after a crash reclaims its own stale rid after the recovery timeout, 5 s
+    /// here), and nothing is called on a fatal error. Set `server` after listening.
     convenience init(core: ServerCore, term: UInt64, logger: Logger) {
-        self.init(core: core, term: term, fences: FenceRequests(), logger: logger)
+        self.init(
+            core: core, term: term, fences: FenceRequests(), recoveryTimeout: .seconds(5),
+            reclaimInterval: .seconds(1), logger: logger, onFatal: { _ in }, fencesItself: true)
     }
 
     /// Transitional: setting it attaches a listener started elsewhere (see `attach`).
@@ -477,13 +498,18 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
             return
         case .success(let ipv4):
             logger.error("client rid \(hex(rid)) reconnect timed out, fencing")
-            fences.start(rid: rid, ipv4: ipv4, reason: .clientReconnect)
+            requestFence(rid: rid, ipv4: ipv4, reason: .clientReconnect)
         case .failure(let e):
             fatal("client rid \(hex(rid)) address lookup for fencing failed: \(e)")
         }
     }
 
     // MARK: recovery timeout and reclaim
+
+    private func requestFence(rid: UInt64, ipv4: UInt32, reason: FenceReason) {
+        fences.start(rid: rid, ipv4: ipv4, reason: reason)
+        if fencesItself { fences.answer(rid: rid, fenced: true) }
+    }
 
     /// The recovery timer fired: every mount still pending is to be fenced. It stays pending
     /// (its lock state unknown) until it is reclaimed.
@@ -504,7 +530,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         case .success(let pending):
             for (rid, ipv4) in pending {
                 logger.error("recovery timeout of \(recoveryTimeout) expired for client rid \(hex(rid)), fencing")
-                fences.start(rid: rid, ipv4: ipv4, reason: .clientRecovery)
+                requestFence(rid: rid, ipv4: ipv4, reason: .clientRecovery)
             }
         case .failure(let e):
             fatal("client address lookup for fencing failed: \(e)")
