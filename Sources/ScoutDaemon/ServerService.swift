@@ -215,6 +215,9 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     /// The current core seq.
     public var coreSeq: UInt64 { mutex.withLock { core.superBlock.seq } }
 
+    /// Lock requests waiting for a grant (for recovery, or behind conflicting grants).
+    public var waitingLockRequests: Int { mutex.withLock { locks.waitingCount } }
+
     /// The lock modes `rid` holds, as this server knows them.
     public func grants(rid: UInt64) -> [Key: LockMode] { mutex.withLock { locks.grants(rid: rid) } }
 

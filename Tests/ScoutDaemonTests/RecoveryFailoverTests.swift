@@ -85,7 +85,7 @@ struct NetMount: Sendable {
         cfg.reconnectDelayMax = .milliseconds(200)
         let client = NetClient(configuration: cfg, logger: testLogger("client.\(rid)")) { address.get() }
         let link = ClientLink(client: client)
-        link.timeout = .seconds(60)
+        link.timeout = .seconds(20)
         client.start(handler: link)
         let md = MetaDevice(device: try FileBlockDevice(path: tv.meta, writable: true), fsid: tv.fsid)
         let data = tv.data
@@ -122,6 +122,11 @@ struct NetMount: Sendable {
             let f = try vol.lookup(parent: Format.rootIno, name: b(name))
             return try vol.read(f.ino, offset: 0, size: 1 << 20)
         }
+    }
+
+    func read(ino: UInt64, count: Int) async throws -> [UInt8] {
+        let vol = self.vol
+        return try await onThread { try vol.read(ino, offset: 0, size: count) }
     }
 
     func mkdir(_ name: String) async throws {
@@ -194,8 +199,21 @@ struct RecoveryFailoverTests {
         let heldSeqs = max(m1.highestLockSeq, m2.highestLockSeq, m3.highestLockSeq)
         #expect(heldSeqs > 0)
 
-        // m3 stops without a farewell; then server A dies
+        // m3 stops without a farewell; m2 asks for the root lock (m3's WRITE), which waits on
+        // an invalidation m3 never answers; then server A dies
         await m3.client.shutdown()
+        let blocked = Outcome()
+        Task {
+            do {
+                try await m2.mkdir("after-failover")
+                blocked.set(.success(()))
+            } catch let e as FSError {
+                blocked.set(.failure(e))
+            } catch {
+                blocked.set(.failure(FSError(5, "\(error)")))
+            }
+        }
+        try await eventually(.seconds(10), "m2's request reaches A") { a.service.waitingLockRequests == 1 }
         await a.service.stop()
         #expect(a.service.isStopped)
 
@@ -212,21 +230,12 @@ struct RecoveryFailoverTests {
         #expect(!bsvc.grants(rid: 0x1002).isEmpty)
         #expect(bsvc.grants(rid: 0x1003).isEmpty)
         #expect(bsvc.coreSeq >= heldSeqs)
-        // locks m1 holds still serve it without the server
-        #expect(try await m1.read("f1") == x)
+        // locks m1 still holds serve it while recovery waits (READ on f1's inode group)
+        #expect(try await m1.read(ino: f1, count: x.count) == x)
+        // m2's request was resent to B, which holds it until m3 is dealt with
+        try await eventually(.seconds(10), "m2's request reaches B") { bsvc.waitingLockRequests == 1 }
+        #expect(blocked.value == nil)
 
-        // a request for the root lock (m3's WRITE) waits for m3 to be fenced and reclaimed
-        let blocked = Outcome()
-        Task {
-            do {
-                try await m2.mkdir("after-failover")
-                blocked.set(.success(()))
-            } catch let e as FSError {
-                blocked.set(.failure(e))
-            } catch {
-                blocked.set(.failure(FSError(5, "\(error)")))
-            }
-        }
         try await eventually(.seconds(10), "m3 is to be fenced") { fences.request(rid: 0x1003) != nil }
         let req = try #require(fences.request(rid: 0x1003))
         #expect(req.reason == .clientRecovery)
