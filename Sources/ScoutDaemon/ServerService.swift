@@ -35,6 +35,8 @@ public import ScoutServer
 ///   progress, takes answered fence requests: an errored one stops the server (`onFatal`);
 ///   a fenced mount is forgotten by the network, its locks are dropped (waiters proceed), its
 ///   resources reclaimed (`ServerCore.reclaim`), its request removed, and its recovery ended.
+///   That includes requests made by others in the same table (the quorum's
+///   `.quorumBlockLeader` fences of earlier leaders): their rids are reclaimed the same way.
 ///
 /// Deviations from the original:
 /// * The greeting's mounted_client insert keeps an existing item (EEXIST) without a commit.
