@@ -46,8 +46,8 @@ public struct MountRegistry: Sendable {
         directory + "/" + Self.hex(rid)
     }
 
-    /// Records this process as the daemon of a mount (`pid_start` is read from /proc).
-    /// Replaces an earlier entry for the same rid. The file appears whole (written aside,
+    /// Records this process as the daemon of a mount (`pid_start` is read from /proc; the
+    /// mountpoint and device paths are made absolute with ``canonical(_:)``). Replaces an earlier entry for the same rid. The file appears whole (written aside,
     /// then renamed).
     public func register(
         rid: UInt64, mountpoint: String, dataDevice: String, controlSocket: String
@@ -55,7 +55,30 @@ public struct MountRegistry: Sendable {
         let pid = getpid()
         try register(Entry(
             rid: rid, pid: pid, pidStart: Self.startTime(pid: pid) ?? 0,
-            mountpoint: mountpoint, dataDevice: dataDevice, controlSocket: controlSocket))
+            mountpoint: Self.canonical(mountpoint), dataDevice: Self.canonical(dataDevice),
+            controlSocket: controlSocket))
+    }
+
+    /// `path` made absolute with its directory's symbolic links resolved, as
+    /// `/proc/self/mountinfo` shows a mountpoint. The last component is not followed, so a
+    /// mountpoint is never looked up through the mount itself. Unchanged when its directory
+    /// cannot be resolved.
+    public static func canonical(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        let dir: String
+        let base: String
+        if let slash = p.lastIndex(of: "/") {
+            dir = slash == p.startIndex ? "/" : String(p[..<slash])
+            base = String(p[p.index(after: slash)...])
+        } else {
+            dir = "."
+            base = p
+        }
+        guard !base.isEmpty, base != ".", base != "..", let real = realpath(dir, nil) else { return path }
+        defer { free(real) }
+        let r = String(cString: real)
+        return (r == "/" ? "" : r) + "/" + base
     }
 
     /// Records an entry as given.
