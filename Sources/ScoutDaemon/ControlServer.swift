@@ -53,7 +53,7 @@ public enum ControlSocket {
     /// Connecting, sending and each read give up after `timeoutSeconds` (a stopped daemon
     /// cannot hang the caller).
     public static func request(
-        path: String, _ line: String, timeoutSeconds: Int = 10
+        path: String, _ line: String, timeoutSeconds: Int = 120
     ) throws(MountError) -> (ok: Bool, errno: Int32, body: String) {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw MountError(errno, "socket: \(String(cString: strerror(errno)))") }
@@ -171,6 +171,8 @@ public final class ControlServer: Sendable {
     let logger: Logger
     private let stopped = Atomic<Bool>(false)
     private let exited = ExitLatch()
+    /// Connections being served.
+    private let active = Atomic<Int>(0)
 
     private init(fd: Int32, path: String, volume: Volume?, sources: ControlSources, logger: Logger) {
         self.fd = fd
@@ -219,13 +221,15 @@ public final class ControlServer: Sendable {
         return s
     }
 
-    /// Stops serving, removes the socket, and waits (up to 5 s) for the serving thread to
-    /// finish the command it is on.
+    /// Stops serving, removes the socket, and waits (up to 5 s in all) for the commands
+    /// under way to finish.
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         unlink(path)
         shutdown(fd, Int32(SHUT_RDWR))
+        let deadline = monotonicSeconds() + 5
         exited.wait(seconds: 5)
+        while active.load(ordering: .acquiring) > 0 && monotonicSeconds() < deadline { usleep(10_000) }
     }
 
     private func serve() {
@@ -239,22 +243,39 @@ public final class ControlServer: Sendable {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return
             }
-            ControlSocket.setTimeouts(c, seconds: 5)
-            // struct ucred: pid, uid, gid (needs _GNU_SOURCE in C, so read it as three int32s)
-            var cred: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
-            var len = socklen_t(12)
-            getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len)
-            let line = Self.readLine(c)
-            let reply = handle(line, uid: cred.uid)
-            let bytes = Array(reply.utf8)
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeBytes { write(c, $0.baseAddress! + off, $0.count - off) }
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                off += n
+            // Up to `maxThreads` commands run at once, each on its own thread, so a long
+            // `sync` does not hold up the fencing agent's `fence-list`; past that, the
+            // accepting thread serves the connection itself (callers wait in the backlog).
+            if active.add(1, ordering: .acquiringAndReleasing).newValue <= Self.maxThreads {
+                ClientLink.onThread {
+                    self.serveConnection(c)
+                    self.active.subtract(1, ordering: .acquiringAndReleasing)
+                }
+            } else {
+                serveConnection(c)
+                active.subtract(1, ordering: .acquiringAndReleasing)
             }
-            close(c)
+        }
+    }
+
+    static let maxThreads = 4
+
+    private func serveConnection(_ c: Int32) {
+        defer { close(c) }
+        ControlSocket.setTimeouts(c, seconds: 5)
+        // struct ucred: pid, uid, gid (needs _GNU_SOURCE in C, so read it as three int32s)
+        var cred: (pid: Int32, uid: UInt32, gid: UInt32) = (0, UInt32.max, UInt32.max)
+        var len = socklen_t(12)
+        guard getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 else { return }
+        let line = Self.readLine(c)
+        let reply = handle(line, uid: cred.uid)
+        let bytes = Array(reply.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { write(c, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            off += n
         }
     }
 

@@ -1,11 +1,19 @@
 import Glibc
 import Logging
+import ScoutFS
 import ScoutServer
 import ScoutTestSupport
 import Synchronization
 import Testing
 
 @testable import ScoutDaemon
+
+/// Runs a closure on a new thread.
+enum Thread {
+    static func detach(_ body: @escaping @Sendable () -> Void) {
+        ClientLink.onThread(body)
+    }
+}
 
 /// A clock tests move by hand.
 final class ManualClock: Sendable {
@@ -207,6 +215,39 @@ final class OptionsBox: Sendable {
         #expect(try ControlSocket.request(path: s.path, "rid") == (true, 0, "0000000000000000\n"))
         #expect(try ControlSocket.request(path: s.path, "mount-option") == (true, 0, ""))
         #expect(try ControlSocket.request(path: s.path, "fence-list") == (true, 0, ""))
+    }
+
+    /// A slow command (a long sync, say) does not hold up the others.
+    @Test func slowCommandDoesNotBlockOthers() throws {
+        let dir = try TempDir.make(prefix: "control-slow")
+        defer { TempDir.remove(dir) }
+        let release = Atomic<Bool>(false)
+        let entered = Atomic<Bool>(false)
+        let s = try ControlServer.start(
+            path: dir + "/c.sock", volume: nil,
+            sources: ControlSources(rid: 9, quorumStatus: {
+                entered.store(true, ordering: .releasing)
+                for _ in 0..<500 where !release.load(ordering: .acquiring) { usleep(10_000) }
+                return "slow\n"
+            }),
+            logger: ControlFixture.quiet)
+        defer { s.stop() }
+        let path = s.path
+        let slow = Atomic<Bool>(false)
+        Thread.detach {
+            let r = try? ControlSocket.request(path: path, "quorum-status", timeoutSeconds: 10)
+            slow.store(r?.body == "slow\n", ordering: .releasing)
+        }
+        for _ in 0..<500 where !entered.load(ordering: .acquiring) { usleep(10_000) }
+        let didEnter = entered.load(ordering: .acquiring)
+        #expect(didEnter)
+        let started = monotonicSeconds()
+        #expect(try ControlSocket.request(path: path, "rid", timeoutSeconds: 10) == (true, 0, "0000000000000009\n"))
+        #expect(monotonicSeconds() - started < 2)
+        release.store(true, ordering: .releasing)
+        for _ in 0..<500 where !slow.load(ordering: .acquiring) { usleep(10_000) }
+        let slowAnswered = slow.load(ordering: .acquiring)
+        #expect(slowAnswered)
     }
 
     @Test func stopRemovesTheSocket() throws {
