@@ -127,7 +127,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ScoutCLITests",
-            dependencies: ["ScoutCLI", "ScoutTestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "ScoutCLI", "ScoutDaemon", "ScoutServer", "ScoutTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: upcoming
         ),
     ],

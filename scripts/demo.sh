@@ -1,53 +1,108 @@
 #!/usr/bin/env bash
-# The main job, as far as the project goes today: a volume on device files under var/,
-# mounted with `mount -t scoutfs` (the quorum-slot mount runs the server; its client talks to
-# it over TCP), files going in and out, a clean unmount, a remount that sees them, and the
-# volume printed. The three-node cluster comes with the quorum and cluster issues.
+# The main job: a three-node cluster on device files under var/. Three quorum members on
+# 127.0.0.1-3 mount the same volume with `mount -t scoutfs`, elect a leader whose server the
+# others use, share files with POSIX consistency, survive a kill -9 of the leader (the
+# fencing agent fences it, a survivor takes over) and take the killed node back as a follower.
+# The archive commands (release/stage, walk-inodes) join the cycle with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/debug/scoutfs
 [ -x "$bin" ] || swift build
 install -m 0755 "$bin" /usr/local/sbin/scoutfs
 install -m 0755 scripts/mount.scoutfs /sbin/mount.scoutfs
-mkdir -p var/mnt
-umount var/mnt 2>/dev/null || true
-rm -f var/meta.img var/data.img
-truncate -s 8G var/meta.img
-truncate -s 8G var/data.img
-meta=$PWD/var/meta.img
-data=$PWD/var/data.img
-mnt=$PWD/var/mnt
-trap 'umount "$mnt" 2>/dev/null || true' EXIT
+install -m 0755 scripts/scoutfs-fence-local /usr/local/sbin/scoutfs-fence-local
+var=$PWD/var
+meta=$var/meta.img
+data=$var/data.img
+for n in 0 1 2; do mkdir -p "$var/mnt$n"; umount "$var/mnt$n" 2>/dev/null || true; done
+pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
+rm -f "$meta" "$data" "$var"/*.log
+truncate -s 8G "$meta"
+truncate -s 8G "$data"
 
-echo "== scoutfs mkfs (three quorum slots on 127.0.0.1-3)"
-scoutfs mkfs -A -f -Q 0,127.0.0.1,42000 -Q 1,127.0.0.2,42001 -Q 2,127.0.0.3,42002 "$meta" "$data"
+cleanup() {
+    for n in 0 1 2; do umount "$var/mnt$n" 2>/dev/null & done
+    wait
+    pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+mount_node() {  # slot
+    SCOUTFS_LOG=info mount -t scoutfs \
+        -o "metadev_path=$meta,quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "$data" "$var/mnt$1" \
+        2>>"$var/node$1.log"
+}
+role() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null | sed -n 's/^role [0-9]* (\(.*\))/\1/p'; }
+term() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null | sed -n 's/^term //p'; }
+show_roles() {
+    for n in "$@"; do echo "  node $n (127.0.0.$((n + 1))): $(role "$n"), term $(term "$n")"; done
+}
+leader_of() {
+    for n in "$@"; do [ "$(role "$n")" = leader ] && { echo "$n"; return; }; done
+    echo none
+}
+
+echo "== scoutfs mkfs: three quorum slots on 127.0.0.1-3"
+scoutfs mkfs -A -f -Q 0,127.0.0.1,42000 -Q 1,127.0.0.2,42000 -Q 2,127.0.0.3,42000 "$meta" "$data"
 echo
-echo "== mount -t scoutfs -o metadev_path=$meta,quorum_slot_nr=0 $data $mnt"
-mount -t scoutfs -o "metadev_path=$meta,quorum_slot_nr=0" "$data" "$mnt"
-grep " $mnt " /proc/mounts
+echo "== the fencing agent: scoutfs fenced, running scoutfs-fence-local"
+cat > "$var/fenced.conf" <<EOF
+SCOUTFS_FENCED_DELAY=0.5
+SCOUTFS_FENCED_RUN=/usr/local/sbin/scoutfs-fence-local
+SCOUTFS_FENCED_RUN_ARGS=""
+EOF
+scoutfs fenced --config "$var/fenced.conf" >>"$var/fenced.log" 2>&1 &
 echo
-echo "== files in"
-mkdir -p "$mnt/archive/2026"
-cp -r /usr/share/doc/bash "$mnt/archive/2026/" 2>/dev/null || cp /etc/services "$mnt/archive/2026/"
-dd if=/dev/urandom of="$mnt/archive/blob" bs=1M count=16 status=none
-sum=$(md5sum < "$mnt/archive/blob")
-ln -s archive/blob "$mnt/latest"
-ls -lR "$mnt" | head -20
-scoutfs df -p "$mnt"
+echo "== mount -t scoutfs on three nodes at once (a majority elects the leader)"
+for n in 0 1 2; do mount_node "$n" & done
+wait
+grep " $var/mnt" /proc/mounts
+show_roles 0 1 2
 echo
-echo "== clean unmount (commit + farewell before umount returns), then mount again"
-umount "$mnt"
-mount -t scoutfs -o "metadev_path=$meta,quorum_slot_nr=0" "$data" "$mnt"
-echo "blob checksum before: $sum"
-echo "blob checksum after:  $(md5sum < "$mnt/latest")"
-[ "$sum" = "$(md5sum < "$mnt/latest")" ]
+echo "== files in on node 0, read on nodes 1 and 2 (cluster locks keep them coherent)"
+mkdir -p "$var/mnt0/archive/2026"
+cp -r /usr/share/doc/bash "$var/mnt0/archive/2026/" 2>/dev/null || cp /etc/services "$var/mnt0/archive/2026/"
+dd if=/dev/urandom of="$var/mnt0/archive/blob" bs=1M count=16 status=none
+sum=$(md5sum < "$var/mnt0/archive/blob")
+echo "  blob on node 0: $sum"
+echo "  blob on node 1: $(md5sum < "$var/mnt1/archive/blob")"
+mv "$var/mnt2/archive/blob" "$var/mnt2/archive/blob.v1"
+echo "  renamed on node 2; node 0 lists: $(ls "$var/mnt0/archive" | tr '\n' ' ')"
+scoutfs sync -p "$var/mnt0"
+scoutfs df -p "$var/mnt1"
 echo
-echo "== files out"
-rm -r "$mnt/archive/2026"
-ls -la "$mnt" "$mnt/archive"
-scoutfs statfs -p "$mnt"
-scoutfs counters -p "$mnt"
-umount "$mnt"
+old=$(leader_of 0 1 2)
+echo "== kill -9 the leader (node $old): a survivor takes over, the agent fences node $old"
+pid=$(pgrep -f -- "--foreground.* $var/mnt$old\$")
+start=$(date +%s.%N)
+kill -9 "$pid"
+survivors=$(for n in 0 1 2; do [ "$n" != "$old" ] && echo "$n"; done)
+new=none
+for _ in $(seq 1 200); do
+    new=$(leader_of $survivors)
+    [ "$new" != none ] && break
+    sleep 0.05
+done
+echo "  node $new leads after $(echo "$(date +%s.%N) - $start" | bc | cut -c1-4) s"
+for _ in $(seq 1 100); do mountpoint -q "$var/mnt$old" || break; sleep 0.1; done
+grep "fencing rid" "$var/fenced.log" | tail -1 | sed 's/^/  /'
+show_roles $survivors
+n1=$(echo $survivors | cut -d' ' -f1)
+echo "  blob.v1 on node $n1 after failover: $(md5sum < "$var/mnt$n1/archive/blob.v1")"
+echo
+echo "== node $old mounts again and rejoins as a follower"
+mount_node "$old"
+show_roles 0 1 2
+echo "  blob.v1 on node $old: $(md5sum < "$var/mnt$old/archive/blob.v1")"
+echo
+echo "== files out, quorum status and unmount of all three together"
+rm -r "$var/mnt$old/archive/2026"
+ls -la "$var/mnt$new/archive"
+scoutfs quorum-status -p "$var/mnt$new" | head -12
+for n in 0 1 2; do umount "$var/mnt$n" & done
+wait
+trap - EXIT
+pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
 echo
 echo "== scoutfs print var/meta.img | grep dirent names (the unmounted volume, read by print)"
 scoutfs print "$meta" | grep -A1 'dirent:' | grep 'name' | sort | uniq -c | head -20

@@ -181,8 +181,8 @@ struct StatfsCommand: ParsableCommand {
 
     func run() throws {
         let f = fields(try control(path, "statfs", what: "statfs"))
-        let order = ["fsid", "uuid", "committed_seq", "meta_total", "meta_free", "data_total", "data_free", "inode_count"]
-        let names = ["fsid": "fsid", "uuid": "uuid", "committed_seq": "committed_seq", "meta_total": "total_meta_blocks",
+        let order = ["fsid", "rid", "uuid", "committed_seq", "meta_total", "meta_free", "data_total", "data_free", "inode_count"]
+        let names = ["fsid": "fsid", "rid": "rid", "uuid": "uuid", "committed_seq": "committed_seq", "meta_total": "total_meta_blocks",
                      "meta_free": "free_meta_blocks", "data_total": "total_data_blocks", "data_free": "free_data_blocks", "inode_count": "inode_count"]
         if let s = single {
             guard let k = names.first(where: { $0.value == s })?.key, let v = f[k] else {

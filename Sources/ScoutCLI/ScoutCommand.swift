@@ -5,7 +5,8 @@ public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
-        subcommands: [MkfsCommand.self, PrintCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self]
+        subcommands: [MkfsCommand.self, PrintCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
+                      QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self]
     )
 
     public init() {}

@@ -8,8 +8,11 @@ import ScoutFUSE
 import ScoutFormat
 import ScoutNet
 import ScoutProtocol
+import ScoutQuorum
+public import ScoutQuorumService
 import ScoutServer
 import ScoutStorage
+import Synchronization
 import SystemPackage
 
 /// A failed mount: message and errno.
@@ -31,22 +34,32 @@ public struct MountError: Error, CustomStringConvertible, Sendable {
 /// the mountpoint, which is the same path. Anything else (`umount -f`, a killed daemon, an
 /// aborted connection) ends without committing, like a crash.
 ///
-/// Deviation (until the quorum service is wired in): the mount holding a quorum slot starts
-/// the server on its slot's address at once, and every mount connects to the lowest
-/// configured slot's address.
+/// Cluster. A mount given `quorum_slot_nr` runs a quorum member (``ScoutQuorumService``, on
+/// its own thread) whose elected leader runs the server (``ServerRunner``). Every mount's
+/// client finds the server in the quorum blocks at each (re)connect and re-sends its requests
+/// to a new server. A clean unmount says farewell, then leaves the quorum; a forced one leaves
+/// it without a word.
 public final class Mount: @unchecked Sendable {
     public let options: MountOptions
     public let dataPath: String
     public let mountpoint: String
     let logger: Logger
     public private(set) var volume: Volume?
+    /// This mount's random id (set by `run`).
+    public private(set) var rid: UInt64 = 0
+    /// The quorum member, when `quorum_slot_nr` is set.
+    public private(set) var quorum: ScoutQuorumService?
+    var runner: ServerRunner?
     var control: ControlServer?
+    /// `quorum_heartbeat_timeout_ms` as last set (used when this mount is not a member).
+    let liveHeartbeatTimeoutMs: Mutex<Int>
 
     public init(options: MountOptions, dataPath: String, mountpoint: String, logger: Logger) {
         self.options = options
         self.dataPath = dataPath
         self.mountpoint = mountpoint
         self.logger = logger
+        self.liveHeartbeatTimeoutMs = Mutex(options.quorumHeartbeatTimeoutMs)
     }
 
     static func address(_ a: InetAddr) -> String {
@@ -83,48 +96,49 @@ public final class Mount: @unchecked Sendable {
         guard sb.fmtVers >= Format.versionMin && sb.fmtVers <= Format.versionMax else {
             throw MountError(22, "unsupported format version \(sb.fmtVers)")
         }
-        let configured = sb.qconf.slots.enumerated().filter { $0.element.family != 0 }
-        guard let serverSlot = configured.first else { throw MountError(22, "the volume has no quorum slots") }
-        if let slot = options.quorumSlotNr, !configured.contains(where: { $0.offset == slot }) {
-            throw MountError(22, "quorum_slot_nr=\(slot) is not a configured quorum slot")
+        let configured = SlotSet(configuredIn: sb.qconf)
+        guard !configured.isEmpty else { throw MountError(22, "the volume has no quorum slots") }
+        if let slot = options.quorumSlotNr, !configured.contains(slot) {
+            throw MountError(22, "quorum_slot_nr=\(slot) is not a configured quorum slot (configured: \(configured.map(String.init).joined(separator: ", ")))")
         }
         let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid)
         let rid = UInt64.random(in: 1...UInt64.max)
+        self.rid = rid
         var logM = logger
         logM[metadataKey: "rid"] = "\(String(rid, radix: 16))"
         logM[metadataKey: "fsid"] = "\(String(sb.hdr.fsid, radix: 16))"
         let log = logM
 
-        // the server, when this mount holds the slot the clients connect to
-        var netServer: NetServer?
-        if options.quorumSlotNr == serverSlot.offset {
-            let core: ServerCore
-            do {
-                core = ServerCore(txn: try MetaTransaction(device: MetaDevice(device: metaDev, fsid: sb.hdr.fsid)))
-            } catch {
-                throw MountError(5, "server cannot open the volume: \(error)")
-            }
-            let service = ServerService(core: core, term: 1, logger: log)
-            var cfg = NetServer.Configuration(host: Self.address(serverSlot.element), port: Int(serverSlot.element.port))
-            cfg.keepaliveTimeout = .milliseconds(options.tcpKeepaliveTimeoutMs)
-            let scfg = cfg
-            do {
-                let s = try Self.blocking { try await NetServer.start(configuration: scfg, handler: service, logger: log) }
-                service.server = s
-                netServer = s
-            } catch {
-                throw MountError(98, "server cannot listen on \(Self.address(serverSlot.element)):\(serverSlot.element.port): \(error)")
-            }
+        // the quorum member and its server, when this mount holds a slot
+        if let slot = options.quorumSlotNr {
+            let r = ServerRunner(
+                device: metaDev, fsid: sb.hdr.fsid, config: sb.qconf, slot: slot,
+                keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs), logger: log)
+            let q = try Self.startQuorum(
+                QuorumServiceConfiguration(
+                    fsid: sb.hdr.fsid, slot: slot, rid: rid, quorumConfig: sb.qconf,
+                    heartbeatTimeoutMs: options.quorumHeartbeatTimeoutMs),
+                device: metaDev, runner: r, logger: log)
+            runner = r
+            quorum = q
+        }
+        let quorum = self.quorum
+        var mountedOK = false
+        defer {
+            if !mountedOK, let quorum { Self.blockingVoid { await quorum.shutdown() } }
         }
 
-        // the client
+        // the client: it finds the server in the quorum blocks, at every (re)connect
         var greeting = NetGreeting(fsid: sb.hdr.fsid, fmtVers: sb.fmtVers, rid: rid)
         if options.quorumSlotNr != nil { greeting.flags |= NetGreeting.flagQuorum }
         var ccfg = NetClient.Configuration(greeting: greeting)
         ccfg.keepaliveTimeout = .milliseconds(options.tcpKeepaliveTimeoutMs)
-        let serverAddr = serverSlot.element
+        let store = QuorumBlockStore(device: metaDev, fsid: sb.hdr.fsid)
+        let qconf = sb.qconf
+        ccfg.farewellProcessed = { !Self.isMountedClient(rid: rid, device: md) }
         let client = NetClient(configuration: ccfg, logger: log) {
-            try? SocketAddress(serverAddr)
+            guard let found = try? store.currentServer(config: qconf) else { return nil }
+            return try? SocketAddress(found.address)
         }
         let link = ClientLink(client: client)
         client.start(handler: link)
@@ -190,18 +204,62 @@ public final class Mount: @unchecked Sendable {
         Self.startCommitTimer(vol, stop: stop)
         Self.watchSignals(mountpoint)
         log.info("mounted \(dataPath) on \(mountpoint)")
+        mountedOK = true
         ready()
 
         let end = session.wait()
         stop.set()
         control?.stop()
-        if let s = netServer { Self.blockingVoid { await s.shutdown() } }
+        if let quorum {
+            // a clean unmount leaves the quorum (stopping our server, resigning); anything else
+            // is a forced unmount: quorum sends and writes nothing more (15de0c21)
+            let clean = cleanUnmount.isSet
+            Self.blockingVoid { clean ? await quorum.shutdown() : await quorum.forceShutdown() }
+        }
         if cleanUnmount.isSet {
             log.info("unmounted cleanly")
             return 0
         }
         log.error("session ended without a clean unmount (\(end)): nothing after the last commit was written")
         return 1
+    }
+
+    /// Starts the quorum member and waits (at most 10 s) until it has bound its slot's address
+    /// and read the quorum blocks, so a slot already used by a live mount on this host, or an
+    /// unreadable quorum block, fails the mount with a clear error.
+    static func startQuorum(
+        _ configuration: QuorumServiceConfiguration, device: any BlockDevice, runner: ServerRunner, logger: Logger
+    ) throws(MountError) -> ScoutQuorumService {
+        let slot = configuration.slot
+        let addr = configuration.quorumConfig.slots[slot]
+        let q: ScoutQuorumService
+        do {
+            q = try ScoutQuorumService(configuration: configuration, device: device, delegate: runner, logger: logger)
+        } catch {
+            throw MountError(EINVAL, "quorum_slot_nr=\(slot): \(error.message)")
+        }
+        q.start()
+        for _ in 0..<500 {
+            let status = q.status
+            if let error = q.error {
+                let inUse = error.code == .bind || error.code == .slotInUse
+                throw MountError(
+                    inUse ? EADDRINUSE : EIO,
+                    inUse
+                        ? "quorum_slot_nr=\(slot) is in use: cannot take \(addr) (\(error.message)); is another mount using this slot?"
+                        : "quorum_slot_nr=\(slot): \(error.message)")
+            }
+            if status.lifecycle != .notStarted { return q }
+            usleep(20_000)
+        }
+        Self.blockingVoid { await q.forceShutdown() }
+        throw MountError(ETIMEDOUT, "quorum_slot_nr=\(slot): the quorum service did not start")
+    }
+
+    /// Whether the volume on disk still lists `rid` as a mounted client (false once the server
+    /// has processed its farewell; read straight from the device, as the original does).
+    static func isMountedClient(rid: UInt64, device: MetaDevice) -> Bool {
+        (try? MountedClients.contains(rid: rid, device: device)) ?? true
     }
 
     // MARK: threads

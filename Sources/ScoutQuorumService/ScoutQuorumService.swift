@@ -111,6 +111,9 @@ public actor ScoutQuorumService {
     /// The election's current state, from any thread.
     public nonisolated var status: QuorumStatus { shared.withLock { $0.status } }
 
+    /// The error that stopped the service, if one did, from any thread.
+    public nonisolated var error: QuorumServiceError? { shared.withLock { $0.error } }
+
     /// The counters, from any thread.
     public nonisolated var counters: QuorumCounters { shared.withLock { $0.counters } }
 
@@ -195,7 +198,7 @@ public actor ScoutQuorumService {
             return
         }
         DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // no SO_REUSEADDR: a second live mount on this slot must fail to bind
             .channelOption(.maxMessagesPerRead, value: 256)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
             .channelInitializer { [self] channel in

@@ -136,7 +136,8 @@ public final class FenceRequests: Sendable {
     }
 
     /// Waits until every request of `rids` is fenced, one errors, or `timeoutNs` passes
-    /// (polling every `pollNs`). A request that no longer exists counts as fenced.
+    /// (polling every `pollNs`). A request that no longer exists counts as fenced. A cancelled
+    /// task stops waiting at once (the result is then `.timedOut`).
     public func wait(rids: [UInt64], timeoutNs: UInt64, pollNs: UInt64 = 50_000_000) async -> WaitResult {
         let deadline = clock() &+ timeoutNs
         while true {
@@ -151,7 +152,7 @@ public final class FenceRequests: Sendable {
                 }
                 return pending.isEmpty ? .fenced : .timedOut(pending: pending)
             }
-            if case .timedOut = state, now < deadline {
+            if case .timedOut = state, now < deadline, !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: min(pollNs, deadline - now))
                 continue
             }

@@ -1,0 +1,209 @@
+import Glibc
+
+/// The mounts running on this host, one file per mount: `<run dir>/mounts/<rid %016llx>`
+/// with `key=value` lines, so that a fence script can find the daemon of a rid and stop it
+/// (`scripts/scoutfs-fence-local`).
+///
+/// Keys: `rid` (%016llx), `pid` (the daemon), `pid_start` (the daemon's start time in clock
+/// ticks since boot, field 22 of `/proc/PID/stat`, so a reused pid is never mistaken for the
+/// daemon), `mountpoint`, `data_device`, `control_socket`. Values are single lines.
+///
+/// Deviation: the original's test fence script finds the mount by reading every
+/// `/sys/fs/scoutfs/*/rid`; a FUSE daemon has no sysfs directory, so the daemon records itself
+/// here when it mounts and removes the file when it unmounts.
+public struct MountRegistry: Sendable {
+    /// One mount's record.
+    public struct Entry: Sendable, Equatable {
+        public var rid: UInt64
+        public var pid: Int32
+        /// The daemon's start time (`/proc/PID/stat` field 22); 0 when unknown.
+        public var pidStart: UInt64
+        public var mountpoint: String
+        public var dataDevice: String
+        public var controlSocket: String
+
+        public init(rid: UInt64, pid: Int32, pidStart: UInt64 = 0, mountpoint: String, dataDevice: String, controlSocket: String) {
+            self.rid = rid
+            self.pid = pid
+            self.pidStart = pidStart
+            self.mountpoint = mountpoint
+            self.dataDevice = dataDevice
+            self.controlSocket = controlSocket
+        }
+    }
+
+    /// The directory holding the entries: `<run dir>/mounts`.
+    public let directory: String
+
+    /// The registry under `runDirectory` (by default ``ControlSocket/directory``:
+    /// `$SCOUTFS_RUN_DIR` or `/run/scoutfs`).
+    public init(runDirectory: String = ControlSocket.directory) {
+        directory = runDirectory + "/mounts"
+    }
+
+    /// The file of `rid`.
+    public func path(rid: UInt64) -> String {
+        directory + "/" + Self.hex(rid)
+    }
+
+    /// Records this process as the daemon of a mount (`pid_start` is read from /proc; the
+    /// mountpoint and device paths are made absolute with ``canonical(_:)``). Replaces an earlier entry for the same rid. The file appears whole (written aside,
+    /// then renamed).
+    public func register(
+        rid: UInt64, mountpoint: String, dataDevice: String, controlSocket: String
+    ) throws(MountError) {
+        let pid = getpid()
+        try register(Entry(
+            rid: rid, pid: pid, pidStart: Self.startTime(pid: pid) ?? 0,
+            mountpoint: Self.canonical(mountpoint), dataDevice: Self.canonical(dataDevice),
+            controlSocket: controlSocket))
+    }
+
+    /// `path` made absolute with its directory's symbolic links resolved, as
+    /// `/proc/self/mountinfo` shows a mountpoint. The last component is not followed, so a
+    /// mountpoint is never looked up through the mount itself. Unchanged when its directory
+    /// cannot be resolved.
+    public static func canonical(_ path: String) -> String {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        let dir: String
+        let base: String
+        if let slash = p.lastIndex(of: "/") {
+            dir = slash == p.startIndex ? "/" : String(p[..<slash])
+            base = String(p[p.index(after: slash)...])
+        } else {
+            dir = "."
+            base = p
+        }
+        guard !base.isEmpty, base != ".", base != "..", let real = realpath(dir, nil) else { return path }
+        defer { free(real) }
+        let r = String(cString: real)
+        return (r == "/" ? "" : r) + "/" + base
+    }
+
+    /// Records an entry as given.
+    public func register(_ entry: Entry) throws(MountError) {
+        for (name, v) in [("mountpoint", entry.mountpoint), ("data_device", entry.dataDevice), ("control_socket", entry.controlSocket)]
+        where v.contains("\n") || v.contains("\0") {
+            throw MountError(EINVAL, "cannot register a mount whose \(name) contains a newline or NUL")
+        }
+        ControlServer.makeDirectories(directory)
+        let text = """
+            rid=\(Self.hex(entry.rid))
+            pid=\(entry.pid)
+            pid_start=\(entry.pidStart)
+            mountpoint=\(entry.mountpoint)
+            data_device=\(entry.dataDevice)
+            control_socket=\(entry.controlSocket)
+
+            """
+        let final = path(rid: entry.rid)
+        let temp = final + ".tmp.\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let e = errno
+            throw MountError(e, "cannot write mount registry entry \(temp): \(String(cString: strerror(e)))")
+        }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                let e = n < 0 ? errno : EIO
+                close(fd)
+                unlink(temp)
+                throw MountError(e, "cannot write mount registry entry \(temp): \(String(cString: strerror(e)))")
+            }
+            off += n
+        }
+        close(fd)
+        guard rename(temp, final) == 0 else {
+            let e = errno
+            unlink(temp)
+            throw MountError(e, "cannot write mount registry entry \(final): \(String(cString: strerror(e)))")
+        }
+    }
+
+    /// Removes the entry of `rid` (nothing happens when there is none).
+    public func unregister(rid: UInt64) {
+        unlink(path(rid: rid))
+    }
+
+    /// The entry of `rid`; nil when there is none. Throws EINVAL for an unreadable or
+    /// malformed file.
+    public func lookup(rid: UInt64) throws(MountError) -> Entry? {
+        let p = path(rid: rid)
+        let fd = open(p, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            if e == ENOENT { return nil }
+            throw MountError(e, "cannot read mount registry entry \(p): \(String(cString: strerror(e)))")
+        }
+        defer { close(fd) }
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while data.count < 1 << 20 {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += buf[0..<n]
+        }
+        return try Self.parse(String(decoding: data, as: UTF8.self), path: p)
+    }
+
+    /// Every entry (malformed files are skipped), by rid.
+    public func entries() -> [Entry] {
+        guard let dir = opendir(directory) else { return [] }
+        var rids: [UInt64] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.count == 16, let rid = UInt64(name, radix: 16) { rids.append(rid) }
+        }
+        closedir(dir)
+        return rids.sorted().compactMap { try? lookup(rid: $0) }
+    }
+
+    static func parse(_ text: String, path: String) throws(MountError) -> Entry {
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+        }
+        guard let ridText = fields["rid"], let rid = UInt64(ridText, radix: 16),
+              let pidText = fields["pid"], let pid = Int32(pidText), pid > 0,
+              let mountpoint = fields["mountpoint"]
+        else {
+            throw MountError(EINVAL, "malformed mount registry entry \(path)")
+        }
+        return Entry(
+            rid: rid, pid: pid, pidStart: fields["pid_start"].flatMap { UInt64($0) } ?? 0,
+            mountpoint: mountpoint, dataDevice: fields["data_device"] ?? "",
+            controlSocket: fields["control_socket"] ?? "")
+    }
+
+    /// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot); nil when the
+    /// process does not exist.
+    public static func startTime(pid: Int32) -> UInt64? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { return nil }
+        let text = String(decoding: buf[0..<n], as: UTF8.self)
+        // the command name is in parentheses and may hold spaces: fields restart after the last ')'
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let rest = text[text.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state), so field 22 is rest[19]
+        guard rest.count > 19 else { return nil }
+        return UInt64(rest[19])
+    }
+
+    static func hex(_ v: UInt64) -> String {
+        let h = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - h.count) + h
+    }
+}

@@ -1,0 +1,264 @@
+import Glibc
+import ScoutTestSupport
+import Testing
+
+/// Three quorum members, each a `scoutfs mount` daemon on 127.0.0.(slot+1), sharing one pair of
+/// device files, with a `scoutfs fenced` agent running the local fence script.
+struct Cluster {
+    let dir: String
+    let port: Int
+    let heartbeatMs: Int
+    var fenced: pid_t = 0
+
+    func mnt(_ slot: Int) -> String { "\(dir)/m\(slot)" }
+    func address(_ slot: Int) -> String { "127.0.0.\(slot + 1)" }
+    var bin: String { MountEnv.binary }
+
+    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil) throws -> Cluster {
+        let dir = try TempDir.make(prefix: "scoutfs-cluster")
+        let port = Int.random(in: 20000...40000)
+        try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
+        try TempDir.sparseFile(dir + "/data", size: 4 << 30)
+        var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
+        for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
+        let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
+        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
+        guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
+        let run = fenceScript ?? "\(MountEnv.root)/scripts/scoutfs-fence-local"
+        let conf = "SCOUTFS_FENCED_DELAY=0.2\nSCOUTFS_FENCED_RUN=\(run)\nSCOUTFS_FENCED_RUN_ARGS=\"\"\n"
+        try writeText(dir + "/fenced.conf", conf)
+        let (frc, fout) = MountEnv.sh("\(c.bin) fenced --config \(dir)/fenced.conf >> \(dir)/fenced.log 2>&1 & echo $!")
+        guard frc == 0, let pid = pid_t(fout.trimmingCharacters(in: " \n")) else { throw Failure(message: "fenced: \(fout)") }
+        c.fenced = pid
+        return c
+    }
+
+    func mountCommand(_ slot: Int) -> String {
+        "SCOUTFS_LOG=info timeout 120 \(bin) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+    }
+
+    /// Mounts the given members at once (a majority is needed before any mount is usable).
+    func mount(_ slots: [Int]) throws {
+        let script = slots.map { "\(mountCommand($0)) & p\($0)=$!" }.joined(separator: "; ")
+            + "; " + slots.map { "wait $p\($0) || exit 1" }.joined(separator: "; ")
+        let (rc, out) = MountEnv.sh(script)
+        guard rc == 0 else { throw Failure(message: "mount \(slots): \(out)\n\(logs())") }
+    }
+
+    /// The daemon of a member's mount.
+    func daemonPid(_ slot: Int) -> pid_t? {
+        let (_, out) = MountEnv.sh("pgrep -f -- '--foreground.* \(mnt(slot))$'")
+        return out.split(separator: "\n").compactMap { pid_t($0) }.first
+    }
+
+    /// `scoutfs quorum-status` of a member, as name → value (first word after the name).
+    func quorumStatus(_ slot: Int) -> [String: String]? {
+        let (rc, out) = MountEnv.sh("timeout 10 \(bin) quorum-status -p \(mnt(slot))")
+        guard rc == 0 else { return nil }
+        var fields: [String: String] = [:]
+        for line in out.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count >= 2, fields[String(words[0])] == nil {
+                fields[String(words[0])] = words[1...].joined(separator: " ")
+            }
+        }
+        return fields
+    }
+
+    func role(_ slot: Int) -> String? {
+        guard let r = quorumStatus(slot)?["role"], let open = r.firstIndex(of: "("), let close = r.firstIndex(of: ")") else {
+            return nil
+        }
+        return String(r[r.index(after: open)..<close])
+    }
+
+    func term(_ slot: Int) -> UInt64? { quorumStatus(slot)?["term"].flatMap { UInt64($0) } }
+
+    /// True when a TCP listener answers on the member's slot address (its server is up).
+    func serverListening(_ slot: Int) -> Bool {
+        MountEnv.sh("timeout 1 bash -c 'exec 3<>/dev/tcp/\(address(slot))/\(port)'").0 == 0
+    }
+
+    func leader(among slots: [Int]) -> Int? {
+        slots.first { role($0) == "leader" }
+    }
+
+    func logs() -> String {
+        (0..<3).map { "--- log.\($0)\n" + ((try? TempDir.readText("\(dir)/log.\($0)")) ?? "") }.joined(separator: "\n")
+            + "--- fenced.log\n" + ((try? TempDir.readText("\(dir)/fenced.log")) ?? "")
+    }
+
+    /// Unmounts the given members together (the last quorum members' farewells are answered
+    /// together, so they must leave at once).
+    func unmount(_ slots: [Int]) -> Int32 {
+        let script = slots.map { "timeout 60 umount \(mnt($0)) & p\($0)=$!" }.joined(separator: "; ")
+            + "; rc=0; " + slots.map { "wait $p\($0) || rc=1" }.joined(separator: "; ") + "; exit $rc"
+        return MountEnv.sh(script).0
+    }
+
+    func cleanup() {
+        if fenced > 0 { kill(fenced, SIGKILL) }
+        for slot in 0..<3 {
+            if let pid = daemonPid(slot) { kill(pid, SIGKILL) }
+        }
+        usleep(200_000)
+        for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
+        TempDir.remove(dir)
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `seconds` pass; returns the seconds it took.
+func waitFor(seconds: Double, _ condition: () -> Bool) -> Double? {
+    let start = monotonicSeconds()
+    while monotonicSeconds() - start < seconds {
+        if condition() { return monotonicSeconds() - start }
+        usleep(50_000)
+    }
+    return nil
+}
+
+func writeText(_ path: String, _ text: String) throws {
+    try writeFile(path, Array(text.utf8), fsync: false)
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}
+
+@Suite(.serialized, .enabled(if: MountEnv.usable, "needs root, /dev/fuse and a built scoutfs"))
+struct ClusterTests {
+    /// The acceptance run: elect, kill -9 the leader, fail over within the heartbeat timeout
+    /// + 1 s, fence the old leader with the local fence script, rejoin as a follower.
+    @Test func leaderFailoverFencesAndRejoins() throws {
+        let c = try Cluster.make()
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        let all = [0, 1, 2]
+        var leaders = all.filter { c.role($0) == "leader" }
+        #expect(leaders.count == 1, "leaders \(leaders)\n\(c.logs())")
+        guard let old = leaders.first else { return }
+        #expect(waitFor(seconds: 10) { c.serverListening(old) } != nil)
+        let termBefore = try #require(c.term(old))
+
+        // every member sees what another wrote and synced
+        let survivors = all.filter { $0 != old }
+        let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try writeFile(c.mnt(old) + "/before", data, fsync: true)
+        try writeFile(c.mnt(survivors[0]) + "/from-survivor", data, fsync: true)
+        #expect(readFile(c.mnt(survivors[1]) + "/before") == data)
+
+        // kill -9 the leader: a survivor's server must serve within timeout + 1 s
+        let pid = try #require(c.daemonPid(old))
+        let killed = monotonicSeconds()
+        kill(pid, SIGKILL)
+        var newLeader: Int?
+        let took = waitFor(seconds: 30) {
+            newLeader = survivors.first { c.serverListening($0) }
+            return newLeader != nil
+        }
+        let elapsed = monotonicSeconds() - killed
+        #expect(took != nil, "no new server\n\(c.logs())")
+        #expect(elapsed <= Double(c.heartbeatMs) / 1000 + 1.0, "new server after \(elapsed) s\n\(c.logs())")
+        let leader = try #require(newLeader)
+        #expect(c.role(leader) == "leader")
+        #expect((c.term(leader) ?? 0) > termBefore)
+
+        // the old leader was fenced by the local fence script
+        #expect(
+            waitFor(seconds: 20) { (try? TempDir.readText("\(c.dir)/fenced.log"))?.contains("quorum_block_leader") == true } != nil,
+            "no fence of the old leader\n\(c.logs())")
+        #expect(waitFor(seconds: 10) { MountEnv.sh("mountpoint -q \(c.mnt(old))").0 != 0 } != nil, "old mount still there")
+
+        // the survivors still work and see everything synced before the kill
+        let other = survivors.first { $0 != leader }!
+        #expect(readFile(c.mnt(leader) + "/before") == data)
+        #expect(readFile(c.mnt(other) + "/from-survivor") == data)
+        try writeFile(c.mnt(other) + "/after", data, fsync: true)
+        #expect(readFile(c.mnt(leader) + "/after") == data)
+
+        // the old leader's member comes back as a follower of the new leader
+        try c.mount([old])
+        #expect(waitFor(seconds: 10) { c.role(old) == "follower" } != nil, "\(c.quorumStatus(old) ?? [:])")
+        #expect(c.term(old) == c.term(leader))
+        #expect(readFile(c.mnt(old) + "/after") == data)
+        leaders = all.filter { c.role($0) == "leader" }
+        #expect(leaders == [leader])
+
+        #expect(c.unmount(all) == 0, "\(c.logs())")
+        #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+    }
+
+    /// A fence script that takes 10 s, under a 2 s heartbeat timeout, causes no second
+    /// election: the new leader keeps heartbeating while its server waits for the fence.
+    @Test func slowFenceCausesNoSecondElection() throws {
+        let dir = try TempDir.make(prefix: "scoutfs-slowfence")
+        defer { TempDir.remove(dir) }
+        let script = dir + "/slow-fence"
+        try writeText(script, "#!/bin/bash\nsleep 10\nexec \(MountEnv.root)/scripts/scoutfs-fence-local \"$@\"\n")
+        chmod(script, 0o755)
+        let c = try Cluster.make(fenceScript: script)
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        let all = [0, 1, 2]
+        let old = try #require(c.leader(among: all), "\(c.logs())")
+        #expect(waitFor(seconds: 10) { c.serverListening(old) } != nil)
+        let survivors = all.filter { $0 != old }
+        kill(try #require(c.daemonPid(old)), SIGKILL)
+
+        var leader: Int?
+        #expect(waitFor(seconds: 10) {
+            leader = survivors.first { c.role($0) == "leader" }
+            return leader != nil
+        } != nil, "\(c.logs())")
+        let elected = try #require(leader)
+        let term = try #require(c.term(elected))
+        // the server waits for the slow fence; meanwhile nobody stands for election again
+        let up = waitFor(seconds: 20) {
+            #expect(c.term(elected) == term, "term moved while fencing")
+            for s in survivors { #expect(c.term(s) == term, "member \(s) changed term while the leader was fencing") }
+            return c.serverListening(elected)
+        }
+        #expect(up != nil, "\(c.logs())")
+        #expect((up ?? 0) >= 5, "the server came up before the slow fence finished")
+        #expect(c.role(elected) == "leader")
+        #expect(c.unmount(survivors) == 0, "\(c.logs())")
+    }
+
+    /// A slot not in the config, a slot taken by a live mount, and a heartbeat timeout out of
+    /// range are refused with clear errors; the live heartbeat timeout can be changed.
+    @Test func badSlotsAndLiveHeartbeatTimeout() throws {
+        let c = try Cluster.make(heartbeatMs: 2000)
+        defer { c.cleanup() }
+        try c.mount([0, 1])
+        // slot 5 is not configured
+        var (rc, out) = MountEnv.sh(
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=5 \(c.dir)/data \(c.mnt(2))")
+        #expect(rc == 32 && out.contains("not a configured quorum slot"), "\(out)")
+        // slot 1 is in use by a live mount
+        (rc, out) = MountEnv.sh(
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=1 \(c.dir)/data \(c.mnt(2))")
+        #expect(rc == 32 && out.contains("in use"), "\(out)")
+        // heartbeat timeout out of range, at mount and live
+        (rc, out) = MountEnv.sh(
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=2,quorum_heartbeat_timeout_ms=1999 \(c.dir)/data \(c.mnt(2))")
+        #expect(rc == 32 && out.contains("quorum_heartbeat_timeout_ms"), "\(out)")
+        (rc, out) = MountEnv.sh("\(c.bin) mount-option -p \(c.mnt(0)) quorum_heartbeat_timeout_ms 60001")
+        #expect(rc != 0 && out.contains("between 2000 and 60000"), "\(out)")
+        (rc, out) = MountEnv.sh("\(c.bin) mount-option -p \(c.mnt(0)) quorum_heartbeat_timeout_ms 7000")
+        #expect(rc == 0, "\(out)")
+        (rc, out) = MountEnv.sh("\(c.bin) mount-option -p \(c.mnt(0)) quorum_heartbeat_timeout_ms")
+        #expect(out.contains("7000"), "\(out)")
+        #expect(c.unmount([0, 1]) == 0, "\(c.logs())")
+    }
+}
