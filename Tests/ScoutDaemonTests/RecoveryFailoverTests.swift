@@ -219,7 +219,7 @@ struct RecoveryFailoverTests {
 
         // server B, term 2, on another port of the same volume
         let fences = FenceRequests()
-        let bServer = try await TermServer.start(tv, term: 2, fences: fences, recoveryTimeout: .seconds(2))
+        let bServer = try await TermServer.start(tv, term: 2, fences: fences, recoveryTimeout: .seconds(5))
         let bsvc = bServer.service
         #expect(bsvc.recoveryPending() == [0x1001, 0x1002, 0x1003])
         address.set(bServer.server.localAddress)
