@@ -115,7 +115,9 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         instance.reporter.report(.stopping)
         instance.task?.cancel()
         await instance.task?.value
-        if let server = instance.server.withLock({ $0 }) {
+        if let service = instance.service.withLock({ $0 }) {
+            await service.stop()
+        } else if let server = instance.server.withLock({ $0 }) {
             await server.shutdown()
         }
         current.withLock { if $0 === instance { $0 = nil } }
@@ -155,19 +157,22 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         } catch {
             return fail("cannot open the volume: \(error)")
         }
-        let service = ServerService(core: core, term: term, logger: logger)
+        // the service reclaims what the fences above (and its own) free, and stops itself
+        // through the command queue when a fence fails
+        let service = ServerService(
+            core: core, term: term, fences: instance.fences, logger: logger,
+            onFatal: { [weak self] why in self?.commands.yield(.failed(term: term, why: why)) })
+        instance.service.withLock { $0 = service }
         let addr = config.slots[slot]
         var cfg = NetServer.Configuration(host: addr.ipv4String, port: Int(addr.port))
         cfg.keepaliveTimeout = keepalive
         let server: NetServer
         do {
-            server = try await NetServer.start(configuration: cfg, handler: service, logger: logger)
+            server = try await service.start(configuration: cfg)
         } catch {
             return fail("cannot listen on \(addr): \(error)")
         }
-        service.server = server
         instance.server.withLock { $0 = server }
-        instance.service.withLock { $0 = service }
         if Task.isCancelled { return }  // the stop in progress shuts the listener down
         logger.notice("server for term \(term) up on \(addr)")
         instance.reporter.report(.up)

@@ -45,8 +45,10 @@ public import ScoutServer
 ///   farewell; the original lets it in without an item. Rids reclaimed after fencing are
 ///   refused by this server whatever they send.
 /// * The lock recovery runs as its own task after the greeting, not from response callbacks.
-/// * Farewell: reclaim happens in the request's own task; quorum members' farewells are not
-///   held back to keep a majority (not built yet).
+/// * Farewell: the original's farewell worker runs inline (`processFarewells`) whenever what
+///   it decides on changes, instead of on a work queue; a disconnected client's queued
+///   farewell stays queued (its answer waits in the rid's resend queue) where the original
+///   drops it and relies on the client to send it again.
 /// * Omap requests, srch and log merge cancellation do not exist yet.
 public final class ServerService: NetServerHandler, @unchecked Sendable {
     // Invariant: every `var` below is only touched with `mutex` held; `core` only with
@@ -56,6 +58,8 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     var locks: LockServerState
     var recovery: ClientRecovery
     var pendingGrants: [GrantKey: CheckedContinuation<Result<[UInt8], NetErrno>, Never>] = [:]
+    /// FAREWELL requests waiting for their answer, in arrival order.
+    var farewells: [(rid: UInt64, cont: CheckedContinuation<Result<[UInt8], NetErrno>, Never>)] = []
     /// The last peer address each rid greeted from.
     var peerAddresses: [UInt64: InetAddr] = [:]
     /// Rids this server fenced and reclaimed: refused from now on.
@@ -78,8 +82,6 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     public let reclaimInterval: Duration
     let logger: Logger
     let onFatal: @Sendable (String) -> Void
-    /// Transitional (no fencing agent): fence requests are answered "fenced" as they are made.
-    let fencesItself: Bool
 
     struct GrantKey: Hashable {
         var rid: UInt64
@@ -91,24 +93,15 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     /// `start`; when the volume could not be read, `start` throws that error.
     ///
     /// - Parameters:
-    ///   - fences: where fence requests go; a fencing agent (or the Mount) answers them.
+    ///   - fences: where fence requests go; a fencing agent answers them. Requests already in
+    ///     it (earlier leaders) are reclaimed like the service's own once answered.
     ///   - recoveryTimeout: mounts of the last server still pending after this are fenced.
     ///   - reclaimInterval: how often the reclaim worker looks at the fence requests.
     ///   - onFatal: called once, with the reason, when the server stops itself.
-    public convenience init(
+    public init(
         core: ServerCore, term: UInt64, fences: FenceRequests,
         recoveryTimeout: Duration = .seconds(30), reclaimInterval: Duration = .seconds(1),
         logger: Logger, onFatal: @escaping @Sendable (String) -> Void = { _ in }
-    ) {
-        self.init(
-            core: core, term: term, fences: fences, recoveryTimeout: recoveryTimeout,
-            reclaimInterval: reclaimInterval, logger: logger, onFatal: onFatal, fencesItself: false)
-    }
-
-    init(
-        core: ServerCore, term: UInt64, fences: FenceRequests, recoveryTimeout: Duration,
-        reclaimInterval: Duration, logger: Logger, onFatal: @escaping @Sendable (String) -> Void,
-        fencesItself: Bool
     ) {
         self.core = core
         self.term = term
@@ -117,7 +110,6 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         self.reclaimInterval = reclaimInterval
         self.logger = logger
         self.onFatal = onFatal
-        self.fencesItself = fencesItself
         var rids: [UInt64] = []
         do throws(ServerError) {
             try core.startSeq()
@@ -129,22 +121,6 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         recovery = ClientRecovery(pendingRids: rids)
         locks = LockServerState(recovering: !rids.isEmpty)
         if !rids.isEmpty { logger.info("server waiting for \(rids.count) clients to recover") }
-    }
-
-    /// Transitional, for the Mount wiring that predates quorum and fencing: no fencing agent,
-    /// so every fence request this server makes counts as answered "fenced" at once (a mount
-    /// restarted after a crash reclaims its own stale rid after the recovery timeout, 5 s
-    /// here), and nothing is called on a fatal error. Set `server` after listening.
-    convenience init(core: ServerCore, term: UInt64, logger: Logger) {
-        self.init(
-            core: core, term: term, fences: FenceRequests(), recoveryTimeout: .seconds(5),
-            reclaimInterval: .seconds(1), logger: logger, onFatal: { _ in }, fencesItself: true)
-    }
-
-    /// Transitional: setting it attaches a listener started elsewhere (see `attach`).
-    var server: NetServer? {
-        get { mutex.withLock { netServer } }
-        set { if let newValue { _ = attach(newValue) } }
     }
 
     /// Listens, arms the recovery timer and starts the reclaim worker.
@@ -188,8 +164,9 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     public func stop() async {
         let (server, timer, worker, grants) = mutex.withLock {
             stopping = true
-            let g = Array(pendingGrants.values)
+            let g = Array(pendingGrants.values) + farewells.map(\.cont)
             pendingGrants.removeAll()
+            farewells.removeAll()
             defer {
                 recoveryTimer = nil
                 reclaimWorker = nil
@@ -326,6 +303,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
             return (.success(NetGreeting(fsid: sb.hdr.fsid, fmtVers: sb.fmtVers, serverTerm: term, rid: rid, flags: 0)), acts)
         }
         perform(actions)
+        processFarewells()
         return result
     }
 
@@ -368,7 +346,10 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                 return (last.key.incremented(), [])
             }
             perform(actions)
-            guard let next else { return }
+            guard let next else {
+                processFarewells()
+                return
+            }
             key = next
         }
     }
@@ -435,28 +416,70 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         }
     }
 
-    /// FAREWELL: waits for the rid's lock recovery (it may be fenced meanwhile), then drops
-    /// its locks and reclaims it; the answer goes out once that is committed.
+    /// FAREWELL: queued; answered by `processFarewells` once the rid may leave.
     private func farewell(rid: UInt64) async -> Result<[UInt8], NetErrno> {
-        while mutex.withLock({ !stopping && recovery.isPending(rid: rid, .locks) }) {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        let (result, actions) = mutex.withLock { () -> (Result<[UInt8], NetErrno>, [LockServerState.Action]) in
-            guard !stopping else { return (.failure(NetErrno(LinuxErrno.ESHUTDOWN)), []) }
-            let acts = dropLocksLocked(rid: rid)
-            do throws(ServerError) {
-                try core.farewell(rid: rid)
-            } catch {
-                return (.failure(NetErrno(error.errno)), acts)
+        let result = await withCheckedContinuation { (cont: CheckedContinuation<Result<[UInt8], NetErrno>, Never>) in
+            let queued = mutex.withLock { () -> Bool in
+                guard !stopping else { return false }
+                farewells.append((rid, cont))
+                return true
             }
-            peerAddresses[rid] = nil
-            return (.success([]), acts)
-        }
-        perform(actions)
-        if case .failure(let e) = result, e.code != LinuxErrno.ESHUTDOWN {
-            fatal("farewell of rid \(hex(rid)) failed: \(e)")
+            if queued {
+                processFarewells()
+            } else {
+                cont.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN)))
+            }
         }
         return result
+    }
+
+    /// Votes an election needs with the volume's configured slots (the quorum's rule: a
+    /// majority, or 1 with fewer than 3 slots).
+    private var votesNeededLocked: Int {
+        let n = core.superBlock.qconf.configured.count
+        return n < 3 ? 1 : n / 2 + 1
+    }
+
+    /// The original's farewell worker: answers the queued farewells that may go now. Mounts
+    /// that are not quorum members may always leave; quorum members are held while their
+    /// leaving would leave too few for an election, unless they are the last mounts and all
+    /// leave together (`FarewellPolicy`). A rid still recovering its locks waits for that (or
+    /// to be fenced). Each released rid loses its locks and is reclaimed before the answer.
+    /// Run whenever that could change: a farewell arrives, a mount greets or recovers its
+    /// locks, a fenced mount is reclaimed.
+    func processFarewells() {
+        let (answers, actions, failure) = mutex.withLock {
+            () -> ([CheckedContinuation<Result<[UInt8], NetErrno>, Never>], [LockServerState.Action], ServerError?) in
+            guard !stopping, !farewells.isEmpty else { return ([], [], nil) }
+            let mounted: [UInt64: Bool]
+            do throws(ServerError) {
+                mounted = try core.mountedClients().mapValues { $0.flags & MountedClientValue.flagQuorum != 0 }
+            } catch {
+                return ([], [], error)
+            }
+            var release = FarewellPolicy.releasable(
+                pending: farewells.map(\.rid), mounted: mounted, votesNeeded: votesNeededLocked)
+            // lock recovery finishes before the locks are destroyed (or the rid is fenced)
+            release.removeAll { recovery.isPending(rid: $0, .locks) }
+            var done = Set<UInt64>()
+            var acts: [LockServerState.Action] = []
+            for rid in release where !done.contains(rid) {
+                acts += dropLocksLocked(rid: rid)
+                do throws(ServerError) {
+                    try core.farewell(rid: rid)
+                } catch {
+                    return ([], acts, error)
+                }
+                peerAddresses[rid] = nil
+                done.insert(rid)
+            }
+            let answers = farewells.filter { done.contains($0.rid) }.map(\.cont)
+            farewells.removeAll { done.contains($0.rid) }
+            return (answers, acts, nil)
+        }
+        perform(actions)
+        for c in answers { c.resume(returning: .success([])) }
+        if let failure { fatal("farewell processing failed: \(failure)") }
     }
 
     /// Carries out lock server actions: grants answer waiting requests, invalidations are
@@ -513,7 +536,6 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
 
     private func requestFence(rid: UInt64, ipv4: UInt32, reason: FenceReason) {
         fences.start(rid: rid, ipv4: ipv4, reason: reason)
-        if fencesItself { fences.answer(rid: rid, fenced: true) }
     }
 
     /// The recovery timer fired: every mount still pending is to be fenced. It stays pending
@@ -580,6 +602,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         }
         if isStopped { return false }
         logger.info("reclaimed resources of fenced rid \(hex(rid))")
+        processFarewells()
         return true
     }
 }

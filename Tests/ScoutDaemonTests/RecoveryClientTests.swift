@@ -60,7 +60,7 @@ struct RecoveryClientTests {
         let before = lc.recoveryBatch(from: .zero, limit: 22)
         #expect(before.map(\.mode) == [.write])
         let done = Mutex(false)
-        let t = Thread {
+        let t = RecoveryThread {
             lc.invalidate(r, to: .null)
             done.withLock { $0 = true }
         }
@@ -84,7 +84,7 @@ struct RecoveryClientTests {
 }
 
 /// A plain pthread for blocking calls in tests.
-final class Thread: @unchecked Sendable {
+final class RecoveryThread: @unchecked Sendable {
     // Invariant: `body` is set at init and only run by the started thread.
     private let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
@@ -92,7 +92,7 @@ final class Thread: @unchecked Sendable {
         let me = Unmanaged.passRetained(self)
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
-            Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue().body()
+            Unmanaged<RecoveryThread>.fromOpaque(arg!).takeRetainedValue().body()
             return nil
         }, me.toOpaque())
         if rc == 0 { pthread_detach(tid) } else { me.takeRetainedValue().body() }

@@ -79,8 +79,10 @@ struct NetMount: Sendable {
     let link: ClientLink
     let vol: Volume
 
-    static func make(_ tv: TestVolume, rid: UInt64, address: ServerAddress) async throws -> NetMount {
-        var cfg = NetClient.Configuration(greeting: NetGreeting(fsid: tv.fsid, fmtVers: 2, rid: rid))
+    static func make(_ tv: TestVolume, rid: UInt64, address: ServerAddress, quorum: Bool = false) async throws -> NetMount {
+        var greeting = NetGreeting(fsid: tv.fsid, fmtVers: 2, rid: rid)
+        if quorum { greeting.flags |= NetGreeting.flagQuorum }
+        var cfg = NetClient.Configuration(greeting: greeting)
         cfg.reconnectDelayMin = .milliseconds(20)
         cfg.reconnectDelayMax = .milliseconds(200)
         let client = NetClient(configuration: cfg, logger: testLogger("client.\(rid)")) { address.get() }
@@ -136,6 +138,23 @@ struct NetMount: Sendable {
 
     /// The largest write seq of any lock this mount holds.
     var highestLockSeq: UInt64 { vol.locksForRecovery(from: .zero, limit: .max).map(\.writeSeq).max() ?? 0 }
+}
+
+/// A volume whose super block configures `slots` quorum slots.
+func quorumVolume(slots: Int) throws -> TestVolume {
+    let dir = try TempDir.make(prefix: "scoutfs-qvol")
+    let meta = dir + "/meta"
+    let data = dir + "/data"
+    try TempDir.sparseFile(meta, size: 2 << 30)
+    try TempDir.sparseFile(data, size: 8 << 30)
+    var slotMap: [Int: InetAddr] = [:]
+    for i in 0..<slots { slotMap[i] = InetAddr(ipv4: 0x7f00_0001, port: UInt16(12000 + i)) }
+    var o = MkfsOptions(metaPath: meta, dataPath: data, slots: slotMap)
+    o.allowSmallSize = true
+    o.force = true
+    let fsid = UInt64.random(in: 1...UInt64.max)
+    try Mkfs.run(o, now: Timespec(sec: 1), fsid: fsid, uuid: Array(repeating: 7, count: 16), out: { _ in }, err: { _ in })
+    return TestVolume(dir: dir, meta: meta, data: data, fsid: fsid)
 }
 
 /// A server of one term on the test volume, listening on a free loopback port.
@@ -329,5 +348,42 @@ struct RecoveryFailoverTests {
         #expect(try svc.mountedClientRids() == [0x2002, 0x2003])
         await m2.client.shutdown()
         await svc.stop()
+    }
+
+    @Test func quorumMembersLeaveOnlyAsTheLastMajority() async throws {
+        let tv = try quorumVolume(slots: 3)  // an election needs 2 votes
+        defer { TempDir.remove(tv.dir) }
+        let address = ServerAddress()
+        let s = try await TermServer.start(tv, term: 1, fences: FenceRequests())
+        address.set(s.server.localAddress)
+        let q1 = try await NetMount.make(tv, rid: 0x3001, address: address, quorum: true)
+        let q2 = try await NetMount.make(tv, rid: 0x3002, address: address, quorum: true)
+        let other = try await NetMount.make(tv, rid: 0x3003, address: address)
+        _ = try await q1.create("q1", [1, 2, 3])
+
+        // a mount that is not a quorum member leaves at once
+        try await onThread { try other.vol.unmount() }
+        #expect(try s.service.mountedClientRids() == [0x3001, 0x3002])
+
+        // one of the two members alone would leave too few for an election: held
+        let first = Outcome()
+        Task {
+            do {
+                try await onThread { try q1.vol.unmount() }
+                first.set(.success(()))
+            } catch {
+                first.set(.failure(error as? FSError ?? FSError(5, "\(error)")))
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(first.value == nil)
+        #expect(try s.service.mountedClientRids() == [0x3001, 0x3002])
+
+        // the last majority leaves together
+        try await onThread { try q2.vol.unmount() }
+        try await eventually(.seconds(10), "the held farewell is answered") { first.value != nil }
+        if case .failure(let e) = first.value { Issue.record("farewell failed: \(e)") }
+        #expect(try s.service.mountedClientRids().isEmpty)
+        await s.service.stop()
     }
 }
