@@ -51,15 +51,15 @@ public final class Mount: @unchecked Sendable {
     public private(set) var quorum: ScoutQuorumService?
     var runner: ServerRunner?
     var control: ControlServer?
-    /// `quorum_heartbeat_timeout_ms` as last set (used when this mount is not a member).
-    let liveHeartbeatTimeoutMs: Mutex<Int>
+    /// The options as changed while mounted.
+    let liveOptionValues: Mutex<MountOptions>
 
     public init(options: MountOptions, dataPath: String, mountpoint: String, logger: Logger) {
         self.options = options
         self.dataPath = dataPath
         self.mountpoint = mountpoint
         self.logger = logger
-        self.liveHeartbeatTimeoutMs = Mutex(options.quorumHeartbeatTimeoutMs)
+        self.liveOptionValues = Mutex(options)
     }
 
     static func address(_ a: InetAddr) -> String {
@@ -197,8 +197,26 @@ public final class Mount: @unchecked Sendable {
             throw MountError(5, "the kernel did not initialise the FUSE connection")
         }
         var st = stat()
+        let registry = MountRegistry()
         if stat(mountpoint, &st) == 0 {
-            control = try? ControlServer.start(device: st.st_dev, volume: vol, logger: log)
+            let runner = self.runner
+            let sources = ControlSources(
+                rid: rid,
+                fences: { runner?.fences },
+                quorumStatus: {
+                    quorum.map { QuorumStatusText.format(status: $0.status, counters: $0.counters, now: ScoutQuorumService.now()) }
+                },
+                mountOptions: { [unowned self] in self.liveOptions() },
+                setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
+                    try self.setLiveOption(name, value)
+                })
+            do {
+                let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
+                control = c
+                try registry.register(rid: rid, mountpoint: mountpoint, dataDevice: dataPath, controlSocket: c.path)
+            } catch {
+                log.error("control socket: \(error)")
+            }
         }
         let stop = CleanFlag()
         Self.startCommitTimer(vol, stop: stop)
@@ -210,6 +228,7 @@ public final class Mount: @unchecked Sendable {
         let end = session.wait()
         stop.set()
         control?.stop()
+        registry.unregister(rid: rid)
         if let quorum {
             // a clean unmount leaves the quorum (stopping our server, resigning); anything else
             // is a forced unmount: quorum sends and writes nothing more (15de0c21)
