@@ -12,7 +12,9 @@ struct Cluster {
 
     func mnt(_ slot: Int) -> String { "\(dir)/m\(slot)" }
     func address(_ slot: Int) -> String { "127.0.0.\(slot + 1)" }
-    var bin: String { MountEnv.binary }
+    /// Every command of this cluster runs with its own run directory (control sockets, mount
+    /// registry), so fencing agents of clusters running at the same time never meet.
+    var bin: String { "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary)" }
 
     static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil) throws -> Cluster {
         let dir = try TempDir.make(prefix: "scoutfs-cluster")
@@ -20,6 +22,7 @@ struct Cluster {
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
         try TempDir.sparseFile(dir + "/data", size: 4 << 30)
         var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
+        mkdir(dir + "/run", 0o755)
         for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
         let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
@@ -34,7 +37,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info timeout 120 \(bin) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOG=info SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
@@ -120,7 +123,8 @@ struct Cluster {
         }
         usleep(200_000)
         for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
-        TempDir.remove(dir)
+        // SCOUTFS_TEST_KEEP=1 keeps the logs and devices for a look afterwards
+        if getenv("SCOUTFS_TEST_KEEP") == nil { TempDir.remove(dir) }
     }
 }
 
