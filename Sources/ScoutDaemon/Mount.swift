@@ -124,8 +124,29 @@ public final class Mount: @unchecked Sendable {
         }
         let quorum = self.quorum
         var mountedOK = false
+
+        // The control socket serves from the start, under a name of its own until the mount
+        // exists: a member elected while mounting must show its fence requests to the agent
+        // before the mount can finish (its own client waits for its server).
+        let runner = self.runner
+        let sources = ControlSources(
+            rid: rid,
+            fences: { runner?.fences },
+            quorumStatus: {
+                quorum.map { QuorumStatusText.format(status: $0.status, counters: $0.counters, now: ScoutQuorumService.now()) }
+            },
+            mountOptions: { [unowned self] in self.liveOptions() },
+            setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
+                try self.setLiveOption(name, value)
+            })
+        let registry = MountRegistry()
+        let early = try? ControlServer.start(
+            path: "\(ControlSocket.directory)/rid-\(FenceRequest.hex(rid)).sock", volume: nil, sources: sources, logger: log)
         defer {
-            if !mountedOK, let quorum { Self.blockingVoid { await quorum.shutdown() } }
+            if !mountedOK {
+                early?.stop()
+                if let quorum { Self.blockingVoid { await quorum.shutdown() } }
+            }
         }
 
         // the client: it finds the server in the quorum blocks, at every (re)connect
@@ -197,19 +218,7 @@ public final class Mount: @unchecked Sendable {
             throw MountError(5, "the kernel did not initialise the FUSE connection")
         }
         var st = stat()
-        let registry = MountRegistry()
         if stat(mountpoint, &st) == 0 {
-            let runner = self.runner
-            let sources = ControlSources(
-                rid: rid,
-                fences: { runner?.fences },
-                quorumStatus: {
-                    quorum.map { QuorumStatusText.format(status: $0.status, counters: $0.counters, now: ScoutQuorumService.now()) }
-                },
-                mountOptions: { [unowned self] in self.liveOptions() },
-                setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
-                    try self.setLiveOption(name, value)
-                })
             do {
                 let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
                 control = c
@@ -218,6 +227,7 @@ public final class Mount: @unchecked Sendable {
                 log.error("control socket: \(error)")
             }
         }
+        early?.stop()
         let stop = CleanFlag()
         Self.startCommitTimer(vol, stop: stop)
         Self.watchSignals(mountpoint)
