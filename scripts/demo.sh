@@ -22,7 +22,7 @@ truncate -s 8G "$data"
 
 cleanup() {
     for n in 0 1 2; do umount "$var/mnt$n" 2>/dev/null & done
-    wait
+    sleep 5
     pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -32,13 +32,16 @@ mount_node() {  # slot
         -o "metadev_path=$meta,quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "$data" "$var/mnt$1" \
         2>>"$var/node$1.log"
 }
-role() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null | sed -n 's/^role [0-9]* (\(.*\))/\1/p'; }
-term() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null | sed -n 's/^term //p'; }
+status() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null || true; }
+role() { status "$1" | sed -n 's/^role [0-9]* (\(.*\))/\1/p'; }
+term() { status "$1" | sed -n 's/^term //p'; }
 show_roles() {
     for n in "$@"; do echo "  node $n (127.0.0.$((n + 1))): $(role "$n"), term $(term "$n")"; done
 }
 leader_of() {
-    for n in "$@"; do [ "$(role "$n")" = leader ] && { echo "$n"; return; }; done
+    for n in "$@"; do
+        if [ "$(role "$n")" = leader ]; then echo "$n"; return; fi
+    done
     echo none
 }
 
@@ -54,8 +57,9 @@ EOF
 scoutfs fenced --config "$var/fenced.conf" >>"$var/fenced.log" 2>&1 &
 echo
 echo "== mount -t scoutfs on three nodes at once (a majority elects the leader)"
-for n in 0 1 2; do mount_node "$n" & done
-wait
+pids=""
+for n in 0 1 2; do mount_node "$n" & pids="$pids $!"; done
+for p in $pids; do wait "$p"; done
 grep " $var/mnt" /proc/mounts
 show_roles 0 1 2
 echo
@@ -76,14 +80,15 @@ echo "== kill -9 the leader (node $old): a survivor takes over, the agent fences
 pid=$(pgrep -f -- "--foreground.* $var/mnt$old\$")
 start=$(date +%s.%N)
 kill -9 "$pid"
-survivors=$(for n in 0 1 2; do [ "$n" != "$old" ] && echo "$n"; done)
+survivors=""
+for n in 0 1 2; do if [ "$n" != "$old" ]; then survivors="$survivors $n"; fi; done
 new=none
 for _ in $(seq 1 200); do
     new=$(leader_of $survivors)
     [ "$new" != none ] && break
     sleep 0.05
 done
-echo "  node $new leads after $(echo "$(date +%s.%N) - $start" | bc | cut -c1-4) s"
+echo "  node $new leads $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the kill"
 for _ in $(seq 1 100); do mountpoint -q "$var/mnt$old" || break; sleep 0.1; done
 grep "fencing rid" "$var/fenced.log" | tail -1 | sed 's/^/  /'
 show_roles $survivors
@@ -99,8 +104,9 @@ echo "== files out, quorum status and unmount of all three together"
 rm -r "$var/mnt$old/archive/2026"
 ls -la "$var/mnt$new/archive"
 scoutfs quorum-status -p "$var/mnt$new" | head -12
-for n in 0 1 2; do umount "$var/mnt$n" & done
-wait
+pids=""
+for n in 0 1 2; do umount "$var/mnt$n" & pids="$pids $!"; done
+for p in $pids; do wait "$p"; done
 trap - EXIT
 pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
 echo

@@ -51,15 +51,15 @@ public final class Mount: @unchecked Sendable {
     public private(set) var quorum: ScoutQuorumService?
     var runner: ServerRunner?
     var control: ControlServer?
-    /// `quorum_heartbeat_timeout_ms` as last set (used when this mount is not a member).
-    let liveHeartbeatTimeoutMs: Mutex<Int>
+    /// The options as changed while mounted.
+    let liveOptionValues: Mutex<MountOptions>
 
     public init(options: MountOptions, dataPath: String, mountpoint: String, logger: Logger) {
         self.options = options
         self.dataPath = dataPath
         self.mountpoint = mountpoint
         self.logger = logger
-        self.liveHeartbeatTimeoutMs = Mutex(options.quorumHeartbeatTimeoutMs)
+        self.liveOptionValues = Mutex(options)
     }
 
     static func address(_ a: InetAddr) -> String {
@@ -124,8 +124,29 @@ public final class Mount: @unchecked Sendable {
         }
         let quorum = self.quorum
         var mountedOK = false
+
+        // The control socket serves from the start, under a name of its own until the mount
+        // exists: a member elected while mounting must show its fence requests to the agent
+        // before the mount can finish (its own client waits for its server).
+        let runner = self.runner
+        let sources = ControlSources(
+            rid: rid,
+            fences: { runner?.fences },
+            quorumStatus: {
+                quorum.map { QuorumStatusText.format(status: $0.status, counters: $0.counters, now: ScoutQuorumService.now()) }
+            },
+            mountOptions: { [unowned self] in self.liveOptions() },
+            setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
+                try self.setLiveOption(name, value)
+            })
+        let registry = MountRegistry()
+        let early = try? ControlServer.start(
+            path: "\(ControlSocket.directory)/rid-\(FenceRequest.hex(rid)).sock", volume: nil, sources: sources, logger: log)
         defer {
-            if !mountedOK, let quorum { Self.blockingVoid { await quorum.shutdown() } }
+            if !mountedOK {
+                early?.stop()
+                if let quorum { Self.blockingVoid { await quorum.shutdown() } }
+            }
         }
 
         // the client: it finds the server in the quorum blocks, at every (re)connect
@@ -198,8 +219,15 @@ public final class Mount: @unchecked Sendable {
         }
         var st = stat()
         if stat(mountpoint, &st) == 0 {
-            control = try? ControlServer.start(device: st.st_dev, volume: vol, logger: log)
+            do {
+                let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
+                control = c
+                try registry.register(rid: rid, mountpoint: mountpoint, dataDevice: dataPath, controlSocket: c.path)
+            } catch {
+                log.error("control socket: \(error)")
+            }
         }
+        early?.stop()
         let stop = CleanFlag()
         Self.startCommitTimer(vol, stop: stop)
         Self.watchSignals(mountpoint)
@@ -210,6 +238,7 @@ public final class Mount: @unchecked Sendable {
         let end = session.wait()
         stop.set()
         control?.stop()
+        registry.unregister(rid: rid)
         if let quorum {
             // a clean unmount leaves the quorum (stopping our server, resigning); anything else
             // is a forced unmount: quorum sends and writes nothing more (15de0c21)

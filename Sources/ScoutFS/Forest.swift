@@ -1,6 +1,7 @@
 public import ScoutBTree
 public import ScoutBlockIO
 public import ScoutFormat
+import Synchronization
 import SystemPackage
 
 /// A read-only view of committed metadata blocks.
@@ -43,6 +44,10 @@ final class Forest {
     private let store: ReadOnlyStore
     private var roots: ForestRoots?
     private var logTrees: [(root: BTreeRoot, bloom: BlockRef)] = []
+    /// Bumped by every lock grant; roots sampled before the latest grant may miss what another
+    /// mount committed before giving up its lock, so they are sampled again.
+    let grants = GrantGeneration()
+    private var rootsGeneration: UInt64 = 0
 
     init(device: MetaDevice, link: any ServerLink) {
         self.device = device
@@ -54,6 +59,7 @@ final class Forest {
     func invalidateRoots() { roots = nil }
 
     private func loadRoots() throws(FSError) {
+        let generation = grants.value
         let r = try link.getRoots()
         var trees: [(BTreeRoot, BlockRef)] = []
         let tree = BTree(store: store)
@@ -69,6 +75,7 @@ final class Forest {
         }
         roots = r
         logTrees = trees
+        rootsGeneration = generation
     }
 
     /// The merged items of the range around `key`, within `lock`.
@@ -86,7 +93,7 @@ final class Forest {
     }
 
     private func readOnce(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
-        if roots == nil { try loadRoots() }
+        if roots == nil || rootsGeneration != grants.value { try loadRoots() }
         guard let roots else { throw FSError(FSError.EIO, "no roots") }
         let tree = BTree(store: store)
         var start = lock.start
@@ -124,4 +131,37 @@ final class Forest {
         }
         return (start, end, items)
     }
+}
+
+/// A count of lock grants, readable from any thread.
+final class GrantGeneration: Sendable {
+    private let count = Atomic<UInt64>(0)
+    var value: UInt64 { count.load(ordering: .acquiring) }
+    func bump() { count.add(1, ordering: .releasing) }
+}
+
+/// The server link as the lock client sees it: every grant bumps the forest's grant
+/// generation, so the next read samples the roots again (the original refreshes a lock's
+/// view of the forest when the lock is granted).
+final class GrantWatchingLink: ServerLink {
+    let link: any ServerLink
+    let grants: GrantGeneration
+
+    init(_ link: any ServerLink, grants: GrantGeneration) {
+        self.link = link
+        self.grants = grants
+    }
+
+    func getRoots() throws(FSError) -> ForestRoots { try link.getRoots() }
+    func getLogTrees() throws(FSError) -> LogTrees { try link.getLogTrees() }
+    func commitLogTrees(_ lt: LogTrees) throws(FSError) { try link.commitLogTrees(lt) }
+    func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { try link.allocInodes(count: count) }
+    func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
+        let seq = try link.lock(key: key, old: old, new: new)
+        grants.bump()
+        return seq
+    }
+    func lastSeq() throws(FSError) -> UInt64 { try link.lastSeq() }
+    func statfs() throws(FSError) -> ServerTotals { try link.statfs() }
+    func farewell() throws(FSError) { try link.farewell() }
 }

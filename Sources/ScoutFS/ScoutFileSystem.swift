@@ -24,9 +24,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         self.logger = logger
         self.cacheTimeout = cacheTimeout
         let box = notifier
-        volume.kernelInvalidate = { inos in
-            for ino in inos { box.invalidate(ino) }
-        }
+        volume.kernelInvalidate = { inos in box.invalidate(inos) }
     }
 
     /// Where kernel cache invalidations are sent.
@@ -41,6 +39,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         FileAttributes(
             ino: a.ino, size: a.size, blocks: a.blocks, atime: ft(a.atime), mtime: ft(a.mtime), ctime: ft(a.ctime),
             mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, blockSize: 4096)
+    }
+
+    /// An entry the kernel will cache as the dentry `name` in `parent`: remembered, so that
+    /// losing the parent's lock can drop it.
+    private func entry(_ a: FileAttr, parent: UInt64, name: [UInt8]) -> EntryReply {
+        notifier.remember(parent: parent, name: name)
+        return entry(a)
     }
 
     private func entry(_ a: FileAttr) -> EntryReply {
@@ -77,9 +82,11 @@ public final class ScoutFileSystem: FileSystemOperations {
     public func lookup(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws -> EntryReply {
         let n = name.bytes
         do {
-            return entry(try volume.lookup(parent: parent, name: n))
+            return entry(try volume.lookup(parent: parent, name: n), parent: parent, name: n)
         } catch where error.errno == FSError.ENOENT {
-            return .negative(timeout: cacheTimeout)
+            // not cached by the kernel: another mount may create the name at any time, and
+            // lock invalidation cannot name every negative entry to drop
+            return .negative(timeout: .zero)
         } catch {
             throw FUSEError(error.errno)
         }
@@ -87,6 +94,8 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     public func forget(nodeID: UInt64, lookups: UInt64) {
         volume.forget(nodeID, lookups)
+        // a directory the kernel forgot has no child dentries left
+        if !volume.isKnownToKernel(nodeID) { notifier.forgetNames(of: nodeID) }
     }
 
     public func getattr(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64?) throws -> AttributeReply {
@@ -124,18 +133,18 @@ public final class ScoutFileSystem: FileSystemOperations {
     public func symlink(_ context: RequestContext, parent: UInt64, name: borrowing FileName, target: borrowing FileName) throws -> EntryReply {
         let n = name.bytes
         let t = target.bytes
-        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFLNK) | 0o777, caller: Self.caller(context), symlink: t) })
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFLNK) | 0o777, caller: Self.caller(context), symlink: t) }, parent: parent, name: n)
     }
 
     public func mknod(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, rdev: UInt32, umask: UInt32) throws -> EntryReply {
         let n = name.bytes
-        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: mode & ~umask, rdev: rdev, caller: Self.caller(context)) })
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: mode & ~umask, rdev: rdev, caller: Self.caller(context)) }, parent: parent, name: n)
     }
 
     public func mkdir(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, umask: UInt32) throws -> EntryReply {
         let n = name.bytes
         let m = UInt32(S_IFDIR) | (mode & ~umask & 0o7777)
-        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: m, caller: Self.caller(context)) })
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: m, caller: Self.caller(context)) }, parent: parent, name: n)
     }
 
     public func unlink(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws {
@@ -156,11 +165,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         let nn = newName.bytes
         let f = ScoutFS.RenameFlags(rawValue: flags.rawValue)
         try run { () throws(FSError) in try volume.rename(parent: parent, name: n, newParent: newParent, newName: nn, flags: f) }
+        notifier.remember(parent: newParent, name: nn)
+        if f.contains(.exchange) { notifier.remember(parent: parent, name: n) }
     }
 
     public func link(_ context: RequestContext, nodeID: UInt64, newParent: UInt64, newName: borrowing FileName) throws -> EntryReply {
         let n = newName.bytes
-        return entry(try run { () throws(FSError) in try volume.link(nodeID, newParent: newParent, newName: n) })
+        return entry(try run { () throws(FSError) in try volume.link(nodeID, newParent: newParent, newName: n) }, parent: newParent, name: n)
     }
 
     public func open(_ context: RequestContext, nodeID: UInt64, flags: Int32, killSUIDGID: Bool) throws -> OpenReply {
@@ -270,7 +281,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         let n = name.bytes
         let a = try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & ~umask & 0o7777), caller: Self.caller(context)) }
         try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
-        return CreateReply(entry: entry(a), open: OpenReply(fileHandle: a.ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache]))
+        return CreateReply(entry: entry(a, parent: parent, name: n), open: OpenReply(fileHandle: a.ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache]))
     }
 
     public func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
@@ -291,16 +302,58 @@ public final class ScoutFileSystem: FileSystemOperations {
     }
 }
 
-/// The notifier, set once the session exists; invalidations before that have no kernel cache to drop.
+/// The notifier, set once the session exists; invalidations before that have no kernel cache
+/// to drop. It also remembers the names the kernel may hold as dentries, per directory, so
+/// that losing a directory's lock can drop them (NOTIFY_INVAL_ENTRY): another mount may
+/// rename or remove them. Entry invalidations run on their own thread after the lock is
+/// given up, because the kernel takes the directory's inode lock for them, which a request
+/// waiting for that very cluster lock may hold.
 final class NotifierBox: @unchecked Sendable {
-    // Invariant: `notifier` is written once under `lock` and read under it.
+    // Invariant: `notifier` and `names` are only touched with `lock` held.
     private let lock = PThreadLock()
     private var notifier: FUSENotifier?
+    private var names: [UInt64: Set<[UInt8]>] = [:]
 
     func set(_ n: FUSENotifier) { lock.withLock { notifier = n } }
 
-    func invalidate(_ ino: UInt64) {
-        let n = lock.withLock { notifier }
-        _ = try? n?.invalidateInode(ino, offset: 0, length: -1)
+    func remember(parent: UInt64, name: [UInt8]) {
+        lock.withLock { _ = names[parent, default: []].insert(name) }
     }
+
+    func forgetNames(of dir: UInt64) {
+        lock.withLock { _ = names.removeValue(forKey: dir) }
+    }
+
+    /// Drops the kernel's attributes and pages of `inos` now, and the dentries remembered
+    /// under any of them soon after.
+    func invalidate(_ inos: [UInt64]) {
+        let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
+            var out: [(UInt64, [UInt8])] = []
+            for ino in inos {
+                if let set = names.removeValue(forKey: ino) { out += set.map { (ino, $0) } }
+            }
+            return (notifier, out)
+        }
+        guard let n else { return }
+        for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
+        if entries.isEmpty { return }
+        detachedThread {
+            for (parent, name) in entries { _ = try? n.invalidateEntry(parent: parent, name: name) }
+        }
+    }
+}
+
+/// Runs `body` on a new detached thread.
+func detachedThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ b: @escaping @Sendable () -> Void) { body = b }
+    }
+    let box = Unmanaged.passRetained(Box(body))
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { arg in
+        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    if rc == 0 { pthread_detach(tid) } else { box.takeRetainedValue().body() }
 }

@@ -136,6 +136,11 @@ extension Volume {
         if maybe { deleteIfUnused(ino) }
     }
 
+    /// Whether the kernel holds a lookup of `ino` (the root always).
+    public func isKnownToKernel(_ ino: UInt64) -> Bool {
+        ino == Format.rootIno || state.withLock { lookupCounts[ino] != nil }
+    }
+
     public func getattr(_ ino: UInt64) throws(FSError) -> FileAttr {
         try withLocks([ino], write: false) { () throws -> FileAttr in attr(ino, try loadInode(ino)) }
     }

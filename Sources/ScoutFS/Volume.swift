@@ -104,7 +104,7 @@ public final class Volume: @unchecked Sendable {
         dataBlocks = size / UInt64(Format.smallBlockSize)
         forest = Forest(device: meta, link: link)
         cache = ItemCache(forest: forest)
-        locks = LockClient(link: link)
+        locks = LockClient(link: GrantWatchingLink(link, grants: forest.grants))
         let lt = try link.getLogTrees()
         do {
             txn = try LogTransaction(device: meta, logTrees: lt)
@@ -184,6 +184,7 @@ public final class Volume: @unchecked Sendable {
                 cache.invalidate(range)
                 if range.start.zone == KeyZone.fs {
                     inos = lookupCounts.keys.filter { range.contains(Key(zone: KeyZone.fs, first: $0)) }
+                    if range.contains(Key(zone: KeyZone.fs, first: Format.rootIno)) { inos.append(Format.rootIno) }
                 }
             }
         }

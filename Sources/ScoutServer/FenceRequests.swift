@@ -33,8 +33,11 @@ public struct FenceRequest: Sendable, Hashable {
     }
 
     /// The rid as the original prints it (`%016llx`).
-    public var ridString: String {
-        let hex = String(rid, radix: 16)
+    public var ridString: String { Self.hex(rid) }
+
+    /// `%016llx`.
+    public static func hex(_ v: UInt64) -> String {
+        let hex = String(v, radix: 16)
         return String(repeating: "0", count: max(0, 16 - hex.count)) + hex
     }
 

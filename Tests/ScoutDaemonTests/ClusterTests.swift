@@ -12,7 +12,9 @@ struct Cluster {
 
     func mnt(_ slot: Int) -> String { "\(dir)/m\(slot)" }
     func address(_ slot: Int) -> String { "127.0.0.\(slot + 1)" }
-    var bin: String { MountEnv.binary }
+    /// Every command of this cluster runs with its own run directory (control sockets, mount
+    /// registry), so fencing agents of clusters running at the same time never meet.
+    var bin: String { "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary)" }
 
     static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil) throws -> Cluster {
         let dir = try TempDir.make(prefix: "scoutfs-cluster")
@@ -20,6 +22,7 @@ struct Cluster {
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
         try TempDir.sparseFile(dir + "/data", size: 4 << 30)
         var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
+        mkdir(dir + "/run", 0o755)
         for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
         let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
@@ -34,15 +37,33 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info timeout 120 \(bin) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOG=info SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
     func mount(_ slots: [Int]) throws {
-        let script = slots.map { "\(mountCommand($0)) & p\($0)=$!" }.joined(separator: "; ")
-            + "; " + slots.map { "wait $p\($0) || exit 1" }.joined(separator: "; ")
-        let (rc, out) = MountEnv.sh(script)
-        guard rc == 0 else { throw Failure(message: "mount \(slots): \(out)\n\(logs())") }
+        let rcs = try inBackground(slots.map { (mountCommand($0), "mount.\($0)") }, seconds: 150)
+        guard rcs.allSatisfy({ $0 == 0 }) else { throw Failure(message: "mount \(slots): exit \(rcs)\n\(logs())") }
+    }
+
+    /// Runs commands concurrently and waits for all (bounded); returns their exit statuses
+    /// (-1 for one that did not finish). The shell's own `wait` is not used: the test
+    /// process's threads may block SIGCHLD, which dash inherits and then never wakes.
+    func inBackground(_ commands: [(String, String)], seconds: Double) throws -> [Int32] {
+        for (cmd, name) in commands {
+            unlink("\(dir)/\(name).rc")
+            MountEnv.sh("( \(cmd); echo $? > \(dir)/\(name).rc.tmp; mv \(dir)/\(name).rc.tmp \(dir)/\(name).rc ) >/dev/null 2>&1 &")
+        }
+        var rcs: [Int32] = Array(repeating: -1, count: commands.count)
+        _ = waitFor(seconds: seconds) {
+            for (i, (_, name)) in commands.enumerated() where rcs[i] == -1 {
+                if let text = try? TempDir.readText("\(dir)/\(name).rc"), let rc = Int32(text.trimmingCharacters(in: " \n")) {
+                    rcs[i] = rc
+                }
+            }
+            return !rcs.contains(-1)
+        }
+        return rcs
     }
 
     /// The daemon of a member's mount.
@@ -89,11 +110,10 @@ struct Cluster {
     }
 
     /// Unmounts the given members together (the last quorum members' farewells are answered
-    /// together, so they must leave at once).
+    /// together, so they must leave at once). Returns 0 when every umount succeeded.
     func unmount(_ slots: [Int]) -> Int32 {
-        let script = slots.map { "timeout 60 umount \(mnt($0)) & p\($0)=$!" }.joined(separator: "; ")
-            + "; rc=0; " + slots.map { "wait $p\($0) || rc=1" }.joined(separator: "; ") + "; exit $rc"
-        return MountEnv.sh(script).0
+        let rcs = (try? inBackground(slots.map { ("timeout 60 umount \(mnt($0))", "umount.\($0)") }, seconds: 90)) ?? [-1]
+        return rcs.allSatisfy { $0 == 0 } ? 0 : 1
     }
 
     func cleanup() {
@@ -103,7 +123,8 @@ struct Cluster {
         }
         usleep(200_000)
         for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
-        TempDir.remove(dir)
+        // SCOUTFS_TEST_KEEP=1 keeps the logs and devices for a look afterwards
+        if getenv("SCOUTFS_TEST_KEEP") == nil { TempDir.remove(dir) }
     }
 }
 

@@ -42,13 +42,15 @@ struct MountedVolume {
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
         try TempDir.sparseFile(dir + "/data", size: 4 << 30)
         mkdir(dir + "/mnt", 0o755)
+        mkdir(dir + "/run", 0o755)
         let (rc, out) = MountEnv.sh("\(MountEnv.binary) mkfs -A -f -Q 0,127.0.0.1,\(port) \(dir)/meta \(dir)/data")
         guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
         return MountedVolume(dir: dir, port: port)
     }
 
     func mount() throws {
-        let (rc, out) = MountEnv.sh("timeout 60 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0 \(dir)/data \(mnt)")
+        let (rc, out) = MountEnv.sh(
+            "timeout 60 env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000 \(dir)/data \(mnt) 2>>\(dir)/log")
         guard rc == 0 else { throw Failure(message: "mount: \(out)") }
     }
 
@@ -58,6 +60,17 @@ struct MountedVolume {
     func daemonPid() -> pid_t? {
         let (_, out) = MountEnv.sh("pgrep -f 'scoutfs mount --foreground.* \(dir)/data '")
         return out.split(separator: "\n").compactMap { pid_t($0) }.first
+    }
+
+    /// Starts the fencing agent with the local fence script for this volume's mounts (a new
+    /// server fences the mount it replaces); returns its pid.
+    func startFenced() throws -> pid_t {
+        let conf = "SCOUTFS_FENCED_DELAY=0.2\nSCOUTFS_FENCED_RUN=\(MountEnv.root)/scripts/scoutfs-fence-local\n"
+        try writeFile(dir + "/fenced.conf", Array(conf.utf8), fsync: false)
+        let (rc, out) = MountEnv.sh(
+            "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) fenced --config \(dir)/fenced.conf >> \(dir)/fenced.log 2>&1 & echo $!")
+        guard rc == 0, let pid = pid_t(out.filter { $0.isNumber }) else { throw Failure(message: "fenced: \(out)") }
+        return pid
     }
 
     func cleanup() {
@@ -123,8 +136,8 @@ struct MountTests {
             #expect(linkat(AT_FDCWD, "/proc/self/fd/\(tfd)", AT_FDCWD, m + "/dir/fromtmp", AT_SYMLINK_FOLLOW) == 0)
             close(tfd)
         }
-        #expect(MountEnv.sh("\(MountEnv.binary) sync -p \(m)").0 == 0)
-        #expect(MountEnv.sh("\(MountEnv.binary) df -p \(m)").1.contains("MetaData"))
+        #expect(MountEnv.sh("env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) sync -p \(m)").0 == 0)
+        #expect(MountEnv.sh("env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) df -p \(m)").1.contains("MetaData"))
         #expect(v.unmount() == 0)
 
         try v.mount()
@@ -147,6 +160,8 @@ struct MountTests {
         defer { v.cleanup() }
         var rng = SplitMix64(seed: UInt64(getpid()))
         var synced: [String: [UInt8]] = [:]
+        let fenced = try v.startFenced()
+        defer { kill(fenced, SIGKILL) }
         for round in 0..<3 {
             try v.mount()
             guard let pid = v.daemonPid() else { throw Failure(message: "no daemon") }
