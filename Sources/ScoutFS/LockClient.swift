@@ -11,7 +11,7 @@ public import ScoutFormat
 /// every lock before they take the filesystem's state lock and never while a transaction
 /// is held, so a lock wait can never block an invalidation the server needs first.
 final class LockClient: @unchecked Sendable {
-    // Invariant: `table`, `highestWriteSeq` and `grants` are only touched with `lock` held.
+    // Invariant: `table` and `highestWriteSeq` are only touched with `lock` held.
     struct State {
         var mode: LockMode = .null
         var users: [LockMode: Int] = [:]
@@ -23,10 +23,6 @@ final class LockClient: @unchecked Sendable {
     private let lock = PThreadLock()
     private var table: [Key: State] = [:]
     private(set) var highestWriteSeq: UInt64 = 0
-    /// Counts the grants received from the server. A reader that sampled the forest's roots
-    /// before a grant must sample them again: the commits the previous holders made before
-    /// giving the lock up are only in newer roots.
-    private var grants: UInt64 = 0
     let link: any ServerLink
     /// Called when `range` is being invalidated to `to`, with no incompatible local users.
     var onInvalidate: (@Sendable (LockRange, LockMode) -> Void)?
@@ -82,7 +78,6 @@ final class LockClient: @unchecked Sendable {
             case .success(let seq):
                 now.mode = want
                 now.writeSeq = seq
-                grants &+= 1
                 if seq > highestWriteSeq { highestWriteSeq = seq }
                 table[range.start] = now
                 lock.broadcast()
@@ -125,9 +120,6 @@ final class LockClient: @unchecked Sendable {
             lock.broadcast()
         }
     }
-
-    /// The number of grants received so far (see `grants`).
-    var grantCount: UInt64 { lock.withLock { grants } }
 
     /// The mode held on `range`.
     func mode(_ range: LockRange) -> LockMode {

@@ -77,8 +77,6 @@ public final class Volume: @unchecked Sendable {
     /// caches must be dropped.
     public var kernelInvalidate: (@Sendable ([UInt64]) -> Void)?
     var lastCommit = monotonicSeconds()
-    /// `locks.grantCount` when the forest's roots were last known fresh.
-    var rootsGrantCount: UInt64 = 0
     public var commitInterval: Double = 10
     private var failed: FSError?
 
@@ -137,12 +135,6 @@ public final class Volume: @unchecked Sendable {
                 taken.append(r)
             }
             state.lock()
-            // roots sampled before a grant miss what its previous holder committed
-            let grants = locks.grantCount
-            if grants != rootsGrantCount {
-                forest.invalidateRoots()
-                rootsGrantCount = grants
-            }
             do {
                 if let failed { throw failed }
                 let r = try body()
