@@ -101,8 +101,16 @@ final class LockClient: @unchecked Sendable {
     }
 
     /// The server asks this mount to drop `range` to `to`. Returns when done.
+    ///
+    /// Invalidations of one lock run one after the other: a duplicate, or an old server's
+    /// invalidation still running when a new server sends its own after lock recovery, waits
+    /// for the one in progress (lesson 8). An invalidation only ever lowers the mode: one to
+    /// READ of a lock already at NULL (a stale duplicate) leaves it at NULL.
     func invalidate(_ range: LockRange, to: LockMode) {
         lock.lock()
+        while table[range.start]?.invalidating == true {
+            lock.wait(seconds: 1)
+        }
         var mark = table[range.start] ?? State()
         mark.invalidating = true
         table[range.start] = mark
@@ -114,11 +122,17 @@ final class LockClient: @unchecked Sendable {
         onInvalidate?(range, to)
         lock.withLock {
             var st = table[range.start] ?? State()
-            st.mode = to
+            st.mode = Self.lowered(st.mode, to: to)
             st.invalidating = false
             table[range.start] = st
             lock.broadcast()
         }
+    }
+
+    /// The mode an invalidation to `to` leaves a lock held in `held` in: NULL, or READ from
+    /// WRITE; never a mode the mount did not hold.
+    static func lowered(_ held: LockMode, to: LockMode) -> LockMode {
+        to == .read && held != .write && held != .read ? .null : to
     }
 
     /// The mode held on `range`.

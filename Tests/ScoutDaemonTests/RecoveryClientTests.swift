@@ -76,6 +76,38 @@ struct RecoveryClientTests {
         #expect(lc.recoveryBatch(from: .zero, limit: 22).isEmpty)
     }
 
+    @Test func invalidationsOfOneLockRunInArrivalOrderAndOnlyLower() async throws {
+        let lc = LockClient(link: GrantingLink())
+        // the first invalidation's cache work is slow: a second one must not overtake it
+        lc.onInvalidate = { _, to in if to == .read { usleep(300_000) } }
+        let r = LockRange.inode(7000)
+        try lc.acquire(r, .write)
+        let finished = Mutex<[LockMode]>([])
+        RecoveryThread {
+            lc.invalidate(r, to: .read)
+            finished.withLock { $0.append(.read) }
+        }.start()
+        try await Task.sleep(for: .milliseconds(100))
+        RecoveryThread {
+            lc.invalidate(r, to: .null)
+            finished.withLock { $0.append(.null) }
+        }.start()
+        try await Task.sleep(for: .milliseconds(100))
+        lc.release(r, .write)
+        for _ in 0..<300 where finished.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(finished.withLock { $0 } == [.read, .null])
+        #expect(lc.mode(r) == .null)
+        // a stale duplicate to READ of a lock at NULL leaves it at NULL
+        lc.invalidate(r, to: .read)
+        #expect(lc.mode(r) == .null)
+        lc.invalidate(LockRange.inode(90000), to: .read)
+        #expect(lc.mode(LockRange.inode(90000)) == .null)
+        #expect(LockClient.lowered(.write, to: .read) == .read)
+        #expect(LockClient.lowered(.read, to: .read) == .read)
+        #expect(LockClient.lowered(.writeOnly, to: .read) == .null)
+        #expect(LockClient.lowered(.write, to: .null) == .null)
+    }
+
     @Test func linkAnswersRecoveryFromTheVolumeAndRefusesABadKey() throws {
         let none = ClientLink.recoverBatch(Key(zone: 1).encoded(), volume: nil)
         #expect(try NetLockRecover.decode(none.get()).locks.isEmpty)
