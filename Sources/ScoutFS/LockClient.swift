@@ -135,6 +135,11 @@ final class LockClient: @unchecked Sendable {
         to == .read && held != .write && held != .read ? .null : to
     }
 
+    /// Whether an invalidation of `range` is under way.
+    func isInvalidating(_ range: LockRange) -> Bool {
+        lock.withLock { table[range.start]?.invalidating ?? false }
+    }
+
     /// The mode held on `range`.
     func mode(_ range: LockRange) -> LockMode {
         lock.withLock { table[range.start]?.mode ?? .null }

@@ -79,23 +79,31 @@ struct RecoveryClientTests {
     @Test func invalidationsOfOneLockRunInArrivalOrderAndOnlyLower() async throws {
         let lc = LockClient(link: GrantingLink())
         // the first invalidation's cache work is slow: a second one must not overtake it
-        lc.onInvalidate = { _, to in if to == .read { usleep(300_000) } }
+        let ran = Mutex<[LockMode]>([])
+        lc.onInvalidate = { _, to in
+            ran.withLock { $0.append(to) }
+            if to == .read { usleep(300_000) }
+            ran.withLock { $0.append(to) }
+        }
         let r = LockRange.inode(7000)
         try lc.acquire(r, .write)
-        let finished = Mutex<[LockMode]>([])
+        let finished = Mutex(0)
         RecoveryThread {
             lc.invalidate(r, to: .read)
-            finished.withLock { $0.append(.read) }
+            finished.withLock { $0 += 1 }
         }.start()
-        try await Task.sleep(for: .milliseconds(100))
+        for _ in 0..<1000 where !lc.isInvalidating(r) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(lc.isInvalidating(r))
         RecoveryThread {
             lc.invalidate(r, to: .null)
-            finished.withLock { $0.append(.null) }
+            finished.withLock { $0 += 1 }
         }.start()
         try await Task.sleep(for: .milliseconds(100))
         lc.release(r, .write)
-        for _ in 0..<300 where finished.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(finished.withLock { $0 } == [.read, .null])
+        for _ in 0..<1000 where finished.withLock({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(finished.withLock { $0 } == 2)
+        // each ran whole, in arrival order
+        #expect(ran.withLock { $0 } == [.read, .read, .null, .null])
         #expect(lc.mode(r) == .null)
         // a stale duplicate to READ of a lock at NULL leaves it at NULL
         lc.invalidate(r, to: .read)
