@@ -42,6 +42,7 @@ struct MountCommand: ParsableCommand {
             throw ExitCode(32)
         }
         if !foreground { throw ExitCode(spawnDaemon()) }
+        closeInheritedDescriptors(keeping: readyFd)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = getenv("SCOUTFS_LOG").map { Logger.Level(rawValue: String(cString: $0)) ?? .info } ?? .notice
@@ -233,4 +234,21 @@ func humanSize(_ bytes: UInt64) -> String {
     let hundredths = Int((x * 100).rounded())
     let frac = hundredths % 100
     return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)\(suffixes[i])"
+}
+
+/// Closes every descriptor above stderr that the daemon inherited, except `keep`: a daemon
+/// that lives for the whole mount must not pin its parent's files (a file held open inside
+/// another mount keeps that mount busy).
+func closeInheritedDescriptors(keeping keep: Int32?) {
+    guard let dir = opendir("/proc/self/fd") else { return }
+    var fds: [Int32] = []
+    while let ent = readdir(dir) {
+        let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        if let fd = Int32(name), fd > 2, fd != keep { fds.append(fd) }
+    }
+    let own = dirfd(dir)
+    closedir(dir)
+    for fd in fds where fd != own { close(fd) }
 }

@@ -135,7 +135,7 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
             }
             let vol = volume
             Self.onThread {
-                vol?.invalidateLock(key: nl.key, to: nl.newMode)
+                vol?.invalidateLock(key: nl.key, from: nl.oldMode, to: nl.newMode)
                 request.respond(.success(nl.encoded()))
             }
         case .syncLogTrees:

@@ -16,6 +16,8 @@ final class LockClient: @unchecked Sendable {
         var mode: LockMode = .null
         var users: [LockMode: Int] = [:]
         var requesting = false
+        /// The mode asked for while `requesting`.
+        var requestedMode: LockMode = .null
         var invalidating = false
         var writeSeq: UInt64 = 0
     }
@@ -61,9 +63,10 @@ final class LockClient: @unchecked Sendable {
                 lock.wait(seconds: 1)
                 continue
             }
-            st.requesting = true
-            table[range.start] = st
             let want: LockMode = (st.mode == .read && mode == .writeOnly) ? .write : mode
+            st.requesting = true
+            st.requestedMode = want
+            table[range.start] = st
             lock.unlock()
             let result: Result<UInt64, FSError>
             do {
@@ -106,10 +109,25 @@ final class LockClient: @unchecked Sendable {
     /// invalidation still running when a new server sends its own after lock recovery, waits
     /// for the one in progress (lesson 8). An invalidation only ever lowers the mode: one to
     /// READ of a lock already at NULL (a stale duplicate) leaves it at NULL.
-    func invalidate(_ range: LockRange, to: LockMode) {
+    ///
+    /// `from` is the mode the server believes this mount holds. When it is the mode of a
+    /// request still outstanding here, the server granted it before sending this
+    /// invalidation, and the grant's answer is being applied by the requesting thread: the
+    /// invalidation waits for that (bounded), so it lowers the granted mode and the grant can
+    /// never land after it.
+    func invalidate(_ range: LockRange, from: LockMode? = nil, to: LockMode) {
         lock.lock()
-        while table[range.start]?.invalidating == true {
-            lock.wait(seconds: 1)
+        let grantDeadline = monotonicSeconds() + 30
+        while let st = table[range.start] {
+            if st.invalidating {
+                lock.wait(seconds: 1)
+            } else if let from, st.requesting, st.requestedMode == from, st.mode != from,
+                monotonicSeconds() < grantDeadline
+            {
+                lock.wait(seconds: 1)
+            } else {
+                break
+            }
         }
         var mark = table[range.start] ?? State()
         mark.invalidating = true

@@ -184,8 +184,8 @@ public final class Volume: @unchecked Sendable {
     }
 
     /// Called by the link when the server asks for a lock to be dropped.
-    public func invalidateLock(key: Key, to: LockMode) {
-        locks.invalidate(LockRange.covering(key), to: to)
+    public func invalidateLock(key: Key, from: LockMode? = nil, to: LockMode) {
+        locks.invalidate(LockRange.covering(key), from: from, to: to)
     }
 
     /// Called by the link when a new server asks for this mount's locks (LOCK_RECOVER): up

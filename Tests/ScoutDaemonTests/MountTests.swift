@@ -85,7 +85,7 @@ struct Failure: Error, CustomStringConvertible {
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8], fsync doSync: Bool) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw Failure(message: "open \(path): errno \(errno)") }
     defer { close(fd) }
     let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -94,7 +94,7 @@ func writeFile(_ path: String, _ bytes: [UInt8], fsync doSync: Bool) throws {
 }
 
 func readFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var out: [UInt8] = []

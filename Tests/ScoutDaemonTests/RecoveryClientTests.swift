@@ -138,3 +138,44 @@ final class RecoveryThread: @unchecked Sendable {
         if rc == 0 { pthread_detach(tid) } else { me.takeRetainedValue().body() }
     }
 }
+
+/// A server whose grant answer is held until released: the requester applies it late.
+final class SlowGrantLink: ServerLink, Sendable {
+    let answered = Mutex(false)
+    let release = Mutex(false)
+    func getRoots() throws(FSError) -> ForestRoots { ForestRoots() }
+    func getLogTrees() throws(FSError) -> LogTrees { LogTrees() }
+    func commitLogTrees(_ lt: LogTrees) throws(FSError) {}
+    func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { (0, 0) }
+    func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
+        answered.withLock { $0 = true }
+        for _ in 0..<500 where !release.withLock({ $0 }) { usleep(10_000) }
+        return 7
+    }
+    func lastSeq() throws(FSError) -> UInt64 { 0 }
+    func statfs() throws(FSError) -> ServerTotals { throw FSError(FSError.EIO) }
+    func farewell() throws(FSError) {}
+}
+
+@Suite("Grant and invalidation order")
+struct GrantOrderTests {
+    /// The server granted WRITE and then asked for it back; the invalidation is handled before
+    /// the requesting thread applied the grant. The lock must end at NULL, not WRITE.
+    @Test func anInvalidationOfAGrantNotYetAppliedWaitsForIt() async throws {
+        let link = SlowGrantLink()
+        let lc = LockClient(link: link)
+        let r = LockRange.inode(1)
+        let acquirer = Task.detached {
+            try lc.acquire(r, .write)
+            usleep(50_000)
+            lc.release(r, .write)
+        }
+        for _ in 0..<500 where !link.answered.withLock({ $0 }) { usleep(10_000) }
+        let invalidator = Task.detached { lc.invalidate(r, from: .write, to: .null) }
+        usleep(100_000)
+        link.release.withLock { $0 = true }
+        try await acquirer.value
+        await invalidator.value
+        #expect(lc.mode(r) == .null)
+    }
+}
