@@ -157,6 +157,7 @@ extension String {
     }
 }
 
+extension RealMounts {
 @Suite(.serialized, .enabled(if: MountEnv.usable, "needs root, /dev/fuse and a built scoutfs"))
 struct ClusterTests {
     /// The acceptance run: elect, kill -9 the leader, fail over within the heartbeat timeout
@@ -282,4 +283,5 @@ struct ClusterTests {
         #expect(out.contains("7000"), "\(out)")
         #expect(c.unmount([0, 1]) == 0, "\(c.logs())")
     }
+}
 }

@@ -7,6 +7,7 @@ import Testing
 /// `scripts/scoutfs-fence-local` against a real FUSE mount of the built daemon: the daemon is
 /// killed, its connection aborted and the mountpoint detached. (The mount registers itself
 /// once the mount wires `MountRegistry` in; here the test writes the entry.)
+extension RealMounts {
 @Suite("fence-local against a FUSE mount", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(3)))
 struct ControlFenceMountTests {
     static func mounted(_ mnt: String) -> Bool {
@@ -44,4 +45,5 @@ struct ControlFenceMountTests {
         #expect(!Self.mounted(mnt))
         #expect(try MountRegistry(runDirectory: runDir).lookup(rid: rid) == nil)
     }
+}
 }

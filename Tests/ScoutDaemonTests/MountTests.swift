@@ -30,6 +30,11 @@ enum MountEnv {
     }
 }
 
+/// Every suite that mounts the real daemon, run one test at a time: each test blocks its
+/// thread of the cooperative pool for its whole run (shell commands, waits), and on a
+/// 2-core machine two of them at once would starve every async test of the process.
+@Suite(.serialized) enum RealMounts {}
+
 /// A volume on sparse files with a mountpoint, mounted through the CLI.
 struct MountedVolume {
     let dir: String
@@ -107,6 +112,7 @@ func readFile(_ path: String) -> [UInt8]? {
     return out
 }
 
+extension RealMounts {
 @Suite("FUSE mounts of the scoutfs daemon", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(5)))
 struct MountTests {
     @Test func posixOperationsSurviveRemount() throws {
@@ -205,4 +211,5 @@ struct MountTests {
             #expect(out.contains("scoutfs: mount failed"), "\(o): \(out)")
         }
     }
+}
 }
