@@ -62,10 +62,6 @@ public final class Mount: @unchecked Sendable {
         self.liveOptionValues = Mutex(options)
     }
 
-    static func address(_ a: InetAddr) -> String {
-        "\(a.ipv4 >> 24).\((a.ipv4 >> 16) & 255).\((a.ipv4 >> 8) & 255).\(a.ipv4 & 255)"
-    }
-
     /// Mounts, calls `ready` once the filesystem is usable, and serves until unmounted.
     /// Returns the exit status: 0 after a clean unmount.
     public func run(ready: () -> Void) throws(MountError) -> Int32 {

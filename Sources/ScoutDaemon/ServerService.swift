@@ -175,8 +175,10 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         }
         timer?.cancel()
         worker?.cancel()
-        for g in grants { g.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN))) }
+        // close the sockets before ending the waiting requests: their answers must never reach
+        // a client, which re-sends them to the next server (an answer would fail its call)
         await server?.shutdown()
+        for g in grants { g.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN))) }
         await worker?.value
     }
 
