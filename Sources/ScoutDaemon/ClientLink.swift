@@ -3,6 +3,7 @@ import Logging
 public import ScoutFS
 public import ScoutFormat
 public import ScoutNet
+import ScoutFUSE
 import ScoutProtocol
 
 /// A mount's requests to its server over TCP, as the blocking calls the filesystem threads
@@ -163,21 +164,6 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
 
     /// Runs blocking work on a new thread, off the network event loops and the async pool.
     static func onThread(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable {
-            let body: @Sendable () -> Void
-            init(_ b: @escaping @Sendable () -> Void) { body = b }
-        }
-        let box = Unmanaged.passRetained(Box(body))
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            b.body()
-            return nil
-        }, box.toOpaque())
-        if rc == 0 {
-            pthread_detach(tid)
-        } else {
-            box.takeRetainedValue().body()
-        }
+        Threads.detached(name: "scoutfs-work", body)
     }
 }

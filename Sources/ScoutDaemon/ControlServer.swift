@@ -303,12 +303,12 @@ public final class ControlServer: Sendable {
             case "df", "statfs":
                 guard let volume else { return Self.noVolume }
                 let t = try volume.totals()
-                let uuid = t.uuid.map { String($0, radix: 16).leftPad(2) }.joined()
+                let uuid = t.uuid.map { $0.paddedHex }.joined()
                 return Self.ok([
                     "meta_total \(t.totalMetaBlocks)", "meta_free \(t.freeMetaBlocks)",
                     "data_total \(t.totalDataBlocks)", "data_free \(t.freeDataBlocks)",
-                    "inode_count \(t.inodeCount)", "fsid \(String(volume.fsid, radix: 16).leftPad(16))",
-                    "rid \(String(sources.rid, radix: 16).leftPad(16))",
+                    "inode_count \(t.inodeCount)", "fsid \(volume.fsid.paddedHex)",
+                    "rid \(sources.rid.paddedHex)",
                     "uuid \(uuid)", "committed_seq \(try volume.committedSeq())",
                 ])
             case "counters":
@@ -325,7 +325,7 @@ public final class ControlServer: Sendable {
                 return "OK\n"
             case "rid":
                 guard args.isEmpty else { return Self.err(EINVAL, "rid takes no arguments") }
-                return Self.ok([String(sources.rid, radix: 16).leftPad(16)])
+                return Self.ok([sources.rid.paddedHex])
             case "fence-list":
                 guard args.isEmpty else { return Self.err(EINVAL, "fence-list takes no arguments") }
                 return Self.ok(fenceList())
@@ -368,9 +368,9 @@ public final class ControlServer: Sendable {
         }
         guard uid == 0 else { return Self.err(EPERM, "only root may answer fence requests") }
         guard let table = sources.fences(), table.answer(rid: rid, fenced: fenced) else {
-            return Self.err(ENOENT, "no fence request for rid \(String(rid, radix: 16).leftPad(16))")
+            return Self.err(ENOENT, "no fence request for rid \(rid.paddedHex)")
         }
-        logger.notice("fence request answered", metadata: ["fenced_rid": "\(String(rid, radix: 16).leftPad(16))", "answer": "\(args[1])"])
+        logger.notice("fence request answered", metadata: ["fenced_rid": "\(rid.paddedHex)", "answer": "\(args[1])"])
         return "OK\n"
     }
 
@@ -508,7 +508,6 @@ extension MountOptions {
 }
 
 extension String {
-    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
     func trimmingSuffixNewline() -> String {
         var s = self
         while s.hasSuffix("\n") || s.hasSuffix("\r") { s.removeLast() }

@@ -137,7 +137,7 @@ public final class Mount: @unchecked Sendable {
             })
         let registry = MountRegistry()
         let early = try? ControlServer.start(
-            path: "\(ControlSocket.directory)/rid-\(FenceRequest.hex(rid)).sock", volume: nil, sources: sources, logger: log)
+            path: "\(ControlSocket.directory)/rid-\(rid.paddedHex).sock", volume: nil, sources: sources, logger: log)
         defer {
             if !mountedOK {
                 early?.stop()

@@ -1,4 +1,5 @@
 import Glibc
+import ScoutFormat
 
 /// The mounts running on this host, one file per mount: `<run dir>/mounts/<rid %016llx>`
 /// with `key=value` lines, so that a fence script can find the daemon of a rid and stop it
@@ -202,8 +203,5 @@ public struct MountRegistry: Sendable {
         return UInt64(rest[19])
     }
 
-    static func hex(_ v: UInt64) -> String {
-        let h = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - h.count) + h
-    }
+    static func hex(_ v: UInt64) -> String { v.paddedHex }
 }

@@ -39,9 +39,8 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         let term: UInt64
         let reporter: QuorumServerReporter
         let fences = FenceRequests()
-        // Invariant: the task and the listener are only touched by the runner's command loop.
+        // Invariant: `task` is only touched by the runner's command loop.
         nonisolated(unsafe) var task: Task<Void, Never>?
-        let server = Mutex<NetServer?>(nil)
         let service = Mutex<ServerService?>(nil)
 
         init(term: UInt64, reporter: QuorumServerReporter) {
@@ -115,11 +114,8 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         instance.reporter.report(.stopping)
         instance.task?.cancel()
         await instance.task?.value
-        if let service = instance.service.withLock({ $0 }) {
-            await service.stop()
-        } else if let server = instance.server.withLock({ $0 }) {
-            await server.shutdown()
-        }
+        // the service closes its listener too
+        await instance.service.withLock({ $0 })?.stop()
         current.withLock { if $0 === instance { $0 = nil } }
         logger.info("server for term \(instance.term) stopped: \(why)")
         instance.reporter.report(.down)
@@ -166,13 +162,11 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         let addr = config.slots[slot]
         var cfg = NetServer.Configuration(host: addr.ipv4String, port: Int(addr.port))
         cfg.keepaliveTimeout = keepalive
-        let server: NetServer
         do {
-            server = try await service.start(configuration: cfg)
+            _ = try await service.start(configuration: cfg)
         } catch {
             return fail("cannot listen on \(addr): \(error)")
         }
-        instance.server.withLock { $0 = server }
         if Task.isCancelled { return }  // the stop in progress shuts the listener down
         logger.notice("server for term \(term) up on \(addr)")
         instance.reporter.report(.up)

@@ -609,7 +609,4 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     }
 }
 
-private func hex(_ v: UInt64) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, 16 - s.count)) + s
-}
+private func hex(_ v: UInt64) -> String { v.paddedHex }

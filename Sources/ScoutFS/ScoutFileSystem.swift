@@ -337,23 +337,8 @@ final class NotifierBox: @unchecked Sendable {
         guard let n else { return }
         for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
         if entries.isEmpty { return }
-        detachedThread {
+        Threads.detached(name: "inval-entry") {
             for (parent, name) in entries { _ = try? n.invalidateEntry(parent: parent, name: name) }
         }
     }
-}
-
-/// Runs `body` on a new detached thread.
-func detachedThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    let box = Unmanaged.passRetained(Box(body))
-    var tid = pthread_t()
-    let rc = pthread_create(&tid, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
-    if rc == 0 { pthread_detach(tid) } else { box.takeRetainedValue().body() }
 }

@@ -71,7 +71,7 @@ final class ConditionLock: @unchecked Sendable {
 }
 
 /// Starts detached pthreads running Swift closures.
-enum Threads {
+public enum Threads {
     private final class Box {
         let body: @Sendable () -> Void
         let name: String
@@ -82,7 +82,7 @@ enum Threads {
     }
 
     /// Starts a detached thread; returns the pthread error code (0 on success).
-    static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
+    public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
         let box = Unmanaged.passRetained(Box(body, name: name)).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
@@ -97,5 +97,11 @@ enum Threads {
         }
         pthread_detach(tid)
         return 0
+    }
+
+    /// Runs blocking work on a new detached thread, off the event loops and the cooperative
+    /// pool; when no thread can be started it runs on the caller's.
+    public static func detached(name: String, _ body: @escaping @Sendable () -> Void) {
+        if spawn(name: name, body) != 0 { body() }
     }
 }

@@ -45,9 +45,15 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 @usableFromInline
-func hex32(_ v: UInt32) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, 8 - s.count)) + s
+func hex32(_ v: UInt32) -> String { v.paddedHex }
+
+extension FixedWidthInteger where Self: UnsignedInteger {
+    /// Lowercase hex padded to the type's full width: the original's `%016llx` for a
+    /// `UInt64` (rids, fsids), `%08x` for a `UInt32`, `%02x` for a byte.
+    public var paddedHex: String {
+        let s = String(self, radix: 16)
+        return String(repeating: "0", count: Swift.max(0, bitWidth / 4 - s.count)) + s
+    }
 }
 
 @usableFromInline

@@ -602,7 +602,4 @@ final class ServerChannelHandler: ChannelInboundHandler {
     }
 }
 
-func hex(_ v: UInt64) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, 16 - s.count)) + s
-}
+func hex(_ v: UInt64) -> String { v.paddedHex }

@@ -1,3 +1,4 @@
+import ScoutFormat
 public import ScoutQuorum
 
 /// The text of a member's quorum status, as `scoutfs quorum-status` prints it: the lines of the
@@ -199,8 +200,5 @@ public enum QuorumStatusText {
         s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 
-    static func hex16(_ v: UInt64) -> String {
-        let h = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - h.count) + h
-    }
+    static func hex16(_ v: UInt64) -> String { v.paddedHex }
 }

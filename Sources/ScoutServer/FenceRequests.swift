@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ScoutFormat
 import Synchronization
 
 /// Why a mount is to be fenced (the original's reason strings).
@@ -28,18 +29,10 @@ public struct FenceRequest: Sendable, Hashable {
     public var error = false
 
     /// The address as a dotted quad.
-    public var ipv4String: String {
-        "\(ipv4 >> 24).\((ipv4 >> 16) & 255).\((ipv4 >> 8) & 255).\(ipv4 & 255)"
-    }
+    public var ipv4String: String { InetAddr(ipv4: ipv4, port: 0).ipv4String }
 
     /// The rid as the original prints it (`%016llx`).
-    public var ridString: String { Self.hex(rid) }
-
-    /// `%016llx`.
-    public static func hex(_ v: UInt64) -> String {
-        let hex = String(v, radix: 16)
-        return String(repeating: "0", count: max(0, 16 - hex.count)) + hex
-    }
+    public var ridString: String { rid.paddedHex }
 
     /// Whole seconds since the request was made.
     public func elapsedSeconds(now: UInt64) -> UInt64 { now >= createdNs ? (now - createdNs) / 1_000_000_000 : 0 }
