@@ -28,7 +28,8 @@ cleanup() {
 trap cleanup EXIT
 
 mount_node() {  # slot
-    SCOUTFS_LOG=info mount -t scoutfs \
+    # the daemon logs to /run/scoutfs/log/<rid>.log and syslog; keep a copy per node here too
+    SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 mount -t scoutfs \
         -o "metadev_path=$meta,quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "$data" "$var/mnt$1" \
         2>>"$var/node$1.log"
 }

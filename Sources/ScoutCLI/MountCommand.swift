@@ -43,12 +43,22 @@ struct MountCommand: ParsableCommand {
         }
         if !foreground { throw ExitCode(spawnDaemon()) }
         closeInheritedDescriptors(keeping: readyFd)
+        // The daemon logs to its file and syslog (DaemonLog). Started by `scoutfs mount`, it
+        // leaves the command's terminal: standard input and output go to /dev/null and standard
+        // error (runtime crash reports) to the log file, unless SCOUTFS_LOG_STDERR asks for
+        // the log there too. Run with --foreground by hand, it also logs to standard error.
+        let rid = UInt64.random(in: 1...UInt64.max)
+        let logPath = DaemonLog.path(rid: rid)
+        let file = DaemonLog.openFile(logPath)
+        let toStderr = readyFd == nil || DaemonLog.mirrorsToStandardError
+        if readyFd != nil && !toStderr { detachStandardStreams(errorsTo: file?.fd) }
+        let syslog = SyslogSocket()
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = getenv("SCOUTFS_LOG").map { Logger.Level(rawValue: String(cString: $0)) ?? .info } ?? .notice
-            return h
+            DaemonLog.handler(label: label, file: file, syslog: syslog, standardError: toStderr)
         }
-        let m = Mount(options: parsed, dataPath: device, mountpoint: mountpoint, logger: Logger(label: "scoutfs"))
+        let logger = Logger(label: "scoutfs")
+        if file == nil { logger.warning("cannot open the log file \(logPath): logging to syslog only") }
+        let m = Mount(options: parsed, dataPath: device, mountpoint: mountpoint, logger: logger, rid: rid)
         let code: Int32
         do {
             code = try m.run {
@@ -59,14 +69,22 @@ struct MountCommand: ParsableCommand {
                 }
             }
         } catch {
-            printErr("scoutfs: mount failed: \(error.message) (\(error.errno))")
+            let message = "scoutfs: mount failed: \(error.message) (\(error.errno))"
+            logger.error("\(message)")
+            if let fd = readyFd {
+                // the starting command prints it on its own standard error
+                _ = Array((message + "\n").utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            } else if !toStderr {
+                printErr(message)
+            }
             throw ExitCode(32)
         }
         throw ExitCode(code)
     }
 
     /// Starts `scoutfs mount --foreground` detached from this terminal and waits until it
-    /// reports the mount ready (exit 0) or exits (its status).
+    /// reports the mount ready (exit 0) or fails: its message (sent through the ready pipe)
+    /// goes to this command's standard error, and its exit status is returned.
     func spawnDaemon() -> Int32 {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return 32 }
@@ -85,17 +103,48 @@ struct MountCommand: ParsableCommand {
         let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attr, &cargs, environ)
         close(fds[1])
         guard rc == 0 else {
+            close(fds[0])
             printErr("scoutfs: mount failed: cannot start the daemon (\(rc))")
             return 32
         }
-        var b: UInt8 = 0
-        let n = read(fds[0], &b, 1)
+        // one byte 1: ready; anything else: the daemon's error message, until it exits
+        var said: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while said.count < 1 << 16 {
+            let n = read(fds[0], &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            said += buf[0..<n]
+            if said.first == 1 { break }
+        }
         close(fds[0])
-        if n == 1 { return 0 }
+        if said.first == 1 { return 0 }
         var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return (status >> 8) & 0xff == 0 ? 32 : (status >> 8) & 0xff
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = status & 0x7f == 0
+        let code = (status >> 8) & 0xff
+        var message = Substring(String(decoding: said, as: UTF8.self))
+        while let last = message.last, last == "\n" || last == " " { message.removeLast() }
+        if !message.isEmpty {
+            printErr(String(message))
+        } else {
+            let how = exited ? "exited with status \(code)" : "was killed by signal \(status & 0x7f)"
+            printErr("scoutfs: mount failed: the mount daemon \(how) before the mount was ready (\(EIO))")
+        }
+        return exited && code != 0 ? code : 32
     }
+}
+
+/// Points standard input and output at /dev/null and standard error at `errors` (the log
+/// file; /dev/null when nil), so the daemon never writes to the terminal it was started from
+/// nor keeps it open.
+func detachStandardStreams(errorsTo errors: Int32?) {
+    let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+    guard null >= 0 else { return }
+    dup2(null, 0)
+    dup2(null, 1)
+    dup2(errors ?? null, 2)
+    close(null)
 }
 
 /// Finds the control socket of the mount holding `path`.

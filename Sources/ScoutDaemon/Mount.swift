@@ -45,8 +45,8 @@ public final class Mount: @unchecked Sendable {
     public let mountpoint: String
     let logger: Logger
     public private(set) var volume: Volume?
-    /// This mount's random id (set by `run`).
-    public private(set) var rid: UInt64 = 0
+    /// This mount's random id (its greeting, quorum block, registry entry and log file carry it).
+    public let rid: UInt64
     /// The quorum member, when `quorum_slot_nr` is set.
     public private(set) var quorum: ScoutQuorumService?
     var runner: ServerRunner?
@@ -54,7 +54,11 @@ public final class Mount: @unchecked Sendable {
     /// The options as changed while mounted.
     let liveOptionValues: Mutex<MountOptions>
 
-    public init(options: MountOptions, dataPath: String, mountpoint: String, logger: Logger) {
+    public init(
+        options: MountOptions, dataPath: String, mountpoint: String, logger: Logger,
+        rid: UInt64 = .random(in: 1...UInt64.max)
+    ) {
+        self.rid = rid
         self.options = options
         self.dataPath = dataPath
         self.mountpoint = mountpoint
@@ -98,8 +102,7 @@ public final class Mount: @unchecked Sendable {
             throw MountError(22, "quorum_slot_nr=\(slot) is not a configured quorum slot (configured: \(configured.map(String.init).joined(separator: ", ")))")
         }
         let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid)
-        let rid = UInt64.random(in: 1...UInt64.max)
-        self.rid = rid
+        let rid = self.rid
         var logM = logger
         logM[metadataKey: "rid"] = "\(String(rid, radix: 16))"
         logM[metadataKey: "fsid"] = "\(String(sb.hdr.fsid, radix: 16))"
@@ -195,6 +198,25 @@ public final class Mount: @unchecked Sendable {
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
         fs.attach(notifier: session.notifier)
         let cleanUnmount = CleanFlag()
+        let stop = CleanFlag()
+        // Gives back everything another mount could need: the commit timer, the control socket
+        // and registry entry, the quorum slot's UDP port and the server's listener. A clean
+        // unmount does it before answering DESTROY, so `umount` returns only once a new mount
+        // can take the slot; every other end does it when the session ends. Idempotent.
+        let release: @Sendable (_ clean: Bool) -> Void = { [unowned self] clean in
+            stop.set()
+            self.control?.stop()
+            registry.unregister(rid: rid)
+            if let quorum {
+                // a clean unmount leaves the quorum (stopping our server, resigning); anything
+                // else is a forced unmount: quorum sends and writes nothing more (15de0c21)
+                let left = clean && Self.blockingVoid(seconds: Self.quorumLeaveSeconds) { await quorum.shutdown() }
+                if !left {
+                    if clean { log.error("leaving the quorum took over \(Self.quorumLeaveSeconds) s: stopping it at once") }
+                    Self.blockingVoid { await quorum.forceShutdown() }
+                }
+            }
+        }
         fs.onDestroy = {
             do {
                 try vol.unmount()
@@ -202,6 +224,7 @@ public final class Mount: @unchecked Sendable {
             } catch {
                 log.error("final commit or farewell failed: \(error)")
             }
+            release(cleanUnmount.isSet)
         }
         do {
             try session.start()
@@ -218,13 +241,13 @@ public final class Mount: @unchecked Sendable {
             do {
                 let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
                 control = c
-                try registry.register(rid: rid, mountpoint: mountpoint, dataDevice: dataPath, controlSocket: c.path)
+                try registry.register(
+                    rid: rid, mountpoint: mountpoint, device: st.st_dev, dataDevice: dataPath, controlSocket: c.path)
             } catch {
                 log.error("control socket: \(error)")
             }
         }
         early?.stop()
-        let stop = CleanFlag()
         Self.startCommitTimer(vol, stop: stop)
         Self.watchSignals(mountpoint)
         log.info("mounted \(dataPath) on \(mountpoint)")
@@ -232,15 +255,7 @@ public final class Mount: @unchecked Sendable {
         ready()
 
         let end = session.wait()
-        stop.set()
-        control?.stop()
-        registry.unregister(rid: rid)
-        if let quorum {
-            // a clean unmount leaves the quorum (stopping our server, resigning); anything else
-            // is a forced unmount: quorum sends and writes nothing more (15de0c21)
-            let clean = cleanUnmount.isSet
-            Self.blockingVoid { clean ? await quorum.shutdown() : await quorum.forceShutdown() }
-        }
+        release(cleanUnmount.isSet)
         if cleanUnmount.isSet {
             log.info("unmounted cleanly")
             return 0
@@ -339,6 +354,29 @@ public final class Mount: @unchecked Sendable {
 
     static func blockingVoid(_ body: @escaping @Sendable () async -> Void) {
         _ = try? blocking { await body() }
+    }
+
+    /// How long a clean unmount waits for the quorum member to leave (its server stopping
+    /// included) before it stops it at once.
+    static let quorumLeaveSeconds = 30
+
+    /// Runs async work from this synchronous thread and waits at most `seconds` for it; false
+    /// when it did not finish in time (it goes on running).
+    static func blockingVoid(seconds: Int, _ body: @escaping @Sendable () async -> Void) -> Bool {
+        let done = PThreadLock()
+        nonisolated(unsafe) var finished = false
+        Task {
+            await body()
+            done.withLock {
+                finished = true
+                done.broadcast()
+            }
+        }
+        let deadline = monotonicSeconds() + Double(seconds)
+        return done.withLock {
+            while !finished && monotonicSeconds() < deadline { done.wait(seconds: 1) }
+            return finished
+        }
     }
 }
 

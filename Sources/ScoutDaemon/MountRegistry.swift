@@ -7,7 +7,9 @@ import ScoutFormat
 ///
 /// Keys: `rid` (%016llx), `pid` (the daemon), `pid_start` (the daemon's start time in clock
 /// ticks since boot, field 22 of `/proc/PID/stat`, so a reused pid is never mistaken for the
-/// daemon), `mountpoint`, `data_device`, `control_socket`. Values are single lines.
+/// daemon), `mountpoint`, `device` (the mount's device number `MAJ:MIN`, as `stat` and
+/// `/proc/self/mountinfo` show it; it names the FUSE connection), `data_device`,
+/// `control_socket`. Values are single lines.
 ///
 /// Deviation: the original's test fence script finds the mount by reading every
 /// `/sys/fs/scoutfs/*/rid`; a FUSE daemon has no sysfs directory, so the daemon records itself
@@ -20,14 +22,20 @@ public struct MountRegistry: Sendable {
         /// The daemon's start time (`/proc/PID/stat` field 22); 0 when unknown.
         public var pidStart: UInt64
         public var mountpoint: String
+        /// The mount's device number as `MAJ:MIN`; empty when unknown.
+        public var device: String
         public var dataDevice: String
         public var controlSocket: String
 
-        public init(rid: UInt64, pid: Int32, pidStart: UInt64 = 0, mountpoint: String, dataDevice: String, controlSocket: String) {
+        public init(
+            rid: UInt64, pid: Int32, pidStart: UInt64 = 0, mountpoint: String, device: String = "",
+            dataDevice: String, controlSocket: String
+        ) {
             self.rid = rid
             self.pid = pid
             self.pidStart = pidStart
             self.mountpoint = mountpoint
+            self.device = device
             self.dataDevice = dataDevice
             self.controlSocket = controlSocket
         }
@@ -48,16 +56,22 @@ public struct MountRegistry: Sendable {
     }
 
     /// Records this process as the daemon of a mount (`pid_start` is read from /proc; the
-    /// mountpoint and device paths are made absolute with ``canonical(_:)``). Replaces an earlier entry for the same rid. The file appears whole (written aside,
-    /// then renamed).
+    /// mountpoint and device paths are made absolute with ``canonical(_:)``; `device` is the
+    /// mount's `st_dev`). Replaces an earlier entry for the same rid. The file appears whole
+    /// (written aside, then renamed).
     public func register(
-        rid: UInt64, mountpoint: String, dataDevice: String, controlSocket: String
+        rid: UInt64, mountpoint: String, device: dev_t, dataDevice: String, controlSocket: String
     ) throws(MountError) {
         let pid = getpid()
         try register(Entry(
             rid: rid, pid: pid, pidStart: Self.startTime(pid: pid) ?? 0,
-            mountpoint: Self.canonical(mountpoint), dataDevice: Self.canonical(dataDevice),
-            controlSocket: controlSocket))
+            mountpoint: Self.canonical(mountpoint), device: Self.deviceNumber(device),
+            dataDevice: Self.canonical(dataDevice), controlSocket: controlSocket))
+    }
+
+    /// `device` as `MAJ:MIN`.
+    public static func deviceNumber(_ device: dev_t) -> String {
+        "\(ControlSocket.major(device)):\(ControlSocket.minor(device))"
     }
 
     /// `path` made absolute with its directory's symbolic links resolved, as
@@ -84,7 +98,8 @@ public struct MountRegistry: Sendable {
 
     /// Records an entry as given.
     public func register(_ entry: Entry) throws(MountError) {
-        for (name, v) in [("mountpoint", entry.mountpoint), ("data_device", entry.dataDevice), ("control_socket", entry.controlSocket)]
+        for (name, v) in [("mountpoint", entry.mountpoint), ("device", entry.device), ("data_device", entry.dataDevice),
+                          ("control_socket", entry.controlSocket)]
         where v.contains("\n") || v.contains("\0") {
             throw MountError(EINVAL, "cannot register a mount whose \(name) contains a newline or NUL")
         }
@@ -94,6 +109,7 @@ public struct MountRegistry: Sendable {
             pid=\(entry.pid)
             pid_start=\(entry.pidStart)
             mountpoint=\(entry.mountpoint)
+            device=\(entry.device)
             data_device=\(entry.dataDevice)
             control_socket=\(entry.controlSocket)
 
@@ -181,7 +197,7 @@ public struct MountRegistry: Sendable {
         }
         return Entry(
             rid: rid, pid: pid, pidStart: fields["pid_start"].flatMap { UInt64($0) } ?? 0,
-            mountpoint: mountpoint, dataDevice: fields["data_device"] ?? "",
+            mountpoint: mountpoint, device: fields["device"] ?? "", dataDevice: fields["data_device"] ?? "",
             controlSocket: fields["control_socket"] ?? "")
     }
 

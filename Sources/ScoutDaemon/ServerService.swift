@@ -30,7 +30,8 @@ public import ScoutServer
 ///   request, with their greeting's address or the one stored in their mounted_client item.
 /// * A mount whose connection broke and did not come back within the NetServer's
 ///   `reconnectTimeout` gets a `.clientReconnect` fence request. Its grants stay (it may still
-///   be writing) and conflicting requests wait until it is reclaimed.
+///   be writing) and conflicting requests wait until it is reclaimed. A rid without a
+///   mounted_client item by then (its farewell was processed while it was away) is not fenced.
 /// * The reclaim worker, every `reclaimInterval` (1 s) and again at once while it makes
 ///   progress, takes answered fence requests: an errored one stops the server (`onFatal`);
 ///   a fenced mount is forgotten by the network, its locks are dropped (waiters proceed), its
@@ -513,11 +514,20 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         }
     }
 
+    /// A mount that stayed away longer than the reconnect window is fenced, unless it is no
+    /// longer a mounted client: its farewell was processed (the answer may wait in its resend
+    /// queue for a client that then saw its item gone on the device and never came back), or it
+    /// was reclaimed. Such a rid wrote its last commit before its farewell; fencing it would
+    /// only hit whatever mount now stands where it stood.
     public func clientGone(rid: UInt64, reason: NetServer.GoneReason) async {
         guard reason == .reconnectTimedOut else { return }
         let outcome = mutex.withLock { () -> Result<UInt32, ServerError>? in
             guard !stopping, !reclaimed.contains(rid) else { return nil }
             do throws(ServerError) {
+                guard try core.mountedClient(rid: rid) != nil else {
+                    logger.info("client rid \(hex(rid)) left after its farewell was processed: nothing to fence")
+                    return nil
+                }
                 return .success(try fenceAddressLocked(rid: rid))
             } catch {
                 return .failure(error)

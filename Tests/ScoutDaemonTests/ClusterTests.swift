@@ -37,7 +37,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).

@@ -24,9 +24,11 @@ struct ControlFenceMountTests {
         let pid = try #require(v.daemonPid())
         let runDir = v.dir + "/run"
         let rid: UInt64 = 0x00c0_ffee_0000_0001
+        var st = stat()
+        #expect(stat(mnt, &st) == 0)
         try MountRegistry(runDirectory: runDir).register(MountRegistry.Entry(
             rid: rid, pid: pid, pidStart: MountRegistry.startTime(pid: pid) ?? 0, mountpoint: mnt,
-            dataDevice: v.dir + "/data", controlSocket: ""))
+            device: MountRegistry.deviceNumber(st.st_dev), dataDevice: v.dir + "/data", controlSocket: ""))
 
         let script = MountEnv.root + "/scripts/scoutfs-fence-local"
         let (code, out) = MountEnv.sh(

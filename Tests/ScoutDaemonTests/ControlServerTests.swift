@@ -275,7 +275,9 @@ final class OptionsBox: Sendable {
         let reg = MountRegistry(runDirectory: dir)
         #expect(try reg.lookup(rid: 5) == nil)
         mkdir(dir + "/mnt", 0o755)
-        try reg.register(rid: 0xfeed, mountpoint: dir + "//mnt/", dataDevice: dir + "/./data", controlSocket: dir + "/dev-0-1.sock")
+        try reg.register(
+            rid: 0xfeed, mountpoint: dir + "//mnt/", device: (7 << 8) | 3, dataDevice: dir + "/./data",
+            controlSocket: dir + "/dev-0-1.sock")
         let e = try #require(try reg.lookup(rid: 0xfeed))
         #expect(e.pid == getpid())
         #expect(e.pidStart != 0 && e.pidStart == MountRegistry.startTime(pid: getpid()))
@@ -283,10 +285,12 @@ final class OptionsBox: Sendable {
         #expect(e.mountpoint == realDir)
         #expect(e.mountpoint.hasPrefix("/") && !e.mountpoint.contains("//"))
         #expect(e.controlSocket == dir + "/dev-0-1.sock")
+        #expect(e.device == "7:3")
         let text = try TempDir.readText(dir + "/mounts/000000000000feed")
         #expect(text.contains("rid=000000000000feed\n"))
         #expect(text.contains("pid=\(getpid())\n"))
         #expect(text.contains("mountpoint=\(realDir)\n"))
+        #expect(text.contains("device=7:3\n"))
         #expect(reg.entries().map(\.rid) == [0xfeed])
 
         reg.unregister(rid: 0xfeed)

@@ -391,6 +391,46 @@ struct RecoveryFailoverTests {
         await s.service.stop()
     }
 
+    /// A member whose connection went away while its farewell was held, and which never came
+    /// back (a real client reads its mounted_client item on the device before reconnecting,
+    /// finds it gone and stops), is not fenced when the reconnect window runs out: its farewell
+    /// was processed, so it is no longer a mounted client. Fencing it would hit whatever mount
+    /// stands where it stood.
+    @Test func aMemberWhoseFarewellWasProcessedWhileAwayIsNotFenced() async throws {
+        let tv = try quorumVolume(slots: 3)  // an election needs 2 votes
+        defer { TempDir.remove(tv.dir) }
+        let address = ServerAddress()
+        let fences = FenceRequests()
+        let s = try await TermServer.start(tv, term: 1, fences: fences, reconnectTimeout: .seconds(2))
+        address.set(s.server.localAddress)
+        let q1 = try await NetMount.make(tv, rid: 0x5001, address: address, quorum: true)
+        let q2 = try await NetMount.make(tv, rid: 0x5002, address: address, quorum: true)
+        _ = try await q1.create("q1", [1, 2, 3])
+
+        // q1's farewell is held: alone it would leave too few members for an election
+        let first = Outcome()
+        Task {
+            do {
+                try await onThread { try q1.vol.unmount() }
+                first.set(.success(()))
+            } catch {
+                first.set(.failure(error as? FSError ?? FSError(5, "\(error)")))
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(first.value == nil)
+        // its connection goes and it does not come back; then the last majority is complete
+        await q1.client.shutdown()
+        try await onThread { try q2.vol.unmount() }
+        #expect(try s.service.mountedClientRids().isEmpty)
+
+        // the reconnect window of q1's state runs out: nothing to fence
+        try await Task.sleep(for: .seconds(3))
+        #expect(fences.request(rid: 0x5001) == nil, "\(fences.list())")
+        #expect(s.fatal.all.isEmpty)
+        await s.service.stop()
+    }
+
     @Test func theRecoveryTimerFencesMountsThatNeverCameBackAtTheirStoredAddress() async throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
