@@ -460,10 +460,13 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
             } catch {
                 return ([], [], error)
             }
-            var release = FarewellPolicy.releasable(
-                pending: farewells.map(\.rid), mounted: mounted, votesNeeded: votesNeededLocked)
-            // lock recovery finishes before the locks are destroyed (or the rid is fenced)
-            release.removeAll { recovery.isPending(rid: $0, .locks) }
+            // lock recovery finishes before the locks are destroyed (or the rid is fenced); until
+            // then a member's farewell does not count, or the rest of the last majority would
+            // leave without it
+            let pending = farewells.map(\.rid)
+            let release = FarewellPolicy.releasable(
+                pending: pending, mounted: mounted, votesNeeded: votesNeededLocked,
+                recovering: Set(pending.filter { recovery.isPending(rid: $0, .locks) }))
             var done = Set<UInt64>()
             var acts: [LockServerState.Action] = []
             for rid in release where !done.contains(rid) {

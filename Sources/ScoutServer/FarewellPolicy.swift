@@ -11,8 +11,14 @@ public enum FarewellPolicy {
     ///   - mounted: every mounted client (rid → is a quorum member). A pending rid that is not
     ///     listed here was already processed (by this or an earlier server) and is released.
     ///   - votesNeeded: the votes an election needs with the configured slots.
+    ///   - recovering: rids whose farewell cannot be answered yet (a new server is still
+    ///     recovering their locks). Their requests do not count until they can go: releasing
+    ///     the others of a last majority without them would strand them without a quorum.
     /// - Returns: the rids to answer now, in arrival order.
-    public static func releasable(pending: [UInt64], mounted: [UInt64: Bool], votesNeeded: Int) -> [UInt64] {
+    public static func releasable(
+        pending allPending: [UInt64], mounted: [UInt64: Bool], votesNeeded: Int, recovering: Set<UInt64> = []
+    ) -> [UInt64] {
+        let pending = allPending.filter { !recovering.contains($0) }
         var quorumMounts = mounted.values.filter { $0 }.count
         let otherMounts = mounted.values.filter { !$0 }.count
         var quorumRequests = pending.filter { mounted[$0] == true }.count

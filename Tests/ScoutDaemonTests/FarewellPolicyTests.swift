@@ -24,6 +24,17 @@ import Testing
         #expect(FarewellPolicy.releasable(pending: [1, 2, 10], mounted: mounted, votesNeeded: 2) == [1, 2, 10])
     }
 
+    /// A member whose locks are still being recovered cannot go yet: the rest of the last
+    /// majority waits for it instead of leaving it alone without a quorum.
+    @Test func lastMajorityWaitsForAMemberStillRecovering() {
+        let mounted: [UInt64: Bool] = [1: true, 2: true]
+        #expect(FarewellPolicy.releasable(pending: [1, 2], mounted: mounted, votesNeeded: 2, recovering: [2]) == [])
+        #expect(FarewellPolicy.releasable(pending: [1, 2], mounted: mounted, votesNeeded: 2, recovering: []) == [1, 2])
+        // with a majority staying, the others go
+        let three: [UInt64: Bool] = [1: true, 2: true, 3: true]
+        #expect(FarewellPolicy.releasable(pending: [1, 2], mounted: three, votesNeeded: 2, recovering: [2]) == [1])
+    }
+
     @Test func alreadyProcessedFarewellsAreReleased() {
         #expect(FarewellPolicy.releasable(pending: [7], mounted: [1: true], votesNeeded: 1) == [7])
     }

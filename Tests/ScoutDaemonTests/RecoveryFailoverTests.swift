@@ -431,6 +431,45 @@ struct RecoveryFailoverTests {
         await s.service.stop()
     }
 
+    /// The last two members of a new server's cluster say farewell while one of them is still
+    /// recovering its locks (a busy mount, slow to answer LOCK_RECOVER): neither is answered
+    /// until both can go. Answering the other alone would leave the slow one the only quorum
+    /// member, with no server for its farewell ever again.
+    @Test func theLastMajorityWaitsForAMemberStillRecoveringItsLocks() async throws {
+        let tv = try quorumVolume(slots: 3)  // an election needs 2 votes
+        defer { TempDir.remove(tv.dir) }
+        // both were mounted under an earlier server
+        let old = try tv.openCore()
+        try old.addMountedClient(rid: 0x6001, addr: InetAddr(), quorum: true)
+        try old.addMountedClient(rid: 0x6002, addr: InetAddr(), quorum: true)
+        let s = try await TermServer.start(tv, term: 7, fences: FenceRequests())
+        let address = ServerAddress()
+        address.set(s.server.localAddress)
+        let quick = RecoveringClient(answersAtOnce: true)
+        let slow = RecoveringClient(answersAtOnce: false)
+        let q1 = quick.start(tv, rid: 0x6001, address: address)
+        let q2 = slow.start(tv, rid: 0x6002, address: address)
+        try await eventually(.seconds(30), "the slow member is asked for its locks") { slow.held != nil }
+        try await eventually(.seconds(30), "the quick member recovered") { s.service.recoveryPending() == [0x6002] }
+
+        let first = FarewellOutcome()
+        let second = FarewellOutcome()
+        Task { await first.run(q1) }
+        Task { await second.run(q2) }
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(first.value == nil, "the quick member left the slow one alone")
+        #expect(second.value == nil)
+        #expect(try s.service.mountedClientRids() == [0x6001, 0x6002])
+
+        // the slow member recovers: both go together
+        slow.answerHeld()
+        try await eventually(.seconds(30), "both farewells are answered") { first.value != nil && second.value != nil }
+        #expect(first.value == "ok")
+        #expect(second.value == "ok")
+        #expect(try s.service.mountedClientRids().isEmpty)
+        await s.service.stop()
+    }
+
     @Test func theRecoveryTimerFencesMountsThatNeverCameBackAtTheirStoredAddress() async throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
@@ -461,5 +500,56 @@ struct RecoveryFailoverTests {
         // the reclaims are on disk
         let next = try tv.openCore()
         #expect(try next.mountedClients().isEmpty)
+    }
+}
+
+/// A bare client (no volume) that answers LOCK_RECOVER with no locks, at once or only when
+/// told to (a mount too busy to answer).
+final class RecoveringClient: NetClientHandler, Sendable {
+    let answersAtOnce: Bool
+    private let pending = Mutex<NetIncomingRequest?>(nil)
+
+    init(answersAtOnce: Bool) { self.answersAtOnce = answersAtOnce }
+
+    /// The LOCK_RECOVER request held unanswered.
+    var held: NetIncomingRequest? { pending.withLock { $0 } }
+
+    func start(_ tv: TestVolume, rid: UInt64, address: ServerAddress) -> NetClient {
+        var greeting = NetGreeting(fsid: tv.fsid, fmtVers: 2, rid: rid)
+        greeting.flags |= NetGreeting.flagQuorum
+        var cfg = NetClient.Configuration(greeting: greeting)
+        cfg.reconnectDelayMin = .milliseconds(20)
+        cfg.reconnectDelayMax = .milliseconds(200)
+        let client = NetClient(configuration: cfg, logger: testLogger("client.\(rid)")) { address.get() }
+        client.start(handler: self)
+        return client
+    }
+
+    func handleRequest(_ request: NetIncomingRequest) async {
+        guard request.cmd == .lockRecover else { return request.respond(.failure(NetErrno(22))) }
+        if answersAtOnce {
+            request.respond(.success(NetLockRecover(locks: []).encoded()))
+        } else {
+            pending.withLock { $0 = request }
+        }
+    }
+
+    func answerHeld() {
+        pending.withLock { $0 }?.respond(.success(NetLockRecover(locks: []).encoded()))
+    }
+}
+
+/// The outcome of a bare client's farewell: "ok" or the error.
+final class FarewellOutcome: Sendable {
+    private let state = Mutex<String?>(nil)
+    var value: String? { state.withLock { $0 } }
+
+    func run(_ client: NetClient) async {
+        do {
+            try await client.farewell()
+            state.withLock { $0 = "ok" }
+        } catch {
+            state.withLock { $0 = "\(error)" }
+        }
     }
 }
