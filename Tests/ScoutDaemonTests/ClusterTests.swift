@@ -1,4 +1,5 @@
 import Glibc
+import ScoutDaemon
 import ScoutTestSupport
 import Testing
 
@@ -66,11 +67,16 @@ struct Cluster {
         return rcs
     }
 
-    /// The daemon of a member's mount.
-    func daemonPid(_ slot: Int) -> pid_t? {
-        let (_, out) = MountEnv.sh("pgrep -f -- '--foreground.* \(mnt(slot))$'")
-        return out.split(separator: "\n").compactMap { pid_t($0) }.first
+    /// The registry entry of a member's live mount (its daemon's pid and start time match):
+    /// no scan of every process (`pgrep` blocks on any process stuck in the kernel).
+    func liveEntry(_ slot: Int) -> MountRegistry.Entry? {
+        let mp = MountRegistry.canonical(mnt(slot))
+        return MountRegistry(runDirectory: dir + "/run").entries()
+            .first { $0.mountpoint == mp && MountRegistry.startTime(pid: $0.pid) == $0.pidStart }
     }
+
+    /// The daemon of a member's mount.
+    func daemonPid(_ slot: Int) -> pid_t? { liveEntry(slot)?.pid }
 
     /// `scoutfs quorum-status` of a member, as name → value (first word after the name).
     func quorumStatus(_ slot: Int) -> [String: String]? {

@@ -192,6 +192,20 @@ final class Outcome: Sendable {
     var value: Result<Void, FSError>? { state.withLock { $0 } }
 }
 
+extension Outcome {
+    /// Unmounts `m` (final commit and farewell) on a thread of its own; the result lands here.
+    func startUnmount(_ m: NetMount) {
+        Task {
+            do {
+                try await onThread { try m.vol.unmount() }
+                set(.success(()))
+            } catch {
+                set(.failure(error as? FSError ?? FSError(5, "\(error)")))
+            }
+        }
+    }
+}
+
 @Suite("Server failover: lock recovery, fencing and reclaim", .serialized, .timeLimit(.minutes(2)))
 struct RecoveryFailoverTests {
     @Test func newServerRecoversLocksFencesTheSilentMountAndReclaimsIt() async throws {
@@ -371,14 +385,7 @@ struct RecoveryFailoverTests {
 
         // one of the two members alone would leave too few for an election: held
         let first = Outcome()
-        Task {
-            do {
-                try await onThread { try q1.vol.unmount() }
-                first.set(.success(()))
-            } catch {
-                first.set(.failure(error as? FSError ?? FSError(5, "\(error)")))
-            }
-        }
+        first.startUnmount(q1)
         try await Task.sleep(for: .milliseconds(500))
         #expect(first.value == nil)
         #expect(try s.service.mountedClientRids() == [0x3001, 0x3002])
@@ -409,14 +416,7 @@ struct RecoveryFailoverTests {
 
         // q1's farewell is held: alone it would leave too few members for an election
         let first = Outcome()
-        Task {
-            do {
-                try await onThread { try q1.vol.unmount() }
-                first.set(.success(()))
-            } catch {
-                first.set(.failure(error as? FSError ?? FSError(5, "\(error)")))
-            }
-        }
+        first.startUnmount(q1)
         try await Task.sleep(for: .milliseconds(500))
         #expect(first.value == nil)
         // its connection goes and it does not come back; then the last majority is complete
