@@ -14,7 +14,8 @@ import ScoutFUSE
 /// - Otherwise (a data file, or a second mount of the volume on this node) a loop device over
 ///   the data device at a number derived from the volume's fsid: the first free of
 ///   ``candidateCount`` numbers in ``loopNumbers`` is created and attached, and removed again
-///   after the unmount. A remount gets the same number as long as no other volume's mount has
+///   after the unmount (numbers a killed daemon left are reused, and removed by the next clean
+///   exit). A remount gets the same number as long as no other volume's mount has
 ///   it; when all are taken, any free loop device (a changing `st_dev`, logged).
 ///
 /// Choosing and mounting run under a host-wide lock (``lockPath``), so that two mounts starting
@@ -24,6 +25,8 @@ struct FuseblkSource {
     let path: String
     /// The loop device, when the source is one.
     let loop: LoopDevice?
+    /// The volume's fsid (its loop device numbers).
+    let fsid: UInt64
 
     static let lockPath = "/run/scoutfs-fuseblk.lock"
     /// Where the preferred loop device numbers lie: above the pool that `losetup -f` and
@@ -64,7 +67,7 @@ struct FuseblkSource {
         if Self.isUnclaimedBlockDevice(dataPath) {
             do {
                 let (m, fd) = try FUSEMount.mount(at: mountpoint, source: .block(devicePath: dataPath), options: options)
-                return (FuseblkSource(path: dataPath, loop: nil), m, fd)
+                return (FuseblkSource(path: dataPath, loop: nil, fsid: fsid), m, fd)
             } catch where error.errno == EBUSY {
                 logger.info("data device \(dataPath) is busy: mounting on a loop device over it")
             } catch {
@@ -85,7 +88,7 @@ struct FuseblkSource {
         do {
             let (m, fd) = try FUSEMount.mount(at: mountpoint, source: .block(devicePath: loop.path), options: options)
             loop.releaseHold()
-            return (FuseblkSource(path: loop.path, loop: loop), m, fd)
+            return (FuseblkSource(path: loop.path, loop: loop, fsid: fsid), m, fd)
         } catch {
             loop.releaseHold()
             if loop.isPreferred { LoopDevice.remove(number: loop.number) }
@@ -104,9 +107,14 @@ struct FuseblkSource {
         return true
     }
 
-    /// After the mount is gone: deletes a loop device this mount created.
+    /// After the mount is gone: deletes the loop device this mount used, once it has detached,
+    /// and any other of the volume's numbers a killed daemon left behind unused (those in use
+    /// by other mounts stay).
     func finished() {
         guard let loop, loop.isPreferred else { return }
         LoopDevice.remove(number: loop.number)
+        for n in Self.preferredLoopNumbers(fsid: fsid) where n != loop.number {
+            LoopDevice.remove(number: n, timeout: .zero)
+        }
     }
 }

@@ -67,14 +67,19 @@ public final class LoopDevice: Sendable {
         defer { close(control) }
         let setup = Setup(backing: backing, backingPath: backingPath, readOnly: readOnly, directIO: directIO)
 
-        for n in preferred where n >= 0 {
+        preferring: for n in preferred where n >= 0 {
             // A device another attacher just removed (between our ADD and open) is added again.
             for _ in 0..<3 {
                 let added = cfk_ioctl_ulong(control, cfk_loop_ctl_add(), UInt(n))
                 guard added >= 0 || errno == EEXIST else { break }
                 let path = "/dev/loop\(n)"
-                let dev = Self.openNode(path, readOnly: readOnly)
+                let dev = Self.openNode(path, readOnly: readOnly, waiting: added >= 0)
                 if dev < 0 {
+                    if errno == ENOENT && added >= 0 {
+                        // no node for a device we made: /dev is not devtmpfs, use the pool
+                        _ = cfk_ioctl_ulong(control, cfk_loop_ctl_remove(), UInt(n))
+                        break preferring
+                    }
                     if errno == ENOENT || errno == ENXIO { continue }
                     break
                 }
@@ -110,9 +115,10 @@ public final class LoopDevice: Sendable {
         throw lastError
     }
 
-    /// Opens a device node that `LOOP_CTL_ADD` just created (devtmpfs may show it a moment later).
-    private static func openNode(_ path: String, readOnly: Bool) -> Int32 {
-        for _ in 0..<100 {
+    /// Opens a loop device's node; `waiting` for one that `LOOP_CTL_ADD` just created (devtmpfs may show it a
+    /// moment later).
+    private static func openNode(_ path: String, readOnly: Bool, waiting: Bool) -> Int32 {
+        for _ in 0..<(waiting ? 100 : 1) {
             let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
             if fd >= 0 || errno != ENOENT { return fd }
             usleep(10_000)
