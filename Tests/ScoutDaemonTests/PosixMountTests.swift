@@ -31,6 +31,19 @@ extension MountedVolume {
     }
 }
 
+/// A second mount of `v` on this node (a client at `dir/mnt2`, mounted and unmounted here): its
+/// st_dev is not `first`, and the two mounts share files.
+private func expectSecondMountHasItsOwnDevice(_ v: MountedVolume, apartFrom first: dev_t) throws {
+    let mnt2 = v.dir + "/mnt2"
+    mkdir(mnt2, 0o755)
+    try v.mountClient(mnt2)
+    defer { MountEnv.sh("umount -l \(mnt2)") }
+    #expect(device(mnt2) != nil && device(mnt2) != first)
+    try writeFile(mnt2 + "/from2", Array("2".utf8), fsync: true)
+    #expect(readFile(v.mnt + "/from2") == Array("2".utf8))
+    #expect(MountEnv.sh("timeout 60 umount \(mnt2)").0 == 0)
+}
+
 extension RealMounts {
 @Suite("POSIX behaviour of a real mount: ACLs, readdir offsets, st_dev", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(5)))
 struct PosixMountTests {
@@ -150,15 +163,7 @@ struct PosixMountTests {
         try v.mount()
         #expect(device(v.mnt) == first)
 
-        // a second mount of the volume on this node has its own device, and both work
-        let mnt2 = v.dir + "/mnt2"
-        mkdir(mnt2, 0o755)
-        try v.mountClient(mnt2)
-        defer { MountEnv.sh("umount -l \(mnt2)") }
-        #expect(device(mnt2) != nil && device(mnt2) != first)
-        try writeFile(v.mnt + "/a", Array("a".utf8), fsync: true)
-        #expect(readFile(mnt2 + "/a") == Array("a".utf8))
-        #expect(MountEnv.sh("timeout 60 umount \(mnt2)").0 == 0)
+        try expectSecondMountHasItsOwnDevice(v, apartFrom: first)
         #expect(v.unmount() == 0)
         // the loop device made for the volume goes with its last unmount
         let sysfs = "/sys/dev/block/\(major(first)):\(minor(first))"
@@ -174,14 +179,7 @@ struct PosixMountTests {
         try v.mount()
         #expect(device(v.mnt) == data)
         // a second mount on this node cannot share the device: a loop device over it
-        let mnt2 = v.dir + "/mnt2"
-        mkdir(mnt2, 0o755)
-        try v.mountClient(mnt2)
-        defer { MountEnv.sh("umount -l \(mnt2)") }
-        #expect(device(mnt2) != nil && device(mnt2) != data)
-        try writeFile(mnt2 + "/b", Array("b".utf8), fsync: true)
-        #expect(readFile(v.mnt + "/b") == Array("b".utf8))
-        #expect(MountEnv.sh("timeout 60 umount \(mnt2)").0 == 0)
+        try expectSecondMountHasItsOwnDevice(v, apartFrom: data)
         #expect(v.unmount() == 0)
         try v.mount()
         #expect(device(v.mnt) == data)
