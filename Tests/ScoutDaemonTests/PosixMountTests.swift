@@ -119,6 +119,27 @@ struct PosixMountTests {
         #expect(asUser("cat \(d)/sub/deeper").0 == 0)
     }
 
+    @Test func aclChangesReachOtherMounts() throws {
+        let v = try MountedVolume.make()
+        defer { v.cleanup() }
+        chmod(v.dir, 0o755)
+        try v.mount()
+        defer { _ = v.unmount() }
+        let mnt2 = v.dir + "/mnt2"
+        mkdir(mnt2, 0o755)
+        try v.mountClient(mnt2)
+        defer { MountEnv.sh("timeout 60 umount \(mnt2)") }
+        try writeFile(v.mnt + "/shared", Array("s".utf8), fsync: true)
+        chmod(v.mnt + "/shared", 0o644)
+        // the other mount's kernel has read (and cached) the absence of an ACL
+        #expect(asUser("cat \(mnt2)/shared") == (0, "s"))
+        #expect(MountEnv.sh("setfacl -m u:1234:--- \(v.mnt)/shared").0 == 0)
+        #expect(asUser("cat \(mnt2)/shared").0 != 0)
+        // and back the other way
+        #expect(MountEnv.sh("setfacl -x u:1234 \(mnt2)/shared").0 == 0)
+        #expect(asUser("cat \(v.mnt)/shared") == (0, "s"))
+    }
+
     @Test func readdirOffsetsAreDirentPositions() throws {
         let v = try MountedVolume.make()
         defer { v.cleanup() }
