@@ -44,100 +44,102 @@ private func expectSecondMountHasItsOwnDevice(_ v: MountedVolume, apartFrom firs
     #expect(MountEnv.sh("timeout 60 umount \(mnt2)").0 == 0)
 }
 
+/// Runs `body` on a fresh mounted volume whose directory other users can reach (the ACL tests
+/// run commands as uid 1234); unmounts and removes it afterwards.
+private func withVolumeOpenToOthers(_ body: (MountedVolume) throws -> Void) throws {
+    let v = try MountedVolume.make()
+    defer { v.cleanup() }
+    chmod(v.dir, 0o755)
+    try v.mount()
+    defer { _ = v.unmount() }
+    try body(v)
+}
+
 extension RealMounts {
 @Suite("POSIX behaviour of a real mount: ACLs, readdir offsets, st_dev", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(5)))
 struct PosixMountTests {
     @Test func accessACLsAreEnforced() throws {
-        let v = try MountedVolume.make()
-        defer { v.cleanup() }
-        chmod(v.dir, 0o755)
-        try v.mount()
-        defer { _ = v.unmount() }
-        let m = v.mnt
-        for name in ["open", "closed"] { try writeFile("\(m)/\(name)", Array("data".utf8), fsync: false) }
-        chmod("\(m)/open", 0o644)
-        chmod("\(m)/closed", 0o600)
-        #expect(asUser("cat \(m)/open") == (0, "data"))
-        #expect(asUser("cat \(m)/closed").0 != 0)
+        try withVolumeOpenToOthers { v in
+            let m = v.mnt
+            for name in ["open", "closed"] { try writeFile("\(m)/\(name)", Array("data".utf8), fsync: false) }
+            chmod("\(m)/open", 0o644)
+            chmod("\(m)/closed", 0o600)
+            #expect(asUser("cat \(m)/open") == (0, "data"))
+            #expect(asUser("cat \(m)/closed").0 != 0)
 
-        // a named entry denies a user that "other" would let read
-        #expect(MountEnv.sh("setfacl -m u:1234:--- \(m)/open").0 == 0)
-        let denied = asUser("cat \(m)/open")
-        #expect(denied.0 != 0 && denied.1.contains("Permission denied"), "\(denied)")
-        #expect(asUser("cat \(m)/open", uid: 1235) == (0, "data"))
+            // a named entry denies a user that "other" would let read
+            #expect(MountEnv.sh("setfacl -m u:1234:--- \(m)/open").0 == 0)
+            let denied = asUser("cat \(m)/open")
+            #expect(denied.0 != 0 && denied.1.contains("Permission denied"), "\(denied)")
+            #expect(asUser("cat \(m)/open", uid: 1235) == (0, "data"))
 
-        // and grants one that the mode bits would refuse; the group bits become the mask
-        #expect(MountEnv.sh("setfacl -m u:1234:r \(m)/closed").0 == 0)
-        #expect(asUser("cat \(m)/closed") == (0, "data"))
-        #expect(mode("\(m)/closed") == UInt32(Glibc.S_IFREG) | 0o640)
-        #expect(acl("\(m)/closed") == "user::rw-\nuser:1234:r--\ngroup::---\nmask::r--\nother::---\n\n")
+            // and grants one that the mode bits would refuse; the group bits become the mask
+            #expect(MountEnv.sh("setfacl -m u:1234:r \(m)/closed").0 == 0)
+            #expect(asUser("cat \(m)/closed") == (0, "data"))
+            #expect(mode("\(m)/closed") == UInt32(Glibc.S_IFREG) | 0o640)
+            #expect(acl("\(m)/closed") == "user::rw-\nuser:1234:r--\ngroup::---\nmask::r--\nother::---\n\n")
 
-        // chmod narrows the mask: the grant is gone
-        #expect(chmod("\(m)/closed", 0o600) == 0)
-        #expect(acl("\(m)/closed").contains("mask::---"))
-        #expect(asUser("cat \(m)/closed").0 != 0)
+            // chmod narrows the mask: the grant is gone
+            #expect(chmod("\(m)/closed", 0o600) == 0)
+            #expect(acl("\(m)/closed").contains("mask::---"))
+            #expect(asUser("cat \(m)/closed").0 != 0)
 
-        // an ACL the mode can say sets the mode and stores nothing
-        #expect(MountEnv.sh("setfacl -b \(m)/closed && setfacl --set u::rw-,g::r--,o::r-- \(m)/closed").0 == 0)
-        #expect(mode("\(m)/closed") == UInt32(Glibc.S_IFREG) | 0o644)
-        var buf = [UInt8](repeating: 0, count: 256)
-        #expect(getxattr("\(m)/closed", "system.posix_acl_access", &buf, buf.count) < 0 && errno == ENODATA)
-        #expect(asUser("cat \(m)/closed") == (0, "data"))
+            // an ACL the mode can say sets the mode and stores nothing
+            #expect(MountEnv.sh("setfacl -b \(m)/closed && setfacl --set u::rw-,g::r--,o::r-- \(m)/closed").0 == 0)
+            #expect(mode("\(m)/closed") == UInt32(Glibc.S_IFREG) | 0o644)
+            var buf = [UInt8](repeating: 0, count: 256)
+            #expect(getxattr("\(m)/closed", "system.posix_acl_access", &buf, buf.count) < 0 && errno == ENODATA)
+            #expect(asUser("cat \(m)/closed") == (0, "data"))
+        }
     }
 
     @Test func defaultACLsAreInherited() throws {
-        let v = try MountedVolume.make()
-        defer { v.cleanup() }
-        chmod(v.dir, 0o755)
-        try v.mount()
-        defer { _ = v.unmount() }
-        let d = v.mnt + "/d"
-        #expect(mkdir(d, 0o755) == 0)
-        chmod(d, 0o755)
-        #expect(MountEnv.sh("setfacl -d -m u:1234:rwx \(d)").0 == 0)
-        let created = MountEnv.sh("umask 022; touch \(d)/f && mkdir \(d)/sub && mkdir -m 0700 \(d)/priv && ln -s f \(d)/l")
-        #expect(created.0 == 0, "\(created.1)")
+        try withVolumeOpenToOthers { v in
+            let d = v.mnt + "/d"
+            #expect(mkdir(d, 0o755) == 0)
+            chmod(d, 0o755)
+            #expect(MountEnv.sh("setfacl -d -m u:1234:rwx \(d)").0 == 0)
+            let created = MountEnv.sh("umask 022; touch \(d)/f && mkdir \(d)/sub && mkdir -m 0700 \(d)/priv && ln -s f \(d)/l")
+            #expect(created.0 == 0, "\(created.1)")
 
-        // the file: the default ACL restricted by 0666, not by the umask
-        #expect(mode("\(d)/f") == UInt32(Glibc.S_IFREG) | 0o664)
-        #expect(acl("\(d)/f") == "user::rw-\nuser:1234:rwx\ngroup::r-x\nmask::rw-\nother::r--\n\n")
-        // the directory also inherits the default ACL
-        #expect(mode("\(d)/sub") == UInt32(Glibc.S_IFDIR) | 0o775)
-        let sub = acl("\(d)/sub")
-        #expect(sub.contains("user:1234:rwx\n") && sub.contains("mask::rwx\n"))
-        #expect(sub.contains("default:user:1234:rwx\n") && sub.contains("default:other::r-x\n"))
-        #expect(mode("\(d)/l") == UInt32(Glibc.S_IFLNK) | 0o777)
-        // root owns them all; the ACL lets 1234 in
-        #expect(asUser("touch \(d)/sub/mine").0 == 0)
-        #expect(asUser("sh -c 'echo x > \(d)/f'").0 == 0)
-        // mkdir -m 0700: the mask is empty, the named entry grants nothing
-        #expect(mode("\(d)/priv") == UInt32(Glibc.S_IFDIR) | 0o700)
-        #expect(asUser("touch \(d)/priv/mine").0 != 0)
-        // inherited ACLs reach the next level down
-        #expect(MountEnv.sh("umask 077; touch \(d)/sub/deeper").0 == 0)
-        #expect(mode("\(d)/sub/deeper") == UInt32(Glibc.S_IFREG) | 0o664)
-        #expect(asUser("cat \(d)/sub/deeper").0 == 0)
+            // the file: the default ACL restricted by 0666, not by the umask
+            #expect(mode("\(d)/f") == UInt32(Glibc.S_IFREG) | 0o664)
+            #expect(acl("\(d)/f") == "user::rw-\nuser:1234:rwx\ngroup::r-x\nmask::rw-\nother::r--\n\n")
+            // the directory also inherits the default ACL
+            #expect(mode("\(d)/sub") == UInt32(Glibc.S_IFDIR) | 0o775)
+            let sub = acl("\(d)/sub")
+            #expect(sub.contains("user:1234:rwx\n") && sub.contains("mask::rwx\n"))
+            #expect(sub.contains("default:user:1234:rwx\n") && sub.contains("default:other::r-x\n"))
+            #expect(mode("\(d)/l") == UInt32(Glibc.S_IFLNK) | 0o777)
+            // root owns them all; the ACL lets 1234 in
+            #expect(asUser("touch \(d)/sub/mine").0 == 0)
+            #expect(asUser("sh -c 'echo x > \(d)/f'").0 == 0)
+            // mkdir -m 0700: the mask is empty, the named entry grants nothing
+            #expect(mode("\(d)/priv") == UInt32(Glibc.S_IFDIR) | 0o700)
+            #expect(asUser("touch \(d)/priv/mine").0 != 0)
+            // inherited ACLs reach the next level down
+            #expect(MountEnv.sh("umask 077; touch \(d)/sub/deeper").0 == 0)
+            #expect(mode("\(d)/sub/deeper") == UInt32(Glibc.S_IFREG) | 0o664)
+            #expect(asUser("cat \(d)/sub/deeper").0 == 0)
+        }
     }
 
     @Test func aclChangesReachOtherMounts() throws {
-        let v = try MountedVolume.make()
-        defer { v.cleanup() }
-        chmod(v.dir, 0o755)
-        try v.mount()
-        defer { _ = v.unmount() }
-        let mnt2 = v.dir + "/mnt2"
-        mkdir(mnt2, 0o755)
-        try v.mountClient(mnt2)
-        defer { MountEnv.sh("timeout 60 umount \(mnt2)") }
-        try writeFile(v.mnt + "/shared", Array("s".utf8), fsync: true)
-        chmod(v.mnt + "/shared", 0o644)
-        // the other mount's kernel has read (and cached) the absence of an ACL
-        #expect(asUser("cat \(mnt2)/shared") == (0, "s"))
-        #expect(MountEnv.sh("setfacl -m u:1234:--- \(v.mnt)/shared").0 == 0)
-        #expect(asUser("cat \(mnt2)/shared").0 != 0)
-        // and back the other way
-        #expect(MountEnv.sh("setfacl -x u:1234 \(mnt2)/shared").0 == 0)
-        #expect(asUser("cat \(v.mnt)/shared") == (0, "s"))
+        try withVolumeOpenToOthers { v in
+            let mnt2 = v.dir + "/mnt2"
+            mkdir(mnt2, 0o755)
+            try v.mountClient(mnt2)
+            defer { MountEnv.sh("timeout 60 umount \(mnt2)") }
+            try writeFile(v.mnt + "/shared", Array("s".utf8), fsync: true)
+            chmod(v.mnt + "/shared", 0o644)
+            // the other mount's kernel has read (and cached) the absence of an ACL
+            #expect(asUser("cat \(mnt2)/shared") == (0, "s"))
+            #expect(MountEnv.sh("setfacl -m u:1234:--- \(v.mnt)/shared").0 == 0)
+            #expect(asUser("cat \(mnt2)/shared").0 != 0)
+            // and back the other way
+            #expect(MountEnv.sh("setfacl -x u:1234 \(mnt2)/shared").0 == 0)
+            #expect(asUser("cat \(v.mnt)/shared") == (0, "s"))
+        }
     }
 
     @Test func readdirOffsetsAreDirentPositions() throws {
