@@ -202,9 +202,9 @@ public final class Mount: @unchecked Sendable {
             if let quorum {
                 // a clean unmount leaves the quorum (stopping our server, resigning); anything
                 // else is a forced unmount: quorum sends and writes nothing more (15de0c21)
-                let left = clean && Self.blockingVoid(seconds: Self.quorumLeaveSeconds) { await quorum.shutdown() }
+                let left = clean && (try? Self.blocking(seconds: Self.quorumLeaveSeconds) { await quorum.shutdown() }) != nil
                 if !left {
-                    if clean { log.error("leaving the quorum took over \(Self.quorumLeaveSeconds) s: stopping it at once") }
+                    if clean { log.error("leaving the quorum took over \(Int(Self.quorumLeaveSeconds)) s: stopping it at once") }
                     Self.blockingVoid { await quorum.forceShutdown() }
                 }
             }
@@ -328,6 +328,12 @@ public final class Mount: @unchecked Sendable {
 
     /// Runs async work from this synchronous thread and waits for it.
     static func blocking<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) throws -> R {
+        try blocking(seconds: .infinity, body)!
+    }
+
+    /// Runs async work from this synchronous thread and waits at most `seconds` for it; nil
+    /// when it did not finish in time (it goes on running).
+    static func blocking<R: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> R) throws -> R? {
         let done = PThreadLock()
         nonisolated(unsafe) var result: Result<R, any Error>?
         Task {
@@ -338,9 +344,10 @@ public final class Mount: @unchecked Sendable {
                 done.broadcast()
             }
         }
+        let deadline = monotonicSeconds() + seconds
         return try done.withLock {
-            while result == nil { done.wait(seconds: 1) }
-            return try result!.get()
+            while result == nil && monotonicSeconds() < deadline { done.wait(seconds: 1) }
+            return try result?.get()
         }
     }
 
@@ -350,26 +357,7 @@ public final class Mount: @unchecked Sendable {
 
     /// How long a clean unmount waits for the quorum member to leave (its server stopping
     /// included) before it stops it at once.
-    static let quorumLeaveSeconds = 30
-
-    /// Runs async work from this synchronous thread and waits at most `seconds` for it; false
-    /// when it did not finish in time (it goes on running).
-    static func blockingVoid(seconds: Int, _ body: @escaping @Sendable () async -> Void) -> Bool {
-        let done = PThreadLock()
-        nonisolated(unsafe) var finished = false
-        Task {
-            await body()
-            done.withLock {
-                finished = true
-                done.broadcast()
-            }
-        }
-        let deadline = monotonicSeconds() + Double(seconds)
-        return done.withLock {
-            while !finished && monotonicSeconds() < deadline { done.wait(seconds: 1) }
-            return finished
-        }
-    }
+    static let quorumLeaveSeconds = 30.0
 }
 
 /// A flag set once, read from any thread.
