@@ -70,7 +70,7 @@ struct MountCommand: ParsableCommand {
             }
         } catch {
             let message = "scoutfs: mount failed: \(error.message) (\(error.errno))"
-            logger.error("\(message)")
+            logger.error("mount failed: \(error.message) (\(error.errno))")
             if let fd = readyFd {
                 // the starting command prints it on its own standard error
                 _ = Array((message + "\n").utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -220,7 +220,7 @@ struct MountTests {
             "metadev_path=\(v.dir)/data,quorum_slot_nr=0",
         ]
         for o in cases {
-            let (rc, out) = MountEnv.sh("timeout 30 \(MountEnv.binary) mount -o \(o) \(v.dir)/data \(v.mnt)")
+            let (rc, out) = MountEnv.sh("timeout 30 env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) mount -o \(o) \(v.dir)/data \(v.mnt)")
             #expect(rc != 0, "mount -o \(o) succeeded")
             #expect(out.contains("scoutfs: mount failed"), "\(o): \(out)")
         }
