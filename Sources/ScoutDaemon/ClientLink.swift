@@ -142,7 +142,7 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
         case .syncLogTrees:
             let vol = volume
             Self.onThread {
-                try? vol?.sync()
+                try? vol?.sync(force: true)
                 request.respond(.success([]))
             }
         case .lockRecover:

@@ -78,6 +78,8 @@ public final class Volume: @unchecked Sendable {
     public var kernelInvalidate: (@Sendable ([UInt64]) -> Void)?
     var lastCommit = monotonicSeconds()
     public var commitInterval: Double = 10
+    /// How long an allocation waits for other mounts to return data space before ENOSPC.
+    public var dataRefillWait: Double = 5
     private var failed: FSError?
 
     /// Mounts: opens the first transaction (GET_LOG_TREES).
@@ -207,11 +209,13 @@ public final class Volume: @unchecked Sendable {
         }
     }
 
-    /// Commits the current transaction (fsync, sync, timer).
-    public func sync() throws(FSError) {
+    /// Commits the current transaction (fsync, sync, timer). `force` (the server's
+    /// SYNC_LOG_TREES) commits even an empty one, so the server takes back this mount's
+    /// unused allocators at the next GET_LOG_TREES.
+    public func sync(force: Bool = false) throws(FSError) {
         try state.withLock { () throws(FSError) in
             if let failed { throw failed }
-            try commitLocked()
+            try commitLocked(force: force)
         }
     }
 
@@ -228,9 +232,9 @@ public final class Volume: @unchecked Sendable {
         }
     }
 
-    func commitLocked() throws(FSError) {
+    func commitLocked(force: Bool = false) throws(FSError) {
         lastCommit = monotonicSeconds()
-        if cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
+        if !force && cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
         let seq = itemSeq
         let items = cache.dirtyItems()
         let tree = BTree(store: txn)

@@ -16,7 +16,8 @@ struct Cluster {
     /// registry), so fencing agents of clusters running at the same time never meet.
     var bin: String { "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary)" }
 
-    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil) throws -> Cluster {
+    /// `mkfsOptions` are added to the mkfs command line (e.g. `-d 256M` for a small data device).
+    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil, mkfsOptions: String = "") throws -> Cluster {
         let dir = try TempDir.make(prefix: "scoutfs-cluster")
         let port = Int.random(in: 20000...40000)
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
@@ -25,7 +26,7 @@ struct Cluster {
         mkdir(dir + "/run", 0o755)
         for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
-        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
+        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(mkfsOptions) \(dir)/meta \(dir)/data")
         guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
         let run = fenceScript ?? "\(MountEnv.root)/scripts/scoutfs-fence-local"
         let conf = "SCOUTFS_FENCED_DELAY=0.2\nSCOUTFS_FENCED_RUN=\(run)\nSCOUTFS_FENCED_RUN_ARGS=\"\"\n"
@@ -66,10 +67,20 @@ struct Cluster {
         return rcs
     }
 
-    /// The daemon of a member's mount.
+    /// The daemon of a member's mount, found by its command line. Not with pgrep, which
+    /// reads every process's stat and blocks for good on one stuck in the kernel (a hung
+    /// FUSE mount of any test on the machine).
     func daemonPid(_ slot: Int) -> pid_t? {
-        let (_, out) = MountEnv.sh("pgrep -f -- '--foreground.* \(mnt(slot))$'")
-        return out.split(separator: "\n").compactMap { pid_t($0) }.first
+        guard let proc = opendir("/proc") else { return nil }
+        defer { closedir(proc) }
+        let suffix = " \(mnt(slot))"
+        while let e = readdir(proc) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = pid_t(name), pid != getpid(), let raw = readFile("/proc/\(name)/cmdline") else { continue }
+            let line = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).trimmingCharacters(in: " ")
+            if line.contains("mount --foreground"), line.hasSuffix(suffix) { return pid }
+        }
+        return nil
     }
 
     /// `scoutfs quorum-status` of a member, as name → value (first word after the name).
