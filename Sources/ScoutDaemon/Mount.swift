@@ -168,6 +168,9 @@ public final class Mount: @unchecked Sendable {
             throw MountError(error.errno, "mount failed: \(error)")
         }
         volume = vol
+        for (what, direct) in [("metadata", metaDev.direct), ("data", vol.dataDeviceIsDirect)] where !direct {
+            log.warning("the \(what) device's filesystem refused O_DIRECT: it is read through this host's page cache, so only mounts on this host see its writes coherently")
+        }
 
         // FUSE
         let loop: LoopDevice
