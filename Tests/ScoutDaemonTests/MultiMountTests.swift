@@ -74,7 +74,7 @@ struct MultiMountTests {
             #expect(counts == [UInt8(ascii: "a"): blocks, UInt8(ascii: "b"): blocks], "mount \(side): \(counts)")
         }
         // one lock transfer, with a commit, per append: seconds in a debug build, not a hang
-        #expect(took < 30, "the appends took \(took) s")
+        #expect(took < 45, "the appends took \(took) s")
         #expect(c.unmount([0, 1]) == 0, "\(c.logs())")
     }
 
