@@ -82,10 +82,24 @@ struct Cluster {
         return rcs
     }
 
-    /// The daemon of a member's mount, found by its command line. Not with pgrep, which
-    /// reads every process's stat and blocks for good on one stuck in the kernel (a hung
-    /// FUSE mount of any test on the machine).
+    /// The daemon of a member's mount: from the mount registry, else found by its command
+    /// line. Not with pgrep, which reads every process's stat and blocks for good on one
+    /// stuck in the kernel (a hung FUSE mount of any test on the machine).
     func daemonPid(_ slot: Int) -> pid_t? {
+        // a mounted daemon is in the mount registry; reading that touches no other process
+        if let records = opendir("\(dir)/run/mounts") {
+            defer { closedir(records) }
+            while let e = readdir(records) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard let text = try? TempDir.readText("\(dir)/run/mounts/\(name)") else { continue }
+                let lines = text.split(separator: "\n")
+                if lines.contains(Substring("mountpoint=\(mnt(slot))")),
+                    let p = lines.first(where: { $0.hasPrefix("pid=") }), let pid = pid_t(p.dropFirst(4))
+                {
+                    return pid
+                }
+            }
+        }
         guard let proc = opendir("/proc") else { return nil }
         defer { closedir(proc) }
         let suffix = " \(mnt(slot))"
