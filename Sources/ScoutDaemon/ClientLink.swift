@@ -138,11 +138,12 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
             Self.onThread {
                 vol?.invalidateLock(key: nl.key, from: nl.oldMode, to: nl.newMode)
                 request.respond(.success(nl.encoded()))
+                vol?.prepareTransaction()
             }
         case .syncLogTrees:
             let vol = volume
             Self.onThread {
-                try? vol?.sync()
+                try? vol?.sync(force: true)
                 request.respond(.success([]))
             }
         case .lockRecover:

@@ -63,6 +63,8 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     var farewells: [(rid: UInt64, cont: CheckedContinuation<Result<[UInt8], NetErrno>, Never>)] = []
     /// The last peer address each rid greeted from.
     var peerAddresses: [UInt64: InetAddr] = [:]
+    /// When mounts were last asked to commit for a mount short of data space.
+    var lastDataSync: ContinuousClock.Instant?
     /// Rids this server fenced and reclaimed: refused from now on.
     var reclaimed: Set<UInt64> = []
     var stopping = false
@@ -368,7 +370,9 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                     return NetInodeAlloc(ino: ino, nr: nr).encoded()
                 }
             case .getLogTrees:
-                return locked { () throws(ServerError) in try core.getLogTrees(rid: rid).encoded() }
+                let r = locked { () throws(ServerError) in try core.getLogTrees(rid: rid).encoded() }
+                if mutex.withLock({ core.isDataShort(rid: rid) }) { syncOthersForData(short: rid) }
+                return r
             case .commitLogTrees:
                 var lt = try LogTrees.decodePayload(payload)
                 lt.rid = rid
@@ -416,6 +420,25 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         } catch {
             logger.warning("bad \(cmd) request from rid \(hex(rid)): \(error)")
             return .failure(.einval)
+        }
+    }
+
+    /// A mount's data_avail came back short: every other mount is asked to commit
+    /// (SYNC_LOG_TREES), so its freed extents and unused data_avail return to `data_alloc`
+    /// for the short mount's next GET_LOG_TREES. At most once per 250 ms: a short mount
+    /// asks again as it retries.
+    private func syncOthersForData(short rid: UInt64) {
+        let now = ContinuousClock.now
+        let others = mutex.withLock { () -> [UInt64] in
+            if let last = lastDataSync, now - last < .milliseconds(250) { return [] }
+            lastDataSync = now
+            return peerAddresses.keys.filter { $0 != rid }
+        }
+        for other in others {
+            Task {
+                guard let server = await self.listener() else { return }
+                _ = try? await server.request(rid: other, .syncLogTrees, [])
+            }
         }
     }
 

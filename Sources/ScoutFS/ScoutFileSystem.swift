@@ -16,6 +16,8 @@ public final class ScoutFileSystem: FileSystemOperations {
     public let cacheTimeout: Duration
     /// Set once the session is up: where kernel cache invalidations go.
     private let notifier = NotifierBox()
+    /// Open handles whose writes append at the cluster-wide end of file.
+    private let appendHandles = AppendHandles()
 
     let logger: Logger
 
@@ -176,7 +178,18 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     public func open(_ context: RequestContext, nodeID: UInt64, flags: Int32, killSUIDGID: Bool) throws -> OpenReply {
         try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0) }
-        return OpenReply(fileHandle: nodeID, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
+        return openReply(nodeID, flags: flags)
+    }
+
+    /// The handle of an open file. An O_APPEND open gets a handle of its own, remembered, and
+    /// FOPEN_DIRECT_IO: its writes land at the end of file as the cluster sees it, wherever
+    /// the kernel's cached size put them, so no page of this mount may hold them at the
+    /// kernel's offset. After such a write the kernel marks its cached size stale and asks
+    /// again before it next uses it. O_DIRECT opens bypass the page cache too; the rest
+    /// keep it.
+    private func openReply(_ ino: UInt64, flags: Int32) -> OpenReply {
+        if flags & O_APPEND != 0 { return OpenReply(fileHandle: appendHandles.open(), flags: [.directIO]) }
+        return OpenReply(fileHandle: ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
     }
 
     public func read(
@@ -190,7 +203,8 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, data: RawSpan,
         writeFlags: WriteFlags, flags: Int32
     ) throws -> Int {
-        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw) } }
+        let append = appendHandles.contains(fileHandle)
+        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append) } }
         do {
             return try r.get()
         } catch {
@@ -206,6 +220,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     }
 
     public func release(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, flags: Int32, flush: Bool) throws {
+        appendHandles.release(fileHandle)
         volume.release(nodeID)
     }
 
@@ -279,15 +294,18 @@ public final class ScoutFileSystem: FileSystemOperations {
         flags: Int32
     ) throws -> CreateReply {
         let n = name.bytes
-        let a = try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context)) }
-        try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
-        return CreateReply(entry: entry(a, parent: parent, name: n), open: OpenReply(fileHandle: a.ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache]))
+        let (a, _) = try run { () throws(FSError) in
+            try volume.create(
+                parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context),
+                exclusive: flags & O_EXCL != 0, accessMode: flags & O_ACCMODE, truncate: flags & O_TRUNC != 0)
+        }
+        return CreateReply(entry: entry(a, parent: parent, name: n), open: openReply(a.ino, flags: flags))
     }
 
     public func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
         let a = try run { () throws(FSError) in try volume.tmpfile(parent: parent, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context)) }
         try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
-        return CreateReply(entry: entry(a), open: OpenReply(fileHandle: a.ino, flags: [.keepCache]))
+        return CreateReply(entry: entry(a), open: openReply(a.ino, flags: flags))
     }
 
     public func fallocate(
@@ -305,9 +323,13 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// The notifier, set once the session exists; invalidations before that have no kernel cache
 /// to drop. It also remembers the names the kernel may hold as dentries, per directory, so
 /// that losing a directory's lock can drop them (NOTIFY_INVAL_ENTRY): another mount may
-/// rename or remove them. Entry invalidations run on their own thread after the lock is
-/// given up, because the kernel takes the directory's inode lock for them, which a request
-/// waiting for that very cluster lock may hold.
+/// rename or remove them.
+///
+/// Only the attribute invalidation runs inside the lock invalidation (it takes no sleeping
+/// kernel lock). Page and entry invalidations run on a thread of their own after the lock is
+/// given up: the kernel locks each cached page of the inode to drop it (and the directory's
+/// inode lock for an entry), and a page fault or a buffered write holds that page lock while
+/// its FUSE request waits for this very cluster lock, which would never come.
 final class NotifierBox: @unchecked Sendable {
     // Invariant: `notifier` and `names` are only touched with `lock` held.
     private let lock = PThreadLock()
@@ -324,8 +346,8 @@ final class NotifierBox: @unchecked Sendable {
         lock.withLock { _ = names.removeValue(forKey: dir) }
     }
 
-    /// Drops the kernel's attributes and pages of `inos` now, and the dentries remembered
-    /// under any of them soon after.
+    /// Drops the kernel's attributes of `inos` now, and their pages and the dentries
+    /// remembered under any of them soon after.
     func invalidate(_ inos: [UInt64]) {
         let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
             var out: [(UInt64, [UInt8])] = []
@@ -335,10 +357,36 @@ final class NotifierBox: @unchecked Sendable {
             return (notifier, out)
         }
         guard let n else { return }
-        for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
-        if entries.isEmpty { return }
-        Threads.detached(name: "inval-entry") {
+        for ino in inos { _ = try? n.invalidateInode(ino, offset: -1, length: 0) }
+        Threads.detached(name: "inval-pages") {
+            for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
             for (parent, name) in entries { _ = try? n.invalidateEntry(parent: parent, name: name) }
         }
+    }
+}
+
+/// The open handles made for O_APPEND opens. Their numbers have the top bit set, so they
+/// never equal the inode numbers other handles carry.
+final class AppendHandles: @unchecked Sendable {
+    // Invariant: `handles` and `next` are only touched with `lock` held.
+    private let lock = PThreadLock()
+    private var handles: Set<UInt64> = []
+    private var next: UInt64 = 1
+
+    func open() -> UInt64 {
+        lock.withLock {
+            let fh = (1 << 63) | next
+            next += 1
+            handles.insert(fh)
+            return fh
+        }
+    }
+
+    func contains(_ fh: UInt64) -> Bool {
+        fh >> 63 != 0 && lock.withLock { handles.contains(fh) }
+    }
+
+    func release(_ fh: UInt64) {
+        if fh >> 63 != 0 { lock.withLock { _ = handles.remove(fh) } }
     }
 }

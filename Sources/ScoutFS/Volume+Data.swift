@@ -101,15 +101,32 @@ extension Volume {
     }
 
     /// Up to `count` contiguous free data blocks.
+    ///
+    /// When this transaction's data_avail is empty the transaction is committed: the next
+    /// GET_LOG_TREES returns what this mount freed and refills the pool (the original's
+    /// ENOBUFS retry). When the server has nothing either, the space is in other mounts'
+    /// pools or freed in their open transactions: the server asks them to commit, and this
+    /// retries for up to `dataRefillWait` seconds before it gives up with ENOSPC.
     func allocData(_ count: UInt64) throws(FSError) -> (blkno: UInt64, len: UInt64) {
-        let ext: Extent?
-        do {
-            ext = try ExtentAllocator(store: txn).allocate(&txn.logTrees.dataAvail, count: min(count, Self.maxExtentBlocks))
-        } catch {
-            throw .alloc(error)
+        let start = monotonicSeconds()
+        var delay: UInt32 = 20_000
+        var committed = false
+        while true {
+            let ext: Extent?
+            do {
+                ext = try ExtentAllocator(store: txn).allocate(&txn.logTrees.dataAvail, count: min(count, Self.maxExtentBlocks))
+            } catch {
+                throw .alloc(error)
+            }
+            if let ext { return (ext.start, ext.len) }
+            if committed {
+                if monotonicSeconds() - start >= dataRefillWait { throw FSError(FSError.ENOSPC, "data device full") }
+                usleep(delay)
+                delay = min(delay * 2, 500_000)
+            }
+            try commitLocked(force: true)
+            committed = true
         }
-        guard let ext else { throw FSError(FSError.ENOSPC, "data device full") }
-        return (ext.start, ext.len)
     }
 
     // MARK: device I/O
@@ -186,13 +203,17 @@ extension Volume {
         if maybe { deleteIfUnused(ino) }
     }
 
-    public func write(_ ino: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer) throws(FSError) -> Int {
+    /// Writes `data` at `offset`, or at the end of the file as every mount sees it when
+    /// `append` (O_APPEND: the kernel's offset comes from its own cached size, which another
+    /// mount's appends make stale; the end is read under the inode's write lock here).
+    public func write(_ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false) throws(FSError) -> Int {
         guard data.count > 0 else { return 0 }
-        let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
-        if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
         return try withLocks([ino], write: true) { () throws -> Int in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL) }
+            let offset = append ? i.size : requested
+            let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
+            if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
             let first = offset / Self.bs
             let last = (end - 1) / Self.bs
             var pos = first

@@ -62,9 +62,15 @@ extension Volume {
         }
     }
 
-    /// Creates a new inode item (not yet linked anywhere).
-    func newInode(mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt32 = 0) throws(FSError) -> (UInt64, Inode) {
-        let ino = try allocInode()
+    /// A number for a new inode, taken before its operation locks anything: the operation
+    /// must hold the WRITE lock of the number's group too (`withLocks`), or a mount that
+    /// holds that group's lock, cached, would never see the new inode.
+    func reserveInode() throws(FSError) -> UInt64 {
+        try state.withLock { () throws(FSError) -> UInt64 in try allocInode() }
+    }
+
+    /// Creates the inode item of `ino` (from `reserveInode`, not yet linked anywhere).
+    func newInode(_ ino: UInt64, mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt32 = 0) -> Inode {
         var i = Inode()
         let now = Self.now()
         i.mode = mode
@@ -80,7 +86,7 @@ extension Volume {
         i.nextXattrId = 1
         txn.logTrees.inodeCountDelta &+= 1
         storeInode(ino, &i)
-        return (ino, i)
+        return i
     }
 
     /// Notes one more kernel reference to `ino` (a lookup or create reply).

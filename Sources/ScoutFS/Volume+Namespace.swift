@@ -181,7 +181,8 @@ extension Volume {
     ) throws(FSError) -> FileAttr {
         try Self.checkName(name)
         if let t = symlink, t.count + 1 > Format.symlinkMaxSize || t.isEmpty { throw FSError(t.isEmpty ? FSError.ENOENT : FSError.ENAMETOOLONG) }
-        return try withLocks([parent], write: true) { () throws -> FileAttr in
+        let ino = try reserveInode()
+        return try withLocks([parent, ino], write: true) { () throws -> FileAttr in
             var dir = try loadDir(parent)
             if dir.nlink == 0 { throw FSError(FSError.ENOENT) }
             if try findEntry(parent, name) != nil { throw FSError(FSError.EEXIST) }
@@ -192,7 +193,7 @@ extension Volume {
                 gid = dir.gid
                 if Self.isDir(m) { m |= UInt32(S_ISGID) }
             }
-            var (ino, i) = try newInode(mode: m, uid: caller.uid, gid: gid, rdev: rdev)
+            var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev)
             if acls.access != nil || acls.defaults != nil {
                 storeInheritedACLs(ino, &i, acls)
                 storeInode(ino, &i)
@@ -216,6 +217,79 @@ extension Volume {
             addLookup(ino)
             return attr(ino, i)
         }
+    }
+
+    /// What `create` did: made a new regular file, or opened the one another mount had just
+    /// created under the name.
+    public enum CreateOutcome: Equatable, Sendable {
+        case created
+        case opened
+    }
+
+    /// open(O_CREAT) of `name` in `parent` (FUSE CREATE, sent after a negative lookup): a new
+    /// regular file, opened. When the name exists by now (another mount created it after
+    /// this mount's lookup), that file is opened instead, unless `exclusive` (O_EXCL:
+    /// EEXIST). The kernel checks no permission for a file it believes it created, so opening
+    /// an existing one here needs what a positive open would need: a regular file and the
+    /// caller's access for `accessMode` (O_ACCMODE) by the mode bits and no access ACL, else
+    /// ESTALE, which makes the kernel look the name up again and do the open itself.
+    /// `truncate` (O_TRUNC) empties it.
+    public func create(
+        parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32 = 0, caller: Caller, exclusive: Bool, accessMode: Int32,
+        truncate: Bool
+    ) throws(FSError) -> (FileAttr, CreateOutcome) {
+        do {
+            let a = try makeNode(parent: parent, name: name, mode: mode, umask: umask, caller: caller)
+            try open(a.ino, truncate: false)
+            return (a, .created)
+        } catch where error.errno == FSError.EEXIST && !exclusive {
+            return (try openExisting(parent: parent, name: name, caller: caller, accessMode: accessMode, truncate: truncate), .opened)
+        }
+    }
+
+    private func openExisting(parent: UInt64, name: [UInt8], caller: Caller, accessMode: Int32, truncate: Bool) throws(FSError) -> FileAttr {
+        try withLocks([parent], write: truncate) { () throws -> FileAttr in
+            _ = try loadDir(parent)
+            guard let d = try findEntry(parent, name) else { throw FSError(FSError.ESTALE, "the name went away again") }
+            try requireLock(d.ino, write: truncate)
+            var i = try loadInode(d.ino)
+            // an access ACL decides with entries the mode bits do not show: the kernel checks
+            guard Self.isReg(i.mode), Self.permits(i, caller, accessMode: accessMode, truncate: truncate),
+                try storedACL(d.ino, PosixACL.accessName) == nil
+            else {
+                throw FSError(FSError.ESTALE)
+            }
+            if truncate && i.size > 0 {
+                try self.truncate(d.ino, &i, to: 0)
+                let now = Self.now()
+                i.mtime = now
+                i.ctime = now
+                storeInode(d.ino, &i, dataChanged: true)
+            }
+            openCounts[d.ino, default: 0] += 1
+            addLookup(d.ino)
+            return attr(d.ino, i)
+        }
+    }
+
+    /// Whether the mode bits let `caller` open `i` for `accessMode` (root always may; the
+    /// caller's supplementary groups are unknown here, so a group it may only have through
+    /// them is refused).
+    static func permits(_ i: Inode, _ caller: Caller, accessMode: Int32, truncate: Bool) -> Bool {
+        if caller.uid == 0 { return true }
+        var need: UInt32 = 0
+        let acc = accessMode & O_ACCMODE
+        if acc == O_RDONLY || acc == O_RDWR { need |= 4 }
+        if acc == O_WRONLY || acc == O_RDWR || truncate { need |= 2 }
+        let bits: UInt32
+        if caller.uid == i.uid {
+            bits = (i.mode >> 6) & 7
+        } else if caller.gid == i.gid {
+            bits = (i.mode >> 3) & 7
+        } else {
+            bits = i.mode & 7
+        }
+        return bits & need == need
     }
 
     public func readlink(_ ino: UInt64) throws(FSError) -> [UInt8] {
@@ -415,12 +489,13 @@ extension Volume {
 
     /// An unnamed regular file (O_TMPFILE): an orphan from the start, linkable later.
     public func tmpfile(parent: UInt64, mode: UInt32, umask: UInt32 = 0, caller: Caller) throws(FSError) -> FileAttr {
-        try withLocks([parent], write: true) { () throws -> FileAttr in
+        let ino = try reserveInode()
+        return try withLocks([parent, ino], write: true) { () throws -> FileAttr in
             let dir = try loadDir(parent)
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }
             let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
-            var (ino, i) = try newInode(mode: acls.mode, uid: caller.uid, gid: gid)
+            var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid)
             storeInheritedACLs(ino, &i, acls)
             i.nlink = 0
             storeInode(ino, &i)

@@ -64,6 +64,11 @@ public final class Volume: @unchecked Sendable {
     let forest: Forest
     let locks: LockClient
     var txn: LogTransaction
+    /// `txn` was committed and the next transaction is not open yet: a lock invalidation
+    /// answers the server before it asks for the next one (GET_LOG_TREES), so the mount
+    /// waiting for the lock does not wait for that server commit as well. Everything that
+    /// touches `txn` opens it first (`openIfNeeded`).
+    var needsOpen = false
     var inoNext: UInt64 = 0
     var inoEnd: UInt64 = 0
     var dataDirty = false
@@ -81,6 +86,8 @@ public final class Volume: @unchecked Sendable {
     public var kernelInvalidate: (@Sendable ([UInt64]) -> Void)?
     var lastCommit = monotonicSeconds()
     public var commitInterval: Double = 10
+    /// How long an allocation waits for other mounts to return data space before ENOSPC.
+    public var dataRefillWait: Double = 5
     private var failed: FSError?
 
     /// Mounts: opens the first transaction (GET_LOG_TREES).
@@ -129,6 +136,7 @@ public final class Volume: @unchecked Sendable {
             state.lock()
             do {
                 if let failed { throw failed }
+                try openIfNeeded()
                 let r = try body()
                 try maybeCommit()
                 state.unlock()
@@ -159,7 +167,7 @@ public final class Volume: @unchecked Sendable {
         state.withLock {
             if to != .write, cache.hasDirty(in: range) {
                 do throws(FSError) {
-                    try commitLocked()
+                    try commitLocked(reopen: false)
                 } catch {
                     failed = error
                 }
@@ -199,11 +207,13 @@ public final class Volume: @unchecked Sendable {
         }
     }
 
-    /// Commits the current transaction (fsync, sync, timer).
-    public func sync() throws(FSError) {
+    /// Commits the current transaction (fsync, sync, timer). `force` (the server's
+    /// SYNC_LOG_TREES) commits even an empty one, so the server takes back this mount's
+    /// unused allocators at the next GET_LOG_TREES.
+    public func sync(force: Bool = false) throws(FSError) {
         try state.withLock { () throws(FSError) in
             if let failed { throw failed }
-            try commitLocked()
+            try commitLocked(force: force)
         }
     }
 
@@ -220,9 +230,38 @@ public final class Volume: @unchecked Sendable {
         }
     }
 
-    func commitLocked() throws(FSError) {
+    /// Opens the next transaction if the last commit left it for later.
+    func openIfNeeded() throws(FSError) {
+        guard needsOpen else { return }
+        let next = try link.getLogTrees()
+        do {
+            txn = try LogTransaction(device: meta, logTrees: next)
+        } catch {
+            failed = .store(error)
+            throw .store(error)
+        }
+        needsOpen = false
+    }
+
+    /// Opens the next transaction now if a lock invalidation's commit left it for later
+    /// (called once the invalidation is answered).
+    public func prepareTransaction() {
+        state.withLock {
+            do throws(FSError) {
+                try openIfNeeded()
+            } catch {
+                // the next operation tries again and reports it
+            }
+        }
+    }
+
+    /// Commits the transaction and opens the next one, or leaves that to `openIfNeeded`
+    /// when not `reopen`.
+    func commitLocked(force: Bool = false, reopen: Bool = true) throws(FSError) {
         lastCommit = monotonicSeconds()
-        if cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
+        if needsOpen && !force { return }
+        try openIfNeeded()
+        if !force && cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
         let seq = itemSeq
         let items = cache.dirtyItems()
         let tree = BTree(store: txn)
@@ -272,13 +311,8 @@ public final class Volume: @unchecked Sendable {
         counters.commitItems += UInt64(items.count)
         cache.committed()
         forest.invalidateRoots()
-        let next = try link.getLogTrees()
-        do {
-            txn = try LogTransaction(device: meta, logTrees: next)
-        } catch {
-            failed = .store(error)
-            throw .store(error)
-        }
+        needsOpen = true
+        if reopen { try openIfNeeded() }
     }
 
     /// The largest transaction seq known to be complete (GET_LAST_SEQ).

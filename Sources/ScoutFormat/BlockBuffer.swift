@@ -11,7 +11,10 @@ public final class BlockBuffer: @unchecked Sendable {
     /// Allocates `size` zeroed bytes aligned to 4 KiB (so O_DIRECT can use them).
     public init(size: Int) {
         bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
-        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        // zeroed a word at a time: byte by byte costs a call per byte in unoptimised builds
+        let words = size / 8
+        if let base = bytes.baseAddress, words > 0 { base.initializeMemory(as: UInt64.self, repeating: 0, count: words) }
+        UnsafeMutableRawBufferPointer(rebasing: bytes[(words * 8)...]).initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     /// A copy of another buffer's bytes.

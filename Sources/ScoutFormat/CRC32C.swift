@@ -1,41 +1,42 @@
 /// crc32c (Castagnoli), as the original computes it: callers seed with `~0` and the result is
 /// not inverted at the end (the raw Linux `crc32c()`).
 public enum CRC32C {
-    @usableFromInline
-    static let tables: [[UInt32]] = {
-        var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
+    /// The slicing-by-8 tables, eight runs of 256 entries in one allocation that lives as
+    /// long as the process: read through a pointer, so the loop below stays cheap even in
+    /// unoptimised builds (array subscripts there cost a call and a bounds check each).
+    nonisolated(unsafe) static let tables: UnsafePointer<UInt32> = {
+        let t = UnsafeMutablePointer<UInt32>.allocate(capacity: 8 * 256)
         for i in 0..<256 {
             var c = UInt32(i)
             for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
-            t[0][i] = c
+            t[i] = c
         }
         for i in 0..<256 {
-            for k in 1..<8 { t[k][i] = (t[k - 1][i] >> 8) ^ t[0][Int(t[k - 1][i] & 0xff)] }
+            for k in 1..<8 { t[k * 256 + i] = (t[(k - 1) * 256 + i] >> 8) ^ t[Int(t[(k - 1) * 256 + i] & 0xff)] }
         }
-        return t
+        return UnsafePointer(t)
     }()
 
     /// Continues `crc` over `bytes` (slicing-by-8).
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress else { return crc }
         var c = crc
         let n = bytes.count
-        var i = 0
-        tables.withUnsafeBufferPointer { tp in
-            let t0 = tp[0], t1 = tp[1], t2 = tp[2], t3 = tp[3]
-            let t4 = tp[4], t5 = tp[5], t6 = tp[6], t7 = tp[7]
-            while n - i >= 8 {
-                let lo = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt32.self)) ^ c
-                let hi = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
-                c = t7[Int(lo & 0xff)] ^ t6[Int((lo >> 8) & 0xff)] ^ t5[Int((lo >> 16) & 0xff)]
-                    ^ t4[Int(lo >> 24)] ^ t3[Int(hi & 0xff)] ^ t2[Int((hi >> 8) & 0xff)]
-                    ^ t1[Int((hi >> 16) & 0xff)] ^ t0[Int(hi >> 24)]
-                i += 8
-            }
-            while i < n {
-                let b = bytes[i]
-                c = (c >> 8) ^ t0[Int((c ^ UInt32(b)) & 0xff)]
-                i += 1
-            }
+        let t = tables
+        var p = base.assumingMemoryBound(to: UInt8.self)
+        let end = p + n
+        while end - p >= 8 {
+            let lo = (UInt32(p.pointee) | UInt32(p[1]) << 8 | UInt32(p[2]) << 16 | UInt32(p[3]) << 24) ^ c
+            let hi = UInt32(p[4]) | UInt32(p[5]) << 8 | UInt32(p[6]) << 16 | UInt32(p[7]) << 24
+            c = (t + 7 * 256 + Int(lo & 0xff)).pointee ^ (t + 6 * 256 + Int((lo >> 8) & 0xff)).pointee
+                ^ (t + 5 * 256 + Int((lo >> 16) & 0xff)).pointee ^ (t + 4 * 256 + Int(lo >> 24)).pointee
+                ^ (t + 3 * 256 + Int(hi & 0xff)).pointee ^ (t + 2 * 256 + Int((hi >> 8) & 0xff)).pointee
+                ^ (t + 256 + Int((hi >> 16) & 0xff)).pointee ^ (t + Int(hi >> 24)).pointee
+            p += 8
+        }
+        while p < end {
+            c = (c >> 8) ^ (t + Int((c ^ UInt32(p.pointee)) & 0xff)).pointee
+            p += 1
         }
         return c
     }

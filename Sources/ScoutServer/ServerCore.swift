@@ -96,6 +96,18 @@ public final class ServerCore {
     public var dataAvailLow: UInt64 = 65_536
     /// The server keeps at least this many blocks in its own avail list.
     public var serverAvailLow = 512
+    /// Mounts whose data_avail the last GET_LOG_TREES could not fill to the low mark: the
+    /// free data space is elsewhere (other mounts' data_avail, or freed in their open
+    /// transactions). While any mount is short, the others give their unused data_avail
+    /// back at their next GET_LOG_TREES, and the service asks them to commit (SYNC_LOG_TREES)
+    /// so that happens soon. Kept in memory: a new server starts with none.
+    public private(set) var dataShort: Set<UInt64> = []
+
+    /// What a mount's data_avail is filled to: `dataAvailTarget`, or an eighth of the data
+    /// device when that is less, so a few mounts of a small device never hold all its space.
+    public var dataFillTarget: UInt64 { max(1, min(dataAvailTarget, txn.superBlock.totalDataBlocks / 8)) }
+    /// Below this a mount's data_avail is refilled: `dataAvailLow`, at most a quarter of the target.
+    public var dataFillLow: UInt64 { max(1, min(dataAvailLow, dataFillTarget / 4)) }
 
     public init(txn: MetaTransaction) {
         self.txn = txn
@@ -256,6 +268,9 @@ public final class ServerCore {
         try reclaim(rid: rid)
     }
 
+    /// Whether `rid`'s data_avail came back short from its last GET_LOG_TREES.
+    public func isDataShort(rid: UInt64) -> Bool { dataShort.contains(rid) }
+
     /// How many allocator extents one reclaim commit moves at most (the original bounds the
     /// blocks a commit may dirty; a fragmented allocator takes several commits).
     public var reclaimExtentsPerCommit = 256
@@ -271,6 +286,7 @@ public final class ServerCore {
     /// Not done yet, as the rest of this server lacks them: srch compaction and log merge
     /// cancellation, the omap entry.
     public func reclaim(rid: UInt64) throws(ServerError) {
+        dataShort.remove(rid)
         while try !reclaimStep(rid: rid) {
             try commit()
         }
@@ -466,20 +482,40 @@ public final class ServerCore {
         lt.metaAvail = head
     }
 
+    /// Tops the mount's data_avail up to the fill target when it is below the low mark. While
+    /// another mount is short of data space, this one's unused data_avail goes back to
+    /// `data_alloc` instead (it is refilled once it has run out). A refill that cannot reach
+    /// the low mark marks the mount short.
     private func refillDataAvail(_ lt: inout LogTrees) throws(ServerError) {
-        guard lt.dataAvail.totalLen < dataAvailLow else { return }
         let alloc = ExtentAllocator(store: txn)
         var core = txn.superBlock.dataAlloc
+        defer { txn.superBlock.dataAlloc = core }
+        if !dataShort.isEmpty && !dataShort.contains(lt.rid) && lt.dataAvail.totalLen > 0 {
+            do {
+                while let ext = try alloc.allocate(&lt.dataAvail, count: .max) {
+                    try alloc.free(&core, ext)
+                }
+            } catch {
+                throw .alloc(error)
+            }
+            return
+        }
+        let target = dataFillTarget
+        guard lt.dataAvail.totalLen < dataFillLow else { return }
         do {
-            while lt.dataAvail.totalLen < dataAvailTarget,
-                let ext = try alloc.allocate(&core, count: dataAvailTarget - lt.dataAvail.totalLen)
+            while lt.dataAvail.totalLen < target,
+                let ext = try alloc.allocate(&core, count: target - lt.dataAvail.totalLen)
             {
                 try alloc.free(&lt.dataAvail, ext)
             }
         } catch {
             throw .alloc(error)
         }
-        txn.superBlock.dataAlloc = core
+        if lt.dataAvail.totalLen < dataFillLow {
+            dataShort.insert(lt.rid)
+        } else {
+            dataShort.remove(lt.rid)
+        }
     }
 
     // MARK: reads

@@ -28,7 +28,8 @@ struct Cluster {
     /// registry), so fencing agents of clusters running at the same time never meet.
     var bin: String { "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary)" }
 
-    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil) throws -> Cluster {
+    /// `mkfsOptions` are added to the mkfs command line (e.g. `-d 256M` for a small data device).
+    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil, mkfsOptions: String = "") throws -> Cluster {
         let dir = try TempDir.make(prefix: "scoutfs-cluster")
         let port = Int.random(in: 20000...40000)
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
@@ -41,7 +42,7 @@ struct Cluster {
             c.dataDevices.append(try attachLoop(dir + "/data", cluster: dir))
         }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
-        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
+        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(mkfsOptions) \(dir)/meta \(dir)/data")
         guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
         let run = fenceScript ?? "\(MountEnv.root)/scripts/scoutfs-fence-local"
         let conf = "SCOUTFS_FENCED_DELAY=0.2\nSCOUTFS_FENCED_RUN=\(run)\nSCOUTFS_FENCED_RUN_ARGS=\"\"\n"
