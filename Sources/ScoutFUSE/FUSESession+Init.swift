@@ -3,6 +3,9 @@ import Glibc
 import Logging
 
 extension FUSEConfiguration {
+    /// `FUSE_DIRECT_IO_ALLOW_MMAP` (protocol 7.39, in flags2; Linux 6.6 and later).
+    static let directIOAllowMmap: UInt64 = 1 << 36
+
     /// The INIT flags this configuration asks for (see the table on ``FUSEConfiguration``).
     var wantedFlags: UInt64 {
         var f: UInt64 = 0
@@ -33,6 +36,9 @@ extension FUSEConfiguration {
         case .automatic: set(FUSE_AUTO_INVAL_DATA)
         case .explicit: set(FUSE_EXPLICIT_INVAL_DATA)
         }
+        // flags2 (INIT_EXT): shared mmap of files opened with FOPEN_DIRECT_IO (O_DIRECT and
+        // O_APPEND opens); without it the kernel refuses such a mapping with ENODEV
+        f |= FUSEConfiguration.directIOAllowMmap
         return f | self.extraFlags
     }
 }
@@ -63,8 +69,9 @@ extension FUSESession {
         let config = self.core.configuration
         var kernelFlags = UInt64(a.flags)
         if kernelFlags & UInt64(UInt32(bitPattern: FUSE_INIT_EXT)) != 0 { kernelFlags |= UInt64(a.flags2) << 32 }
+        let initExt = UInt64(UInt32(bitPattern: FUSE_INIT_EXT))
         var flags = config.wantedFlags & kernelFlags
-        flags &= 0xFFFF_FFFF  // nothing from flags2 is used; INIT_EXT is not replied
+        if kernelFlags & initExt == 0 { flags &= 0xFFFF_FFFF }
         let maxPages: UInt16 = flags & UInt64(UInt32(bitPattern: FUSE_MAX_PAGES)) != 0 ? config.maxPages : 32
 
         let info = FUSEConnectionInfo(
@@ -85,7 +92,8 @@ extension FUSESession {
         out.minor = FUSEProtocol.minor
         out.max_readahead = info.maxReadahead
         out.flags = UInt32(truncatingIfNeeded: flags)
-        out.flags2 = 0
+        out.flags2 = UInt32(truncatingIfNeeded: flags >> 32)
+        if out.flags2 != 0 { out.flags |= UInt32(truncatingIfNeeded: initExt) }
         out.max_background = config.maxBackground
         out.congestion_threshold = min(config.congestionThreshold, config.maxBackground)
         out.max_write = config.maxWrite

@@ -208,6 +208,32 @@ struct PosixMountTests {
         #expect(device(v.mnt) == data)
         #expect(v.unmount() == 0)
     }
+
+    /// A file opened with O_DIRECT or O_APPEND (served with FOPEN_DIRECT_IO) can be mapped
+    /// shared and written through the mapping (fsx -Z's MAPWRITE): the kernel refused that
+    /// with ENODEV until FUSE_DIRECT_IO_ALLOW_MMAP was negotiated.
+    @Test func sharedMappingsOfDirectAndAppendOpens() throws {
+        let v = try MountedVolume.make()
+        defer { v.cleanup() }
+        try v.mount()
+        for (name, flag) in [("direct", Int32(0o40000)), ("append", O_APPEND)] {
+            let path = v.mnt + "/" + name
+            let fd = open(path, O_RDWR | O_CREAT | flag, 0o644)
+            #expect(fd >= 0, "open \(name): errno \(errno)")
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            #expect(ftruncate(fd, 8192) == 0)
+            let p = mmap(nil, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            #expect(p != MAP_FAILED, "mmap of an \(name) open: errno \(errno)")
+            guard let p, p != MAP_FAILED else { continue }
+            memset(p + 4096, 0x5A, 4096)
+            #expect(msync(p, 8192, MS_SYNC) == 0)
+            munmap(p, 8192)
+            let back = readFile(path) ?? []
+            #expect(back.count == 8192 && back[4096...].allSatisfy { $0 == 0x5A } && back[..<4096].allSatisfy { $0 == 0 }, "\(name)")
+        }
+        #expect(v.unmount() == 0)
+    }
 }
 }
 
