@@ -78,14 +78,16 @@ struct StressSeedRun {
     let cfg: StressConfig
     let seed: UInt64
     let connections: [Int]
+    let daemons: [pid_t]
     let monitor: StressMonitor
     let results = Locked([Int: WorkerResult]())
 
-    init(c: Cluster, cfg: StressConfig, seed: UInt64, connections: [Int]) {
+    init(c: Cluster, cfg: StressConfig, seed: UInt64, connections: [Int], daemons: [pid_t]) {
         self.c = c
         self.cfg = cfg
         self.seed = seed
         self.connections = connections
+        self.daemons = daemons
         self.monitor = StressMonitor(seed: seed, opTimeout: cfg.opTimeout)
     }
 
@@ -94,9 +96,7 @@ struct StressSeedRun {
 
     /// Runs one phase under the monitor; a hang aborts the FUSE connections.
     func phase(_ bodies: [(String, @Sendable () -> Void)], seconds: Double) -> StressMonitor.Outcome {
-        let cluster = c
-        let conns = connections
-        return monitor.run(bodies, seconds: seconds, daemons: { (0..<3).compactMap { cluster.daemonPid($0) } }, abort: { abortFuseConnections(conns) })
+        monitor.run(bodies, seconds: seconds, daemons: daemons, abort: connections)
     }
 
     /// The failures of this seed; `hung` when the cluster had to be aborted.
@@ -155,6 +155,12 @@ struct StressSeedRun {
             let what = "step \(n) \(s.op.rawValue) \(s.action.path)"
             let r = monitor.op(w, mount: s.mount, what) { StressExecutor.perform(s.action, base: base(s.mount)) }
             let failed = "step \(n) \(s.op.rawValue) \(s.action.path) on m\(s.mount): \(r.call) failed: \(Errno(r.errno))"
+            if r.errno == ENOTCONN || r.errno == ECONNABORTED {
+                // the connection was aborted (a hang elsewhere) or the daemon died: nothing more to learn
+                res.failedByOp[s.op, default: 0] += 1
+                report(failed)
+                return
+            }
             switch s.action {
             case .append(let file, let records):
                 for rec in records {
@@ -257,6 +263,10 @@ struct StressSeedRun {
             if fd < 0 {
                 res.failedByOp[.race, default: 0] += 1
                 monitor.fail("seed \(seed) racer m\(m): race round \(round) open(O_CREAT) \(rel) on m\(m) failed: \(Errno(e))")
+                if e == ENOTCONN || e == ECONNABORTED {
+                    state.abandoned.store(true, ordering: .sequentiallyConsistent)
+                    return
+                }
             } else {
                 close(fd)
                 res.okByOp[.race, default: 0] += 1
@@ -337,7 +347,7 @@ struct StressSeedRun {
 }
 
 /// Walks every mount's whole tree (bounded) under the monitor; nil on a hang or error.
-func walkAll(_ c: Cluster, monitor: StressMonitor, connections: [Int]) -> ([Snapshot]?, String?) {
+func walkAll(_ c: Cluster, monitor: StressMonitor, connections: [Int], daemons: [pid_t]) -> ([Snapshot]?, String?) {
     let snaps = Locked([Int: Snapshot]())
     let bodies: [(String, @Sendable () -> Void)] = (0..<3).map { m in
         ("stress-walk\(m)", {
@@ -351,7 +361,7 @@ func walkAll(_ c: Cluster, monitor: StressMonitor, connections: [Int]) -> ([Snap
             }
         })
     }
-    let outcome = monitor.run(bodies, seconds: 120, daemons: { (0..<3).compactMap { c.daemonPid($0) } }, abort: { abortFuseConnections(connections) })
+    let outcome = monitor.run(bodies, seconds: 120, daemons: daemons, abort: connections)
     if case .hung(let report) = outcome { return (nil, report) }
     let s = snaps.with { $0 }
     return s.count == 3 ? ((0..<3).map { s[$0]! }, nil) : (nil, nil)
@@ -434,11 +444,13 @@ extension RealMounts {
                 let conns = fuseConnections((0..<3).map { c.mnt($0) })
                 #expect(conns.count == 3, "FUSE connections of the mounts: \(conns)")
                 let connIDs = Array(conns.values)
+                let daemons = registeredDaemons(runDir: c.dir + "/run")
+                #expect(daemons.count == 3, "registered daemons: \(daemons)")
                 var hung = false
                 for seed in batch {
                     next += 1
                     let t0 = monotonicSeconds()
-                    let run = StressSeedRun(c: c, cfg: cfg, seed: seed, connections: connIDs)
+                    let run = StressSeedRun(c: c, cfg: cfg, seed: seed, connections: connIDs, daemons: daemons)
                     let (failures, h, res) = run.run()
                     hung = h
                     let steps = res.values.reduce(0) { $0 + $1.steps }
@@ -457,7 +469,7 @@ extension RealMounts {
                 if hung { continue }
                 // every mount, and a remount, end with the same tree and contents
                 let monitor = StressMonitor(seed: batch[0], opTimeout: cfg.opTimeout)
-                let (before, report) = walkAll(c, monitor: monitor, connections: connIDs)
+                let (before, report) = walkAll(c, monitor: monitor, connections: connIDs, daemons: daemons)
                 if let report { Issue.record("final walk: \(report)") }
                 guard let before else {
                     Issue.record("final walk failed: \(monitor.errors)")
@@ -470,7 +482,8 @@ extension RealMounts {
                 #expect(c.unmount([0, 1, 2]) == 0, "unmount\n\(c.logs())")
                 try c.mount([0, 1, 2])
                 let conns2 = Array(fuseConnections((0..<3).map { c.mnt($0) }).values)
-                let (after, report2) = walkAll(c, monitor: monitor, connections: conns2)
+                let daemons2 = registeredDaemons(runDir: c.dir + "/run")
+                let (after, report2) = walkAll(c, monitor: monitor, connections: conns2, daemons: daemons2)
                 if let report2 { Issue.record("walk after remount: \(report2)") }
                 for m in 0..<3 {
                     guard let after else { break }

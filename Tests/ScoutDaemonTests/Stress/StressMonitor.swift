@@ -50,7 +50,7 @@ final class StressMonitor: Sendable {
     /// `opTimeout`, the whole phase by `seconds`). On a hang it reports the stuck operations and
     /// every daemon thread's state, calls `abort` (which must unstick the threads, e.g. by
     /// aborting the FUSE connections) and waits a bounded time for the threads to end.
-    func run(_ bodies: [(String, @Sendable () -> Void)], seconds: Double, daemons: () -> [pid_t], abort: () -> Void) -> Outcome {
+    func run(_ bodies: [(String, @Sendable () -> Void)], seconds: Double, daemons: [pid_t], abort: [Int]) -> Outcome {
         let ids = Array(bodies.indices)
         state.withLock { s in
             s.finished = []
@@ -82,11 +82,15 @@ final class StressMonitor: Sendable {
         for (thread, f) in stuck {
             report += "  thread \(thread) mount m\(f.mount): \(f.what) for \(Int(now - f.since)) s\n"
         }
-        for pid in daemons() { report += Self.threadStates(pid) }
-        abort()
+        for pid in daemons { report += Self.threadStates(pid) }
+        abortFuseConnections(abort)
         // the aborted connections fail every waiting syscall with ENOTCONN; wait for the threads
-        _ = waitFor(seconds: 30) { state.withLock { $0.finished.count == ids.count } }
-        if !state.withLock({ $0.finished.count == ids.count }) { report += "threads still stuck after the abort\n" }
+        if waitFor(seconds: 20, { state.withLock { $0.finished.count == ids.count } }) == nil {
+            // a dead daemon's connection ends too
+            report += "threads still stuck 20 s after aborting FUSE connections \(abort): killing the daemons\n"
+            for pid in daemons { kill(pid, SIGKILL) }
+            if waitFor(seconds: 20, { state.withLock { $0.finished.count == ids.count } }) == nil { report += "threads still stuck\n" }
+        }
         return .hung(report)
     }
 
@@ -96,7 +100,8 @@ final class StressMonitor: Sendable {
         let tasks = listDirectory("/proc/\(pid)/task").sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }
         for tid in tasks.prefix(200) {
             let base = "/proc/\(pid)/task/\(tid)"
-            let stat = readText(base + "/stat").trimmingCharacters(in: "\n")
+            // tid (comm) state
+            let stat = readText(base + "/stat").split(separator: " ").prefix(3).joined(separator: " ")
             let wchan = readText(base + "/wchan")
             out += "\(stat) wchan=\(wchan)\n"
             let stack = readText(base + "/stack")
@@ -167,6 +172,20 @@ func fuseConnections(_ mountpoints: [String]) -> [String: Int] {
         out[String(f[4])] = major << 20 | minor
     }
     return out
+}
+
+/// The daemons of the mounts registered in a run directory (`RUN/mounts/RID`, `pid=`), read
+/// from the registry so that nothing scans /proc/*/cmdline, which blocks on a process whose
+/// memory map is held by a thread stuck in a FUSE page fault.
+func registeredDaemons(runDir: String) -> [pid_t] {
+    listDirectory(runDir + "/mounts").sorted().compactMap { name in
+        readText(runDir + "/mounts/" + name).split(separator: "\n").first { $0.hasPrefix("pid=") }.flatMap { pid_t($0.dropFirst(4)) }
+    }.filter { pid in
+        // alive and still the scoutfs binary (not a reused pid)
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
+        return n > 0 && String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).hasSuffix("/scoutfs")
+    }
 }
 
 /// Aborts FUSE connections: every request waiting on them fails with ENOTCONN.
