@@ -135,7 +135,10 @@ enum StressExecutor {
         guard let map = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(start)), map != MAP_FAILED else {
             return .failed("mmap(PROT_WRITE, MAP_SHARED)")
         }
-        data.withUnsafeBytes { (map + (offset - start)).copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        if let e = kernelCopy(into: map + (offset - start), from: data) {
+            munmap(map, length)
+            return e
+        }
         if msync(map, length, MS_SYNC) != 0 {
             let e = StressResult.failed("msync(MS_SYNC)")
             munmap(map, length)
@@ -155,8 +158,33 @@ enum StressExecutor {
         guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), map != MAP_FAILED else {
             return .failed("mmap(PROT_READ, MAP_SHARED)")
         }
-        let bytes = [UInt8](UnsafeRawBufferPointer(start: map, count: size))
+        let r = kernelCopy(from: map, count: size)
         munmap(map, size)
+        return r
+    }
+
+    // The mapping is copied by the kernel (write(2) from it, read(2) into it through a tmpfile):
+    // a fault on a mapping whose FUSE connection is gone then fails the call with EFAULT
+    // instead of killing the test process with SIGBUS.
+    private static func tmpfile() -> Int32 { open("/tmp", cfk_o_tmpfile() | O_RDWR | O_CLOEXEC, 0o600) }
+
+    private static func kernelCopy(into map: UnsafeMutableRawPointer, from data: [UInt8]) -> StressResult? {
+        let t = tmpfile()
+        guard t >= 0 else { return .failed("open(/tmp, O_TMPFILE)") }
+        defer { close(t) }
+        guard data.withUnsafeBytes({ pwrite(t, $0.baseAddress, $0.count, 0) }) == data.count else { return .failed("pwrite(tmpfile)") }
+        let n = pread(t, map, data.count, 0)
+        return n == data.count ? nil : .failed("store into the mapping (pread into it)", n < 0 ? errno : EIO)
+    }
+
+    private static func kernelCopy(from map: UnsafeMutableRawPointer, count: Int) -> StressResult {
+        let t = tmpfile()
+        guard t >= 0 else { return .failed("open(/tmp, O_TMPFILE)") }
+        defer { close(t) }
+        let n = pwrite(t, map, count, 0)
+        guard n == count else { return .failed("load from the mapping (pwrite from it)", n < 0 ? errno : EIO) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard bytes.withUnsafeMutableBytes({ pread(t, $0.baseAddress, count, 0) }) == count else { return .failed("pread(tmpfile)") }
         return StressResult(bytes: bytes)
     }
 
@@ -224,11 +252,13 @@ enum StressExecutor {
             let rel = queue[i]
             i += 1
             let dir = rel.isEmpty ? base : base + "/" + rel
-            for name in try readDirectory(dir).sorted() {
+            let names: [String]
+            do throws(Errno) { names = try readDirectory(dir) } catch { throw Errno(error.code, path: dir, call: "readdir") }
+            for name in names.sorted() {
                 let r = rel.isEmpty ? name : rel + "/" + name
                 let path = base + "/" + r
                 var st = stat()
-                guard lstat(path, &st) == 0 else { throw Errno(errno) }
+                guard lstat(path, &st) == 0 else { throw Errno(errno, path: path, call: "lstat") }
                 let fmt = st.st_mode & S_IFMT
                 var entry = SnapshotEntry(type: "o", size: Int(st.st_size), nlink: Int(st.st_nlink), hash: 0, xattrs: try xattrs(path))
                 if fmt == S_IFDIR {
@@ -236,7 +266,7 @@ enum StressExecutor {
                     queue.append(r)
                 } else if fmt == S_IFREG {
                     entry.type = "f"
-                    entry.hash = fnv1a(try readAll(path))
+                    do throws(Errno) { entry.hash = fnv1a(try readAll(path)) } catch { throw Errno(error.code, path: path, call: "read") }
                 } else if fmt == S_IFLNK {
                     entry.type = "l"
                 }

@@ -133,8 +133,13 @@ func readAll(_ path: String, limit: Int = 64 << 20) throws(Errno) -> [UInt8] {
 
 struct Errno: Error, Equatable, CustomStringConvertible {
     var code: Int32
-    init(_ code: Int32) { self.code = code }
-    var description: String { "errno \(code) (\(String(cString: strerror(code))))" }
+    /// where it came from, when a walk or read over many paths failed
+    var context = ""
+    init(_ code: Int32, path: String = "", call: String = "") {
+        self.code = code
+        if !path.isEmpty { context = "\(call) \(path): " }
+    }
+    var description: String { "\(context)errno \(code) (\(String(cString: strerror(code))))" }
 }
 
 /// The names in a directory, without `.` and `..` (bounded).
