@@ -5,7 +5,7 @@
 #   make demo      the main job (see README)
 #   make bench     btree benchmarks (release build), figures for docs/performance.md
 
-APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux
+APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux acl
 
 .PHONY: deps build test demo bench clean
 

@@ -3,6 +3,9 @@
 # 127.0.0.1-3 mount the same volume with `mount -t scoutfs`, elect a leader whose server the
 # others use, share files with POSIX consistency, survive a kill -9 of the leader (the
 # fencing agent fences it, a survivor takes over) and take the killed node back as a follower.
+# Each node opens the shared image files through loop devices of its own, as separate hosts on
+# a shared LUN would (each with its own page cache); the daemons use O_DIRECT, so every node
+# reads what the others wrote.
 # The archive commands (release/stage, walk-inodes) join the cycle with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +17,15 @@ install -m 0755 scripts/scoutfs-fence-local /usr/local/sbin/scoutfs-fence-local
 var=$PWD/var
 meta=$var/meta.img
 data=$var/data.img
+mkdir -p "$var"
 for n in 0 1 2; do mkdir -p "$var/mnt$n"; umount "$var/mnt$n" 2>/dev/null || true; done
 pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
+detach_loops() {  # the loop devices an earlier run left over these images
+    for img in "$meta" "$data"; do
+        [ -e "$img" ] && losetup -j "$img" | cut -d: -f1 | xargs -r -n1 losetup -d 2>/dev/null || true
+    done
+}
+detach_loops
 rm -f "$meta" "$data" "$var"/*.log
 truncate -s 8G "$meta"
 truncate -s 8G "$data"
@@ -24,12 +34,20 @@ cleanup() {
     for n in 0 1 2; do umount "$var/mnt$n" 2>/dev/null & done
     sleep 5
     pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
+    detach_loops
 }
 trap cleanup EXIT
 
+# each node's own view of the shared devices
+declare -a node_meta node_data
+for n in 0 1 2; do
+    node_meta[$n]=$(losetup -f --show "$meta")
+    node_data[$n]=$(losetup -f --show "$data")
+done
+
 mount_node() {  # slot
     SCOUTFS_LOG=info mount -t scoutfs \
-        -o "metadev_path=$meta,quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "$data" "$var/mnt$1" \
+        -o "metadev_path=${node_meta[$1]},quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "${node_data[$1]}" "$var/mnt$1" \
         2>>"$var/node$1.log"
 }
 status() { scoutfs quorum-status -p "$var/mnt$1" 2>/dev/null || true; }
@@ -57,6 +75,7 @@ EOF
 scoutfs fenced --config "$var/fenced.conf" >>"$var/fenced.log" 2>&1 &
 echo
 echo "== mount -t scoutfs on three nodes at once (a majority elects the leader)"
+for n in 0 1 2; do echo "  node $n: metadev_path=${node_meta[$n]}, data device ${node_data[$n]}"; done
 pids=""
 for n in 0 1 2; do mount_node "$n" & pids="$pids $!"; done
 for p in $pids; do wait "$p"; done
@@ -109,6 +128,7 @@ for n in 0 1 2; do umount "$var/mnt$n" & pids="$pids $!"; done
 for p in $pids; do wait "$p"; done
 trap - EXIT
 pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
+detach_loops
 echo
 echo "== scoutfs print var/meta.img | grep dirent names (the unmounted volume, read by print)"
 scoutfs print "$meta" | grep -A1 'dirent:' | grep 'name' | sort | uniq -c | head -20

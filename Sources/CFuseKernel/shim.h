@@ -14,6 +14,8 @@
 
 static inline unsigned long cfk_fuse_dev_ioc_clone(void) { return FUSE_DEV_IOC_CLONE; }
 static inline unsigned long cfk_loop_ctl_get_free(void) { return LOOP_CTL_GET_FREE; }
+static inline unsigned long cfk_loop_ctl_add(void) { return LOOP_CTL_ADD; }
+static inline unsigned long cfk_loop_ctl_remove(void) { return LOOP_CTL_REMOVE; }
 static inline unsigned long cfk_loop_configure(void) { return LOOP_CONFIGURE; }
 static inline unsigned long cfk_loop_set_fd(void) { return LOOP_SET_FD; }
 static inline unsigned long cfk_loop_set_status64(void) { return LOOP_SET_STATUS64; }

@@ -168,30 +168,22 @@ public final class Mount: @unchecked Sendable {
             throw MountError(error.errno, "mount failed: \(error)")
         }
         volume = vol
+        for (what, direct) in [("metadata", metaDev.direct), ("data", vol.dataDeviceIsDirect)] where !direct {
+            log.warning("the \(what) device's filesystem refused O_DIRECT: it is read through this host's page cache, so only mounts on this host see its writes coherently")
+        }
 
         // FUSE
-        let loop: LoopDevice
-        do {
-            loop = try LoopDevice.attach(backingPath: dataPath)
-        } catch {
-            throw MountError(error.errno, "cannot attach a loop device to \(dataPath): \(error)")
-        }
         var mopts = FUSEMountOptions()
         mopts.subtype = "scoutfs"
         mopts.readOnly = options.readOnly
-        let mounted: FUSEMount
-        let fd: Int32
-        do {
-            (mounted, fd) = try FUSEMount.mount(at: mountpoint, source: .block(devicePath: loop.path), options: mopts)
-        } catch {
-            throw MountError(error.errno, "\(error)")
-        }
-        loop.releaseHold()
+        let (source, mounted, fd) = try FuseblkSource.mount(
+            dataPath: dataPath, fsid: sb.hdr.fsid, at: mountpoint, options: mopts, logger: log)
+        defer { source.finished() }
         let fs = ScoutFileSystem(volume: vol, logger: log)
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
         fcfg.readdirPlus = .off
-        fcfg.posixACL = false
+        fcfg.posixACL = true
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
         fs.attach(notifier: session.notifier)
         let cleanUnmount = CleanFlag()

@@ -1,6 +1,6 @@
-public import ScoutBTree
-public import ScoutBlockIO
-public import ScoutFormat
+import ScoutBTree
+import ScoutBlockIO
+import ScoutFormat
 import Synchronization
 import SystemPackage
 

@@ -138,13 +138,13 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     public func mknod(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, rdev: UInt32, umask: UInt32) throws -> EntryReply {
         let n = name.bytes
-        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: mode & ~umask, rdev: rdev, caller: Self.caller(context)) }, parent: parent, name: n)
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: mode, umask: umask, rdev: rdev, caller: Self.caller(context)) }, parent: parent, name: n)
     }
 
     public func mkdir(_ context: RequestContext, parent: UInt64, name: borrowing FileName, mode: UInt32, umask: UInt32) throws -> EntryReply {
         let n = name.bytes
-        let m = UInt32(S_IFDIR) | (mode & ~umask & 0o7777)
-        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: m, caller: Self.caller(context)) }, parent: parent, name: n)
+        let m = UInt32(S_IFDIR) | (mode & 0o7777)
+        return entry(try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: m, umask: umask, caller: Self.caller(context)) }, parent: parent, name: n)
     }
 
     public func unlink(_ context: RequestContext, parent: UInt64, name: borrowing FileName) throws {
@@ -219,7 +219,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     ) throws {
         let n = name.bytes
         let v = value.withUnsafeBytes { Array($0) }
-        try run { () throws(FSError) in try volume.setxattr(nodeID, name: n, value: v, flags: UInt32(bitPattern: flags)) }
+        try run { () throws(FSError) in try volume.setxattr(nodeID, name: n, value: v, flags: UInt32(bitPattern: flags), killSGID: killSGID) }
     }
 
     public func getxattr(_ context: RequestContext, nodeID: UInt64, name: borrowing FileName) throws -> [UInt8] {
@@ -279,13 +279,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         flags: Int32
     ) throws -> CreateReply {
         let n = name.bytes
-        let a = try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & ~umask & 0o7777), caller: Self.caller(context)) }
+        let a = try run { () throws(FSError) in try volume.makeNode(parent: parent, name: n, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context)) }
         try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
         return CreateReply(entry: entry(a, parent: parent, name: n), open: OpenReply(fileHandle: a.ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache]))
     }
 
     public func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
-        let a = try run { () throws(FSError) in try volume.tmpfile(parent: parent, mode: UInt32(S_IFREG) | (mode & ~umask & 0o7777), caller: Self.caller(context)) }
+        let a = try run { () throws(FSError) in try volume.tmpfile(parent: parent, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context)) }
         try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
         return CreateReply(entry: entry(a), open: OpenReply(fileHandle: a.ino, flags: [.keepCache]))
     }

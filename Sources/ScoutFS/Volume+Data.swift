@@ -1,6 +1,7 @@
 import Glibc
 import ScoutAlloc
-public import ScoutFormat
+import ScoutBlockIO
+import ScoutFormat
 import ScoutStorage
 import SystemPackage
 
@@ -114,32 +115,20 @@ extension Volume {
     // MARK: device I/O
 
     func pwriteAll(_ buf: UnsafeRawBufferPointer, at off: UInt64) throws(FSError) {
-        var done = 0
-        while done < buf.count {
-            let n = Glibc.pwrite(dataFD.rawValue, buf.baseAddress! + done, buf.count - done, off_t(off) + off_t(done))
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw FSError(Glibc.errno, "data device write at \(off)")
-            }
-            done += n
+        do {
+            try data.write(buf, at: off)
+        } catch {
+            throw FSError(error.rawValue, "data device write at \(off)")
         }
         dataDirty = true
         counters.dataBytesWritten += UInt64(buf.count)
     }
 
     func preadAll(_ buf: UnsafeMutableRawBufferPointer, at off: UInt64) throws(FSError) {
-        var done = 0
-        while done < buf.count {
-            let n = Glibc.pread(dataFD.rawValue, buf.baseAddress! + done, buf.count - done, off_t(off) + off_t(done))
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw FSError(Glibc.errno, "data device read at \(off)")
-            }
-            if n == 0 {
-                memset(buf.baseAddress! + done, 0, buf.count - done)
-                break
-            }
-            done += n
+        do {
+            try data.read(into: buf, at: off)
+        } catch {
+            throw FSError(error.rawValue, "data device read at \(off)")
         }
         counters.dataBytesRead += UInt64(buf.count)
     }

@@ -160,7 +160,10 @@ extension Volume {
                 i.mtime = now
                 i.ctime = now
             }
-            if let m = s.mode { i.mode = (i.mode & UInt32(S_IFMT)) | (m & ~UInt32(S_IFMT)) }
+            if let m = s.mode {
+                i.mode = (i.mode & UInt32(S_IFMT)) | (m & ~UInt32(S_IFMT))
+                try chmodACL(ino, &i)
+            }
             if let u = s.uid { i.uid = u }
             if let g = s.gid { i.gid = g }
             if s.atimeNow { i.atime = now } else if let a = s.atime { i.atime = a }
@@ -171,21 +174,29 @@ extension Volume {
         }
     }
 
-    /// mknod, mkdir, create and symlink.
-    public func makeNode(parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt32 = 0, caller: Caller, symlink: [UInt8]? = nil) throws(FSError) -> FileAttr {
+    /// mknod, mkdir, create and symlink. `mode` is the mode asked for: the directory's default
+    /// ACL restricts it, or else `umask` does.
+    public func makeNode(
+        parent: UInt64, name: [UInt8], mode: UInt32, umask: UInt32 = 0, rdev: UInt32 = 0, caller: Caller, symlink: [UInt8]? = nil
+    ) throws(FSError) -> FileAttr {
         try Self.checkName(name)
         if let t = symlink, t.count + 1 > Format.symlinkMaxSize || t.isEmpty { throw FSError(t.isEmpty ? FSError.ENOENT : FSError.ENAMETOOLONG) }
         return try withLocks([parent], write: true) { () throws -> FileAttr in
             var dir = try loadDir(parent)
             if dir.nlink == 0 { throw FSError(FSError.ENOENT) }
             if try findEntry(parent, name) != nil { throw FSError(FSError.EEXIST) }
-            var m = mode
+            let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
+            var m = acls.mode
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 {
                 gid = dir.gid
                 if Self.isDir(m) { m |= UInt32(S_ISGID) }
             }
             var (ino, i) = try newInode(mode: m, uid: caller.uid, gid: gid, rdev: rdev)
+            if acls.access != nil || acls.defaults != nil {
+                storeInheritedACLs(ino, &i, acls)
+                storeInode(ino, &i)
+            }
             if let t = symlink {
                 let bytes = t + [0]
                 var nr: UInt64 = 0
@@ -378,29 +389,39 @@ extension Volume {
     }
 
     /// Calls `emit(name, ino, dtype, nextOffset)` for entries from `offset` until it returns false.
-    /// Offsets: 1 after ".", 2 after "..", pos + 1 after the entry at readdir pos `pos`.
+    /// Offsets are readdir positions, as the original's: "." is at 0, ".." at 1, an entry at its
+    /// dirent pos (2 and up, never reused). An entry's `nextOffset` (its `d_off`) is the position
+    /// of the entry after it, so past a deleted entry it is the next live one's position, not
+    /// its own + 1; the last entry's is its own + 1.
     public func readdir(_ ino: UInt64, offset: UInt64, _ emit: ([UInt8], UInt64, UInt8, UInt64) -> Bool) throws(FSError) {
         try withLocks([ino], write: false) { () throws -> Void in
             _ = try loadDir(ino)
+            // each entry is emitted once the position after it is known
+            var held: (name: [UInt8], ino: UInt64, type: UInt8, pos: UInt64)?
             if offset < 1 { if !emit([0x2e], ino, Dirent.DType.dir.rawValue, 1) { return } }
-            if offset < 2 { if !emit([0x2e, 0x2e], try parentOf(ino), Dirent.DType.dir.rawValue, 2) { return } }
-            var pos = Self.readdirKey(ino, max(offset, 2))
-            let end = Self.readdirKey(ino, .max)
-            while let it = try cache.next(from: pos, through: end) {
+            if offset < 2 { held = ([0x2e, 0x2e], try parentOf(ino), Dirent.DType.dir.rawValue, 1) }
+            var at = Self.readdirKey(ino, max(offset, Format.direntFirstPos))
+            let end = Self.readdirKey(ino, Format.direntLastPos)
+            while let it = try cache.next(from: at, through: end) {
                 guard let d = try? Dirent.decode(it.value) else { throw FSError(FSError.EIO, "dirent \(it.key)") }
-                if !emit(d.name, d.ino, d.type, it.key.second + 1) { return }
-                pos = it.key.incremented()
+                if let h = held, !emit(h.name, h.ino, h.type, it.key.second) { return }
+                held = (d.name, d.ino, d.type, it.key.second)
+                if it.key == end { break }
+                at = it.key.incremented()
             }
+            if let h = held { _ = emit(h.name, h.ino, h.type, h.pos + 1) }
         }
     }
 
     /// An unnamed regular file (O_TMPFILE): an orphan from the start, linkable later.
-    public func tmpfile(parent: UInt64, mode: UInt32, caller: Caller) throws(FSError) -> FileAttr {
+    public func tmpfile(parent: UInt64, mode: UInt32, umask: UInt32 = 0, caller: Caller) throws(FSError) -> FileAttr {
         try withLocks([parent], write: true) { () throws -> FileAttr in
             let dir = try loadDir(parent)
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }
-            var (ino, i) = try newInode(mode: mode, uid: caller.uid, gid: gid)
+            let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
+            var (ino, i) = try newInode(mode: acls.mode, uid: caller.uid, gid: gid)
+            storeInheritedACLs(ino, &i, acls)
             i.nlink = 0
             storeInode(ino, &i)
             orphan(ino)

@@ -24,7 +24,7 @@ extension Volume {
     }
 
     /// The xattr `name` of `ino`: its id, its parts' keys and its value; nil when absent.
-    private func findXattr(_ ino: UInt64, _ name: [UInt8]) throws(FSError) -> (id: UInt64, keys: [Key], value: [UInt8])? {
+    func findXattr(_ ino: UInt64, _ name: [UInt8]) throws(FSError) -> (id: UInt64, keys: [Key], value: [UInt8])? {
         let hash = FNV1a.hash32(name)
         var pos = Self.xattrKey(ino, hash, 0, 0)
         let end = Self.xattrKey(ino, hash, .max, .max)
@@ -65,29 +65,48 @@ extension Volume {
         }
     }
 
-    public func setxattr(_ ino: UInt64, name: [UInt8], value: [UInt8], flags: UInt32) throws(FSError) {
+    /// setxattr(2). `killSGID` (FUSE_SETXATTR_ACL_KILL_SGID) clears setgid when an access ACL
+    /// is set by someone outside the file's group. The POSIX ACL names keep the mode in step
+    /// (see `setACL`).
+    public func setxattr(_ ino: UInt64, name: [UInt8], value: [UInt8], flags: UInt32, killSGID: Bool = false) throws(FSError) {
         try Self.checkXattrName(name)
+        if flags & ~(XattrFlags.create | XattrFlags.replace) != 0 {
+            throw FSError(FSError.EINVAL, "setxattr flags 0x\(String(flags, radix: 16)): only XATTR_CREATE and XATTR_REPLACE exist")
+        }
+        if flags & XattrFlags.create != 0 && flags & XattrFlags.replace != 0 {
+            throw FSError(FSError.EINVAL, "setxattr: XATTR_CREATE and XATTR_REPLACE together")
+        }
         if value.count > Self.xattrMaxValue { throw FSError(FSError.E2BIG) }
         try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
             let old = try findXattr(ino, name)
             if flags & XattrFlags.create != 0 && old != nil { throw FSError(FSError.EEXIST) }
             if flags & XattrFlags.replace != 0 && old == nil { throw FSError(FSError.ENODATA) }
-            if let old { for k in old.keys { cache.delete(k) } }
-            let id = i.nextXattrId
-            i.nextXattrId += 1
-            let bytes = XattrHeader(valLen: UInt16(value.count), nameLen: UInt8(name.count)).encoded() + name + value
-            let hash = FNV1a.hash32(name)
-            var off = 0
-            var part: UInt8 = 0
-            while off < bytes.count {
-                let n = min(Format.btreeMaxValueLength, bytes.count - off)
-                cache.put(Self.xattrKey(ino, hash, id, part), Array(bytes[off..<(off + n)]))
-                off += n
-                part += 1
+            if PosixACL.isACLName(name) {
+                try setACL(ino, &i, name: name, value: value, replacing: old?.keys ?? [], killSGID: killSGID)
+            } else {
+                putXattr(ino, &i, name: name, value: value, replacing: old?.keys ?? [])
             }
             i.ctime = Self.now()
             storeInode(ino, &i)
+        }
+    }
+
+    /// Writes the xattr `name` = `value` of `ino` as a new id, deleting the items of the value
+    /// it replaces. The caller stores the inode (its next xattr id moved).
+    func putXattr(_ ino: UInt64, _ i: inout Inode, name: [UInt8], value: [UInt8], replacing old: [Key]) {
+        for k in old { cache.delete(k) }
+        let id = i.nextXattrId
+        i.nextXattrId += 1
+        let bytes = XattrHeader(valLen: UInt16(value.count), nameLen: UInt8(name.count)).encoded() + name + value
+        let hash = FNV1a.hash32(name)
+        var off = 0
+        var part: UInt8 = 0
+        while off < bytes.count {
+            let n = min(Format.btreeMaxValueLength, bytes.count - off)
+            cache.put(Self.xattrKey(ino, hash, id, part), Array(bytes[off..<(off + n)]))
+            off += n
+            part += 1
         }
     }
 
@@ -95,7 +114,11 @@ extension Volume {
         try Self.checkXattrName(name)
         try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
-            guard let old = try findXattr(ino, name) else { throw FSError(FSError.ENODATA) }
+            guard let old = try findXattr(ino, name) else {
+                // removing an ACL that is not there succeeds, as on ext4 and tmpfs
+                if PosixACL.isACLName(name) { return }
+                throw FSError(FSError.ENODATA)
+            }
             for k in old.keys { cache.delete(k) }
             i.ctime = Self.now()
             storeInode(ino, &i)

@@ -1,8 +1,8 @@
 import Glibc
-public import ScoutBTree
+import ScoutBTree
 public import ScoutBlockIO
 public import ScoutFormat
-public import ScoutStorage
+import ScoutStorage
 import SystemPackage
 
 /// Attributes of an inode as the kernel sees them.
@@ -54,7 +54,10 @@ public final class Volume: @unchecked Sendable {
     // Invariant: every mutable property below is only touched with `state` held.
     let state = PThreadLock()
     public let meta: MetaDevice
-    let dataFD: FileDescriptor
+    /// The data device (direct I/O: see `FileBlockDevice`).
+    let data: FileBlockDevice
+    /// Whether the data device bypasses this host's page cache (see `FileBlockDevice.direct`).
+    public var dataDeviceIsDirect: Bool { data.direct }
     let dataBlocks: UInt64
     let link: any ServerLink
     let cache: ItemCache
@@ -87,18 +90,11 @@ public final class Volume: @unchecked Sendable {
         self.fmtVers = fmtVers
         self.link = link
         do {
-            dataFD = try FileDescriptor.open(dataPath, .readWrite, options: [.closeOnExec])
+            data = try FileBlockDevice(path: dataPath, writable: true)
         } catch {
-            throw FSError((error as? Errno)?.rawValue ?? FSError.EIO, "open data device \(dataPath)")
+            throw FSError(error.rawValue, "open data device \(dataPath)")
         }
-        var st = stat()
-        if fstat(dataFD.rawValue, &st) != 0 { throw FSError(Glibc.errno, "stat \(dataPath)") }
-        var size = UInt64(st.st_size)
-        if (st.st_mode & S_IFMT) == S_IFBLK {
-            var s: UInt64 = 0
-            _ = ioctl(dataFD.rawValue, 0x8008_1272, &s)  // BLKGETSIZE64
-            size = s
-        }
+        let size = data.size
         dataBlocks = size / UInt64(Format.smallBlockSize)
         forest = Forest(device: meta, link: link)
         cache = ItemCache(forest: forest)
@@ -110,10 +106,6 @@ public final class Volume: @unchecked Sendable {
             throw .store(error)
         }
         locks.onInvalidate = { [unowned self] range, to in self.lockInvalidated(range, to) }
-    }
-
-    deinit {
-        try? dataFD.close()
     }
 
     // MARK: locking
@@ -265,7 +257,7 @@ public final class Volume: @unchecked Sendable {
         lt.dataFreed = txn.logTrees.dataFreed
         txn.logTrees = lt
         if dataDirty {
-            if fsync(dataFD.rawValue) != 0 { throw FSError(Glibc.errno, "fsync of the data device") }
+            do { try data.sync() } catch { throw FSError(error.rawValue, "fsync of the data device") }
             dataDirty = false
         }
         let written: LogTrees

@@ -18,7 +18,7 @@
 /// | WRITEBACK_CACHE | off | no help for a fast daemon (fuse-notes), and it breaks cluster coherence |
 /// | PARALLEL_DIROPS | on | concurrent lookups/readdirs in one directory |
 /// | HANDLE_KILLPRIV_V2 | ``handleKillPrivV2`` (off) | when on, the filesystem clears setuid/setgid on write/chown/truncate |
-/// | POSIX_ACL | ``posixACL`` (off) | when on the kernel enforces ACLs from `system.posix_acl_*` xattrs (and forces default_permissions) |
+/// | POSIX_ACL | ``posixACL`` (off; scoutfs turns it on) | when on the kernel enforces access ACLs from `system.posix_acl_access` (and forces default_permissions); the filesystem keeps the mode in step on setxattr/chmod and inherits default ACLs on create (with DONT_MASK, without the umask) |
 /// | ABORT_ERROR | on | reads after a fusectl abort return `ECONNABORTED`: tells an abort from an unmount |
 /// | CACHE_SYMLINKS | ``cacheSymlinks`` (on) | READLINK answers are page-cached |
 /// | SETXATTR_EXT | on | SETXATTR carries FUSE_SETXATTR_ACL_KILL_SGID |

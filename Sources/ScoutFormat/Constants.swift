@@ -43,6 +43,8 @@ public enum Format {
     public static let nameLength = 255
     public static let symlinkMaxSize = 4096
     public static let direntFirstPos: UInt64 = 2
+    /// The last readdir position a dirent can have (so the position after it still fits).
+    public static let direntLastPos: UInt64 = .max - 1
     public static let xattrMaxNameLength = 255
     public static let xattrMaxValueLength = 65535
     public static let lockInodeGroupNr: UInt64 = 1024

@@ -1,6 +1,6 @@
 import ScoutAlloc
-public import ScoutBTree
-public import ScoutBlockIO
+import ScoutBTree
+import ScoutBlockIO
 public import ScoutFormat
 public import ScoutStorage
 

@@ -1,7 +1,7 @@
 import ScoutAlloc
 import ScoutBTree
-public import ScoutBlockIO
-public import ScoutFormat
+import ScoutBlockIO
+import ScoutFormat
 import SystemPackage
 
 /// The blocks a transaction has made writable, and the copy-on-write step both kinds of

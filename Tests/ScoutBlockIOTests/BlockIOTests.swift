@@ -427,6 +427,87 @@ func readRaw(_ dev: any BlockDevice, at offset: UInt64, size: Int = Format.large
         // character devices are not block devices either
         #expect(throws: Errno(rawValue: ENODEV)) { _ = try FileBlockDevice(path: "/dev/null", writable: false) }
     }
+
+    /// Reads and writes at any offset and length, from buffers at any address, land where a
+    /// byte-array model says (direct I/O bounces what is not aligned).
+    @Test func unalignedIOMatchesAModel() throws {
+        let size = 1 << 20
+        let path = try Self.sparseFile(size: UInt64(size))
+        defer { unlink(path) }
+        let dev = try FileBlockDevice(path: path, writable: true)
+        #expect(dev.direct, "the temporary directory's filesystem should take O_DIRECT")
+        var model = [UInt8](repeating: 0, count: size)
+        var rng = IORNG(seed: 0xD1EC7)
+        for _ in 0..<300 {
+            let off = Int(rng.next() % UInt64(size - 1))
+            let len = 1 + Int(rng.next() % UInt64(min(size - off, 3 * 4096 + 100)))
+            if rng.next() % 2 == 0 {
+                let bytes = rng.bytes(len + 1)
+                // +1: an address off by one byte from whatever the allocator returned
+                try bytes.withUnsafeBytes { raw in
+                    try dev.write(UnsafeRawBufferPointer(rebasing: raw[1...]), at: UInt64(off))
+                }
+                model.replaceSubrange(off..<(off + len), with: bytes[1...])
+            } else {
+                var got = [UInt8](repeating: 0, count: len + 1)
+                try got.withUnsafeMutableBytes { raw in
+                    try dev.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[1...]), at: UInt64(off))
+                }
+                #expect(Array(got[1...]) == Array(model[off..<(off + len)]), "read \(len) at \(off)")
+            }
+        }
+        // what the file holds, read without the device
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var all = [UInt8](repeating: 0, count: size)
+        #expect(pread(fd, &all, size, 0) == size)
+        #expect(all == model)
+    }
+
+    /// Two loop devices over one image are two hosts on a shared LUN: each has its own page
+    /// cache. A block written through one is read through the other as written, although the
+    /// other's page cache still holds the old contents.
+    @Test(.enabled(if: getuid() == 0, "needs root for loop devices"))
+    func separateLoopDevicesReadEachOthersWrites() throws {
+        let path = try Self.sparseFile(size: 8 << 20)
+        defer { unlink(path) }
+        let a = try Self.loop(path), b = try Self.loop(path)
+        defer { Self.detach(a); Self.detach(b) }
+        let devA = try FileBlockDevice(path: a, writable: true)
+        let devB = try FileBlockDevice(path: b, writable: true)
+        #expect(devA.direct && devB.direct)
+        try devA.write(filled(1), at: 1 << 16)
+        try devA.sync()
+        // b's page cache now holds the block as first written
+        let buffered = open(b, O_RDONLY)
+        defer { close(buffered) }
+        var old = [UInt8](repeating: 0, count: 4096)
+        #expect(pread(buffered, &old, 4096, 1 << 16) == 4096 && old.allSatisfy { $0 == 1 })
+        for round in UInt8(2)..<6 {
+            try devA.write(filled(round), at: 1 << 16)
+            try devA.sync()
+            #expect(try readRaw(devB, at: 1 << 16).allSatisfy { $0 == round }, "round \(round)")
+            try devB.write(filled(round + 100), at: 2 << 16)
+            #expect(try readRaw(devA, at: 2 << 16).allSatisfy { $0 == round + 100 }, "round \(round)")
+        }
+        // what a reader through b's page cache gets: the hazard direct I/O avoids
+        #expect(pread(buffered, &old, 4096, 1 << 16) == 4096 && old.allSatisfy { $0 == 1 })
+    }
+
+    static func loop(_ file: String) throws -> String {
+        let pipe = popen("losetup -f --show \(file)", "r")
+        defer { if let pipe { pclose(pipe) } }
+        var line = [CChar](repeating: 0, count: 256)
+        guard let pipe, fgets(&line, 256, pipe) != nil else { throw Errno.ioError }
+        let dev = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        guard dev.hasPrefix("/dev/loop") else { throw Errno.ioError }
+        return dev
+    }
+
+    static func detach(_ dev: String) {
+        if let p = popen("losetup -d \(dev)", "r") { pclose(p) }
+    }
 }
 
 // MARK: - CrashingDevice

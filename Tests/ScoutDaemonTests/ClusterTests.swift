@@ -2,13 +2,24 @@ import Glibc
 import ScoutTestSupport
 import Testing
 
-/// Three quorum members, each a `scoutfs mount` daemon on 127.0.0.(slot+1), sharing one pair of
-/// device files, with a `scoutfs fenced` agent running the local fence script.
+/// Three quorum members, each a `scoutfs mount` daemon on 127.0.0.(slot+1), with a `scoutfs
+/// fenced` agent running the local fence script.
+///
+/// Each member opens the shared image files through loop devices of its own, as separate hosts
+/// on a shared LUN do: every loop device has its own page cache, so a mount that read or wrote
+/// its devices through the host's page cache would see blocks another member has since
+/// rewritten. (Members sharing one device path on one host would share one cache and hide that.)
 struct Cluster {
     let dir: String
     let port: Int
     let heartbeatMs: Int
     var fenced: pid_t = 0
+    /// Each member's own loop devices over `dir/meta` and `dir/data`.
+    var metaDevices: [String] = []
+    var dataDevices: [String] = []
+
+    func meta(_ slot: Int) -> String { metaDevices[slot] }
+    func data(_ slot: Int) -> String { dataDevices[slot] }
 
     func mnt(_ slot: Int) -> String { "\(dir)/m\(slot)" }
     func address(_ slot: Int) -> String { "127.0.0.\(slot + 1)" }
@@ -24,6 +35,10 @@ struct Cluster {
         var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
         mkdir(dir + "/run", 0o755)
         for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
+        for _ in 0..<3 {
+            c.metaDevices.append(try attachLoop(dir + "/meta", cluster: dir))
+            c.dataDevices.append(try attachLoop(dir + "/data", cluster: dir))
+        }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
         let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(dir)/meta \(dir)/data")
         guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
@@ -37,7 +52,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(dir)/data \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOG=info SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
@@ -123,9 +138,30 @@ struct Cluster {
         }
         usleep(200_000)
         for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
+        for dev in metaDevices + dataDevices { MountEnv.sh("losetup -d \(dev)") }
         // SCOUTFS_TEST_KEEP=1 keeps the logs and devices for a look afterwards
         if getenv("SCOUTFS_TEST_KEEP") == nil { TempDir.remove(dir) }
     }
+}
+
+/// Attaches a loop device over `file` (a host's view of a shared LUN); its path is also
+/// recorded in `cluster/loops` so a test that dies early leaves a list to clean up.
+func attachLoop(_ file: String, cluster: String) throws -> String {
+    let (rc, out) = MountEnv.sh("losetup -f --show \(file)")
+    let dev = out.trimmingCharacters(in: " \n")
+    guard rc == 0, dev.hasPrefix("/dev/loop") else { throw Failure(message: "losetup \(file): \(out)") }
+    MountEnv.sh("echo \(dev) >> \(cluster)/loops")
+    return dev
+}
+
+/// Writes `bytes` at `offset` of an existing (or, with `create`, a new) file and fsyncs it.
+func overwrite(_ path: String, at offset: Int, _ bytes: [UInt8], create: Bool) throws {
+    let fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0o644)
+    guard fd >= 0 else { throw Failure(message: "open \(path): errno \(errno)") }
+    defer { close(fd) }
+    let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+    guard n == bytes.count else { throw Failure(message: "pwrite \(path): \(n) errno \(errno)") }
+    guard fsync(fd) == 0 else { throw Failure(message: "fsync \(path): errno \(errno)") }
 }
 
 /// Polls `condition` every 50 ms until it holds or `seconds` pass; returns the seconds it took.
@@ -221,6 +257,38 @@ struct ClusterTests {
         #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
     }
 
+    /// Members on separate hosts (their own loop devices, so their own page caches) read what
+    /// the others wrote: new files, files rewritten in place, truncated and extended, with new
+    /// metadata blocks every round. Through the host's page cache the readers saw stale
+    /// metadata blocks ("stale block twice", EIO) and stale data.
+    @Test func membersOnSeparateHostsReadEachOthersWrites() throws {
+        let c = try Cluster.make()
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        for round in 0..<9 {
+            let writer = round % 3
+            let data = (0..<(150_000 + round * 4096)).map { UInt8(truncatingIfNeeded: $0 &* (round + 3) &+ round) }
+            try writeFile(c.mnt(writer) + "/new\(round)", data, fsync: true)
+            try writeFile(c.mnt(writer) + "/same", data, fsync: true)
+            // in place: the same data blocks get new contents
+            let patch = [UInt8](repeating: UInt8(round + 1), count: 8192)
+            try overwrite(c.mnt(writer) + "/fixed", at: 4096, patch, create: round == 0)
+            for reader in 0..<3 where reader != writer {
+                #expect(readFile(c.mnt(reader) + "/new\(round)") == data, "round \(round): member \(reader) reading new\(round)\n\(c.logs())")
+                #expect(readFile(c.mnt(reader) + "/same") == data, "round \(round): member \(reader) reading same")
+                let fixed = readFile(c.mnt(reader) + "/fixed") ?? []
+                #expect(fixed.count == 12288 && Array(fixed[4096...]) == patch, "round \(round): member \(reader) reading fixed")
+            }
+        }
+        // every name is listed by every member
+        for m in 0..<3 {
+            let (_, out) = MountEnv.sh("ls \(c.mnt(m))")
+            #expect(out.split(separator: "\n").count == 11, "member \(m) lists \(out)")
+        }
+        #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+    }
+
     /// A fence script that takes 10 s, under a 2 s heartbeat timeout, causes no second
     /// election: the new leader keeps heartbeating while its server waits for the fence.
     @Test func slowFenceCausesNoSecondElection() throws {
@@ -265,15 +333,15 @@ struct ClusterTests {
         try c.mount([0, 1])
         // slot 5 is not configured
         var (rc, out) = MountEnv.sh(
-            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=5 \(c.dir)/data \(c.mnt(2))")
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.meta(2)),quorum_slot_nr=5 \(c.data(2)) \(c.mnt(2))")
         #expect(rc == 32 && out.contains("not a configured quorum slot"), "\(out)")
         // slot 1 is in use by a live mount
         (rc, out) = MountEnv.sh(
-            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=1 \(c.dir)/data \(c.mnt(2))")
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.meta(2)),quorum_slot_nr=1 \(c.data(2)) \(c.mnt(2))")
         #expect(rc == 32 && out.contains("in use"), "\(out)")
         // heartbeat timeout out of range, at mount and live
         (rc, out) = MountEnv.sh(
-            "timeout 30 \(c.bin) mount -o metadev_path=\(c.dir)/meta,quorum_slot_nr=2,quorum_heartbeat_timeout_ms=1999 \(c.dir)/data \(c.mnt(2))")
+            "timeout 30 \(c.bin) mount -o metadev_path=\(c.meta(2)),quorum_slot_nr=2,quorum_heartbeat_timeout_ms=1999 \(c.data(2)) \(c.mnt(2))")
         #expect(rc == 32 && out.contains("quorum_heartbeat_timeout_ms"), "\(out)")
         (rc, out) = MountEnv.sh("\(c.bin) mount-option -p \(c.mnt(0)) quorum_heartbeat_timeout_ms 60001")
         #expect(rc != 0 && out.contains("between 2000 and 60000"), "\(out)")

@@ -39,23 +39,36 @@ enum MountEnv {
 struct MountedVolume {
     let dir: String
     let port: Int
+    /// The data device when it is a loop device over `dir/data` (else the file itself).
+    var dataLoop: String? = nil
     var mnt: String { dir + "/mnt" }
+    var dataPath: String { dataLoop ?? dir + "/data" }
 
-    static func make() throws -> MountedVolume {
+    /// `dataOnLoopDevice`: the data device is a loop device over the data file (a block device).
+    static func make(dataOnLoopDevice: Bool = false) throws -> MountedVolume {
         let dir = try TempDir.make(prefix: "scoutfs-mnt")
         let port = Int.random(in: 20000...40000)
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
         try TempDir.sparseFile(dir + "/data", size: 4 << 30)
         mkdir(dir + "/mnt", 0o755)
         mkdir(dir + "/run", 0o755)
-        let (rc, out) = MountEnv.sh("\(MountEnv.binary) mkfs -A -f -Q 0,127.0.0.1,\(port) \(dir)/meta \(dir)/data")
-        guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
-        return MountedVolume(dir: dir, port: port)
+        var v = MountedVolume(dir: dir, port: port)
+        if dataOnLoopDevice {
+            let (rc, out) = MountEnv.sh("losetup -f --show \(dir)/data")
+            guard rc == 0 else { throw Failure(message: "losetup: \(out)") }
+            v.dataLoop = out.trimmingCharacters(in: " \n")
+        }
+        let (rc, out) = MountEnv.sh("\(MountEnv.binary) mkfs -A -f -Q 0,127.0.0.1,\(port) \(dir)/meta \(v.dataPath)")
+        guard rc == 0 else {
+            v.cleanup()
+            throw Failure(message: "mkfs: \(out)")
+        }
+        return v
     }
 
     func mount() throws {
         let (rc, out) = MountEnv.sh(
-            "timeout 60 env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000 \(dir)/data \(mnt) 2>>\(dir)/log")
+            "timeout 60 env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000 \(dataPath) \(mnt) 2>>\(dir)/log")
         guard rc == 0 else { throw Failure(message: "mount: \(out)") }
     }
 
@@ -80,6 +93,7 @@ struct MountedVolume {
 
     func cleanup() {
         MountEnv.sh("umount -l \(mnt)")
+        if let dataLoop { MountEnv.sh("losetup -d \(dataLoop)") }
         TempDir.remove(dir)
     }
 }
