@@ -13,6 +13,8 @@ struct StressConfig: Sendable {
     var seconds = 20.0
     var opTimeout = 30.0
     var raceRounds = 15
+    /// after this many hung seeds the rest are not run (each hang costs a cluster and ~1 min)
+    var maxHangs = 1
     var ops = Set(StressOp.allCases)
     var opsText = ""
 
@@ -32,6 +34,7 @@ struct StressConfig: Sendable {
         c.seconds = Double(max(1, int("SCOUT_STRESS_SECONDS", Int(c.seconds))))
         c.opTimeout = Double(max(1, int("SCOUT_STRESS_OP_TIMEOUT", Int(c.opTimeout))))
         c.raceRounds = max(0, int("SCOUT_STRESS_RACES", c.raceRounds))
+        c.maxHangs = max(1, int("SCOUT_STRESS_MAX_HANGS", c.maxHangs))
         c.opsText = env("SCOUT_STRESS_OPS") ?? ""
         c.ops = try StressOp.parse(c.opsText)
         return c
@@ -434,9 +437,10 @@ extension RealMounts {
             var failed: [StressOp: Int] = [:]
             var failedKinds: [StressOp: [UInt64]] = [:]
             var next = 0
+            var hangs = 0
             let started = monotonicSeconds()
             // bounded: each batch runs at least one seed
-            for _ in 0..<cfg.seeds.count where next < cfg.seeds.count {
+            for _ in 0..<cfg.seeds.count where next < cfg.seeds.count && hangs < cfg.maxHangs {
                 let batch = Array(cfg.seeds[next..<min(cfg.seeds.count, next + cfg.perCluster)])
                 let c = try Cluster.make()
                 defer { c.cleanup() }
@@ -466,7 +470,10 @@ extension RealMounts {
                     }
                     if hung { break }
                 }
-                if hung { continue }
+                if hung {
+                    hangs += 1
+                    continue
+                }
                 // every mount, and a remount, end with the same tree and contents
                 let monitor = StressMonitor(seed: batch[0], opTimeout: cfg.opTimeout)
                 let (before, report) = walkAll(c, monitor: monitor, connections: connIDs, daemons: daemons)
@@ -498,6 +505,9 @@ extension RealMounts {
             print("stress: \(cfg.seeds.count) seeds in \(Int(monotonicSeconds() - started)) s; per op kind ok/failed: \(counts)")
             for (k, seeds) in failedKinds.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
                 print("stress: \(k.rawValue) failed in seeds \(seeds.prefix(30).map(String.init).joined(separator: " "))")
+            }
+            if next < cfg.seeds.count {
+                print("stress: \(hangs) hung seeds (SCOUT_STRESS_MAX_HANGS=\(cfg.maxHangs)): seeds \(cfg.seeds[next...].map(String.init).joined(separator: " ")) not run")
             }
             if !failedSeeds.isEmpty { print("stress: failing seeds: \(failedSeeds.map(String.init).joined(separator: " "))") }
         }
