@@ -39,3 +39,11 @@ SEEDS ?= 1000
 .PHONY: simulate
 simulate: deps
 	SCOUT_SIM_SEEDS=$(SEEDS) swift test --filter QuorumSimulationTests
+
+# The multi-mount fuzzer over SEEDS seeds, 10 seeds per cluster (SCOUT_STRESS_SEED=S replays
+# one; SCOUT_STRESS_OPS=-mmap,-append leaves op kinds out; see docs/testing.md)
+BASE ?= 1
+.PHONY: stress
+stress: deps
+	swift build --build-tests
+	SCOUT_STRESS_SEEDS=$(SEEDS) SCOUT_STRESS_BASE=$(BASE) SCOUT_STRESS_MAX_HANGS=$(SEEDS) swift test --skip-build --filter StressTests/multiMountFuzz

@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "ScoutFUSETests", dependencies: ["ScoutFUSE", "ScoutTestSupport", system], swiftSettings: upcoming),
         .testTarget(
             name: "ScoutDaemonTests",
-            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutTestSupport", "CFuseKernel", system],
+            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutFUSE", "ScoutTestSupport", "CFuseKernel", system],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -112,19 +112,8 @@ func writeFile(_ path: String, _ bytes: [UInt8], fsync doSync: Bool) throws {
     if doSync { guard fsync(fd) == 0 else { throw Failure(message: "fsync \(path): errno \(errno)") } }
 }
 
-func readFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let n = read(fd, &buf, buf.count)
-        if n <= 0 { break }
-        out += buf[0..<n]
-    }
-    return out
-}
+/// A file's contents, nil when it cannot be read (see `readAll` for the errno).
+func readFile(_ path: String) -> [UInt8]? { try? readAll(path) }
 
 extension RealMounts {
 @Suite("FUSE mounts of the scoutfs daemon", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(5)))
