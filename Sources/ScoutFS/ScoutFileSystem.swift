@@ -325,8 +325,8 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// that losing a directory's lock can drop them (NOTIFY_INVAL_ENTRY): another mount may
 /// rename or remove them.
 ///
-/// Only the attribute invalidation runs inside the lock invalidation (it takes no sleeping
-/// kernel lock). Page and entry invalidations run on a thread of their own after the lock is
+/// Only the attribute invalidation and the dentry epoch (NOTIFY_INC_EPOCH) run inside the lock
+/// invalidation (they take no sleeping kernel lock). Page and entry invalidations run on a thread of their own after the lock is
 /// given up: the kernel locks each cached page of the inode to drop it (and the directory's
 /// inode lock for an entry), and a page fault or a buffered write holds that page lock while
 /// its FUSE request waits for this very cluster lock, which would never come.
@@ -358,6 +358,10 @@ final class NotifierBox: @unchecked Sendable {
         }
         guard let n else { return }
         for ino in inos { _ = try? n.invalidateInode(ino, offset: -1, length: 0) }
+        // Before the lock is given up: every dentry is revalidated before its next use, so
+        // once another mount's rename or unlink returns, no name here resolves the old way.
+        // (The entry invalidations below only free the kernel's memory then.)
+        if !entries.isEmpty { _ = try? n.incrementEpoch() }
         Threads.detached(name: "inval-pages") {
             for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
             for (parent, name) in entries { _ = try? n.invalidateEntry(parent: parent, name: name) }

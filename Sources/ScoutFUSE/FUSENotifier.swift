@@ -59,6 +59,21 @@ public struct FUSENotifier: Sendable {
         try self.delete(parent: parent, child: child, name: Array(name.utf8))
     }
 
+    /// NOTIFY_INC_EPOCH (protocol 7.44, Linux 6.16 and later): every dentry the kernel holds
+    /// is looked up again before its next use. It takes no kernel lock, so it can be sent from
+    /// anywhere, also while requests wait on this filesystem. Returns `false` when the kernel
+    /// does not know the notification.
+    @discardableResult
+    public func incrementEpoch() throws(FUSEError) -> Bool {
+        do {
+            return try withUnsafeBytes(of: ()) { (p) throws(FUSEError) -> Bool in
+                try self.send(code: fuse_notify_code(rawValue: 8), p, name: nil)
+            }
+        } catch where error.errnoValue == EINVAL {
+            return false
+        }
+    }
+
     private func send(code: fuse_notify_code, _ body: UnsafeRawBufferPointer, name: [UInt8]?) throws(FUSEError) -> Bool {
         guard self.core.connectionInfo != nil else { throw FUSEError(ENOTCONN) }
         let headerSize = MemoryLayout<fuse_out_header>.size

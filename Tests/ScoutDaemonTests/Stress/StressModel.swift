@@ -280,6 +280,8 @@ struct StressModel: Sendable {
                 for (p, _) in other { paths[p] = nil }
                 for (p, ino) in moved { paths[to + p.dropFirst(from.count)] = ino }
                 for (p, ino) in other { paths[from + p.dropFirst(to.count)] = ino }
+            } else if let old = paths[to], old == paths[from] {
+                // two links of one inode: rename(2) does nothing and succeeds
             } else {
                 if let old = paths[to] { drop(to, ino: old) }
                 for (p, _) in moved { paths[p] = nil }
