@@ -51,13 +51,22 @@ final class ItemCache {
         ranges.insert(start, end)
     }
 
-    private func load(_ key: Key) throws(FSError) -> Key {
+    /// Whether the operation reading holds the cluster lock of a range (set by the volume).
+    /// Items of a range read without its lock are returned but never cached: no invalidation
+    /// would ever drop them, so a cached copy would stay stale once another mount changed them.
+    var isHeld: (LockRange) -> Bool = { _ in true }
+
+    /// Reads the range around `key` from the forest: cached when its lock is held (returns
+    /// nil items), else returned as a sorted transient view.
+    private func load(_ key: Key) throws(FSError) -> (end: Key, transient: [(key: Key, value: [UInt8])]?) {
         let lock = LockRange.covering(key)
+        let held = isHeld(lock)
         let (start, end, items) = try forest.read(key, lock: lock)
+        guard held else { return (end, items.map { (key: $0.0, value: $0.1) }.sorted { $0.key < $1.key }) }
         clean.removeRange(start, end)
         for (k, v) in items { clean.insert(k, v) }
         addRange(start, end)
-        return end
+        return (end, nil)
     }
 
     // MARK: reads
@@ -65,7 +74,9 @@ final class ItemCache {
     /// The value of `key`, or nil when it does not exist.
     func get(_ key: Key) throws(FSError) -> [UInt8]? {
         if let d = dirty[key] { return d }
-        if coveredEnd(key) == nil { _ = try load(key) }
+        if coveredEnd(key) == nil, let transient = try load(key).transient {
+            return transient.first { $0.key == key }?.value
+        }
         return clean[key]
     }
 
@@ -74,10 +85,20 @@ final class ItemCache {
         var pos = from
         while pos <= through {
             let rangeEnd: Key
-            if let e = coveredEnd(pos) { rangeEnd = e } else { rangeEnd = try load(pos) }
+            var transient: [(key: Key, value: [UInt8])]? = nil
+            if let e = coveredEnd(pos) {
+                rangeEnd = e
+            } else {
+                (rangeEnd, transient) = try load(pos)
+            }
             let limit = min(rangeEnd, through)
             var cand: Key? = nil
-            if let c = clean.first(from: pos), c.key <= limit { cand = c.key }
+            var candValue: [UInt8]? = nil
+            if let transient {
+                if let t = transient.first(where: { $0.key >= pos }), t.key <= limit { (cand, candValue) = (t.key, t.value) }
+            } else if let c = clean.first(from: pos), c.key <= limit {
+                cand = c.key
+            }
             if let d = dirty.first(from: pos), d.key <= limit, cand == nil || d.key < cand! { cand = d.key }
             if let k = cand {
                 if let d = dirty[k] {
@@ -86,7 +107,7 @@ final class ItemCache {
                     pos = k.incremented()
                     continue
                 }
-                return (k, clean[k]!)
+                return (k, candValue ?? clean[k]!)
             }
             if limit == through || limit == .max { return nil }
             pos = limit.incremented()

@@ -64,6 +64,9 @@ public final class Volume: @unchecked Sendable {
     let forest: Forest
     let locks: LockClient
     var txn: LogTransaction
+    /// The cluster locks (and their mode) of the operation running under the state lock.
+    var opLocks: Set<LockRange> = []
+    var opWrite = false
     /// `txn` was committed and the next transaction is not open yet: a lock invalidation
     /// answers the server before it asks for the next one (GET_LOG_TREES), so the mount
     /// waiting for the lock does not wait for that server commit as well. Everything that
@@ -113,6 +116,7 @@ public final class Volume: @unchecked Sendable {
             throw .store(error)
         }
         locks.onInvalidate = { [unowned self] range, to in self.lockInvalidated(range, to) }
+        cache.isHeld = { [unowned self] r in self.opLocks.contains(r) }
     }
 
     // MARK: locking
@@ -134,22 +138,24 @@ public final class Volume: @unchecked Sendable {
                 taken.append(r)
             }
             state.lock()
+            opLocks = Set(taken)
+            opWrite = write
+            defer {
+                opLocks = []
+                state.unlock()
+            }
             do {
                 if let failed { throw failed }
                 try openIfNeeded()
                 let r = try body()
                 try maybeCommit()
-                state.unlock()
                 return r
             } catch let e as NeedLocks {
-                state.unlock()
                 for ino in e.inos { want.insert(.inode(ino)) }
                 continue
             } catch let e as FSError {
-                state.unlock()
                 throw e
             } catch {
-                state.unlock()
                 throw FSError(FSError.EIO, "\(error)")
             }
         }
@@ -157,9 +163,11 @@ public final class Volume: @unchecked Sendable {
     }
 
     /// Throws `NeedLocks` unless this mount holds the group lock of `ino` in `write` mode.
+    ///
+    /// Only the locks this operation acquired count: a lock the mount holds for others can be
+    /// invalidated at any moment, and what the operation read under it would be stale.
     func requireLock(_ ino: UInt64, write: Bool) throws(NeedLocks) {
-        let held = locks.mode(.inode(ino))
-        if !LockClient.covers(held, write ? .write : .read) { throw NeedLocks(inos: [ino]) }
+        if !opLocks.contains(.inode(ino)) || (write && !opWrite) { throw NeedLocks(inos: [ino]) }
     }
 
     private func lockInvalidated(_ range: LockRange, _ to: LockMode) {

@@ -37,9 +37,12 @@ struct Cluster {
         var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
         mkdir(dir + "/run", 0o755)
         for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
+        // SCOUT_CLUSTER_ONE_HOST=1: every member opens the image files themselves (one host's
+        // view, one page cache), to tell a cache-coherence failure from any other
+        let oneHost = getenv("SCOUT_CLUSTER_ONE_HOST").map { String(cString: $0) } == "1"
         for _ in 0..<3 {
-            c.metaDevices.append(try attachLoop(dir + "/meta", cluster: dir))
-            c.dataDevices.append(try attachLoop(dir + "/data", cluster: dir))
+            c.metaDevices.append(oneHost ? dir + "/meta" : try attachLoop(dir + "/meta", cluster: dir))
+            c.dataDevices.append(oneHost ? dir + "/data" : try attachLoop(dir + "/data", cluster: dir))
         }
         let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
         let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(mkfsOptions) \(dir)/meta \(dir)/data")
@@ -145,7 +148,7 @@ struct Cluster {
         }
         usleep(200_000)
         for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
-        for dev in metaDevices + dataDevices { MountEnv.sh("losetup -d \(dev)") }
+        for dev in metaDevices + dataDevices where dev.hasPrefix("/dev/") { MountEnv.sh("losetup -d \(dev)") }
         // SCOUTFS_TEST_KEEP=1 keeps the logs and devices for a look afterwards
         if getenv("SCOUTFS_TEST_KEEP") == nil { TempDir.remove(dir) }
     }
