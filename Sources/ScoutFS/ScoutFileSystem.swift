@@ -326,10 +326,11 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// rename or remove them.
 ///
 /// Only the attribute invalidation and the dentry epoch (NOTIFY_INC_EPOCH) run inside the lock
-/// invalidation (they take no sleeping kernel lock). Page and entry invalidations run on a thread of their own after the lock is
-/// given up: the kernel locks each cached page of the inode to drop it (and the directory's
-/// inode lock for an entry), and a page fault or a buffered write holds that page lock while
-/// its FUSE request waits for this very cluster lock, which would never come.
+/// invalidation (they take no sleeping kernel lock). Page and entry invalidations run on a
+/// thread of their own after the lock is given up: the kernel locks each cached page of the
+/// inode to drop it (and the directory's inode lock for an entry), and a page fault or a
+/// buffered write holds that page lock while its FUSE request waits for this very cluster
+/// lock, which would never come.
 final class NotifierBox: @unchecked Sendable {
     // Invariant: `notifier` and `names` are only touched with `lock` held.
     private let lock = PThreadLock()
