@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "ScoutBlockIO", targets: ["ScoutBlockIO"]),
         .library(name: "ScoutStorage", targets: ["ScoutStorage"]),
         .library(name: "ScoutFUSE", targets: ["ScoutFUSE"]),
+        .library(name: "ScoutIoctl", targets: ["ScoutIoctl"]),
         .library(name: "ScoutTestSupport", targets: ["ScoutTestSupport"]),
     ],
     dependencies: [
@@ -55,6 +56,8 @@ let package = Package(
         .target(name: "ScoutAlloc", dependencies: ["ScoutFormat", "ScoutBTree"], swiftSettings: upcoming),
         .target(name: "ScoutQuorum", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
         .target(name: "ScoutProtocol", dependencies: ["ScoutFormat", deque], swiftSettings: upcoming),
+        // the original's ioctl ABI (structs and numbers), shared by the daemon and ScoutAgent
+        .target(name: "ScoutIoctl", swiftSettings: upcoming),
 
         // shells
         .target(name: "ScoutBlockIO", dependencies: ["ScoutFormat", system], swiftSettings: upcoming),
@@ -77,7 +80,7 @@ let package = Package(
         ),
         .target(
             name: "ScoutFS",
-            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", "ScoutFUSE", logging, system],
+            dependencies: ["ScoutStorage", "ScoutProtocol", "ScoutNet", "ScoutFUSE", "ScoutIoctl", logging, system],
             swiftSettings: upcoming
         ),
         .target(
@@ -117,6 +120,7 @@ let package = Package(
             dependencies: ["ScoutQuorumService", "ScoutQuorum", "ScoutBlockIO", "ScoutTestSupport"],
             swiftSettings: upcoming
         ),
+        .testTarget(name: "ScoutIoctlTests", dependencies: ["ScoutIoctl"], swiftSettings: upcoming),
         .testTarget(name: "ScoutProtocolTests", dependencies: ["ScoutProtocol", "ScoutTestSupport"], swiftSettings: upcoming),
         .testTarget(name: "ScoutNetTests", dependencies: ["ScoutNet", "ScoutProtocol", "ScoutTestSupport", nioCore, nioPosix], swiftSettings: upcoming),
         .testTarget(name: "ScoutFUSETests", dependencies: ["ScoutFUSE", "ScoutTestSupport", system], swiftSettings: upcoming),
