@@ -24,6 +24,16 @@ static inline int cfk_ioctl_ulong(int fd, unsigned long req, unsigned long arg) 
 static inline int cfk_ioctl_ptr(int fd, unsigned long req, void *arg) { return ioctl(fd, req, arg); }
 /* names the calling thread (prctl is variadic, so Swift cannot call it) */
 static inline int cfk_set_thread_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL); }
+/* process_vm_readv/writev(2) through syscall(2) (glibc declares them only with _GNU_SOURCE) */
+#include <sys/uio.h>
+static inline long cfk_process_vm_readv(int pid, const struct iovec *local, unsigned long liovcnt,
+                                        const struct iovec *remote, unsigned long riovcnt) {
+    return syscall(SYS_process_vm_readv, pid, local, liovcnt, remote, riovcnt, 0UL);
+}
+static inline long cfk_process_vm_writev(int pid, const struct iovec *local, unsigned long liovcnt,
+                                         const struct iovec *remote, unsigned long riovcnt) {
+    return syscall(SYS_process_vm_writev, pid, local, liovcnt, remote, riovcnt, 0UL);
+}
 /* renameat2(2) through syscall(2), which is variadic (glibc's wrapper needs _GNU_SOURCE) */
 static inline int cfk_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
     return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);

@@ -183,6 +183,7 @@ public final class Mount: @unchecked Sendable {
             dataPath: dataPath, fsid: sb.hdr.fsid, at: mountpoint, options: mopts, logger: log)
         defer { source.finished() }
         let fs = ScoutFileSystem(volume: vol, logger: log)
+        fs.rid = rid
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
         fcfg.readdirPlus = .off
@@ -230,6 +231,7 @@ public final class Mount: @unchecked Sendable {
         }
         var st = stat()
         if stat(mountpoint, &st) == 0 {
+            fs.deviceNumber = UInt64(st.st_dev)
             do {
                 let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
                 control = c

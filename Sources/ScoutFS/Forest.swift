@@ -165,3 +165,22 @@ final class GrantWatchingLink: ServerLink {
     func statfs() throws(FSError) -> ServerTotals { try link.statfs() }
     func farewell() throws(FSError) { try link.farewell() }
 }
+
+extension Forest {
+    /// The smallest key after `key` (inclusive) through `through` that any tree holds, deletion
+    /// items included (a hint for skipping empty ranges: the caller reads what is there).
+    func nextKey(after key: Key, through: Key) throws(FSError) -> Key? {
+        if roots == nil { try loadRoots() }
+        guard let roots else { return nil }
+        let tree = BTree(store: store)
+        var best: Key? = nil
+        for root in [roots.fsRoot] + logTrees.map(\.root) {
+            do {
+                if let it = try tree.next(root, key), it.key <= through, best == nil || it.key < best! { best = it.key }
+            } catch {
+                throw .btree(error)
+            }
+        }
+        return best
+    }
+}

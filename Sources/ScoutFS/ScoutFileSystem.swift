@@ -17,7 +17,10 @@ public final class ScoutFileSystem: FileSystemOperations {
     /// Set once the session is up: where kernel cache invalidations go.
     private let notifier = NotifierBox()
     /// Open handles whose writes append at the cluster-wide end of file.
-    private let appendHandles = AppendHandles()
+    let handles = OpenHandles()
+    /// The mount's st_dev (a descriptor MOVE_BLOCKS names must be on it) and rid, set by the mount.
+    nonisolated(unsafe) public var deviceNumber: UInt64 = 0
+    nonisolated(unsafe) public var rid: UInt64 = 0
 
     let logger: Logger
 
@@ -58,7 +61,7 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     /// Runs `body`, turning a volume error into the FUSE error with the same errno.
     @inline(__always)
-    private func run<R>(_ body: () throws(FSError) -> R) throws -> R {
+    func run<R>(_ body: () throws(FSError) -> R) throws -> R {
         do {
             return try body()
         } catch {
@@ -188,8 +191,9 @@ public final class ScoutFileSystem: FileSystemOperations {
     /// again before it next uses it. O_DIRECT opens bypass the page cache too; the rest
     /// keep it.
     private func openReply(_ ino: UInt64, flags: Int32) -> OpenReply {
-        if flags & O_APPEND != 0 { return OpenReply(fileHandle: appendHandles.open(), flags: [.directIO]) }
-        return OpenReply(fileHandle: ino, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
+        let fh = handles.open(ino, flags: flags)
+        if flags & O_APPEND != 0 { return OpenReply(fileHandle: fh, flags: [.directIO]) }
+        return OpenReply(fileHandle: fh, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
     }
 
     public func read(
@@ -203,7 +207,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, data: RawSpan,
         writeFlags: WriteFlags, flags: Int32
     ) throws -> Int {
-        let append = appendHandles.contains(fileHandle)
+        let append = (handles.flags(fileHandle) ?? 0) & O_APPEND != 0
         let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append) } }
         do {
             return try r.get()
@@ -220,7 +224,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     }
 
     public func release(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, flags: Int32, flush: Bool) throws {
-        appendHandles.release(fileHandle)
+        handles.release(fileHandle)
         volume.release(nodeID)
     }
 
@@ -370,28 +374,30 @@ final class NotifierBox: @unchecked Sendable {
     }
 }
 
-/// The open handles made for O_APPEND opens. Their numbers have the top bit set, so they
-/// never equal the inode numbers other handles carry.
-final class AppendHandles: @unchecked Sendable {
+/// The open file handles and the flags each was opened with (the ioctls check the open mode,
+/// O_APPEND writes land at the end of file). Handle numbers have the top bit set, so they never
+/// equal the inode numbers directory handles carry.
+final class OpenHandles: @unchecked Sendable {
     // Invariant: `handles` and `next` are only touched with `lock` held.
     private let lock = PThreadLock()
-    private var handles: Set<UInt64> = []
+    private var handles: [UInt64: Int32] = [:]
     private var next: UInt64 = 1
 
-    func open() -> UInt64 {
+    func open(_ ino: UInt64, flags: Int32) -> UInt64 {
         lock.withLock {
             let fh = (1 << 63) | next
             next += 1
-            handles.insert(fh)
+            handles[fh] = flags
             return fh
         }
     }
 
-    func contains(_ fh: UInt64) -> Bool {
-        fh >> 63 != 0 && lock.withLock { handles.contains(fh) }
+    /// The open flags of `fh`; nil for a directory's handle or one that is not open.
+    func flags(_ fh: UInt64) -> Int32? {
+        fh >> 63 != 0 ? lock.withLock { handles[fh] } : nil
     }
 
     func release(_ fh: UInt64) {
-        if fh >> 63 != 0 { lock.withLock { _ = handles.remove(fh) } }
+        if fh >> 63 != 0 { lock.withLock { _ = handles.removeValue(forKey: fh) } }
     }
 }

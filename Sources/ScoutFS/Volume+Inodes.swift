@@ -25,7 +25,10 @@ extension Volume {
     func storeInode(_ ino: UInt64, _ inode: inout Inode, dataChanged: Bool = false) {
         let seq = txn.logTrees.getTransSeq
         if inode.metaSeq != seq {
-            if inode.metaSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexMetaSeq, inode.metaSeq, ino)) }
+            // mkfs indexes the root at meta_seq 0; other inodes have no item before their first store
+            if inode.metaSeq != 0 || ino == Format.rootIno {
+                cache.delete(Self.indexKey(KeyType.inodeIndexMetaSeq, inode.metaSeq, ino))
+            }
             inode.metaSeq = seq
             cache.put(Self.indexKey(KeyType.inodeIndexMetaSeq, seq, ino), [])
         }

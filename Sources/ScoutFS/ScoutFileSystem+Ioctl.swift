@@ -1,0 +1,232 @@
+import Glibc
+import Logging
+import ScoutFUSE
+import ScoutFormat
+import ScoutIoctl
+
+/// The original's ioctls (magic 0xE8, `ioctl.h` byte for byte) served over FUSE_IOCTL.
+///
+/// Design note. FUSE hands a filesystem only restricted ioctls: the kernel copies the
+/// `_IOC_SIZE` bytes the command number encodes in (`_IOW`) and back out (`_IOR`), and no more.
+/// The original's structs carry u64 pointers to buffers, so those buffers are read and written
+/// here in the caller's memory (``CallerMemory``, `process_vm_readv`/`writev` on the request's
+/// pid), as are results the original writes back into a `_IOW` struct (GET_ATTR_X). An
+/// unmapped pointer is EFAULT for the caller, never a fault here. Permission checks are the
+/// original's: capabilities from the caller's effective set, the open mode from the handle the
+/// kernel passes (``OpenHandles``). Every struct is decoded and checked before anything
+/// changes, and results are copied out only after the operation released its cluster locks.
+extension ScoutFileSystem {
+    public func ioctl(
+        _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, command: UInt32, argument: UInt64,
+        input: RawSpan, outputSize: Int, flags: UInt32
+    ) throws -> IoctlReply {
+        let cmd = IoctlCommand(rawValue: command)
+        guard cmd.type == IoctlCommand.magic else { throw FUSEError(ENOTTY) }
+        let inBytes = input.withUnsafeBytes { Array($0) }
+        let call = IoctlCall(
+            context: context, ino: nodeID, openFlags: handles.flags(fileHandle), argument: argument, input: inBytes,
+            memory: CallerMemory(pid: context.pid))
+        do {
+            return try serve(cmd, call)
+        } catch let e as IoctlDecodeError {
+            logger.debug("\(cmd): short argument (\(e.got) of \(e.needed) bytes)")
+            throw FUSEError(EINVAL)
+        }
+    }
+
+    /// One ioctl request: who asked, on what, with which bytes.
+    struct IoctlCall {
+        let context: RequestContext
+        let ino: UInt64
+        /// The flags the handle was opened with; nil for a directory handle (read-only).
+        let openFlags: Int32?
+        let argument: UInt64
+        let input: [UInt8]
+        let memory: CallerMemory
+
+        var readable: Bool { (openFlags ?? O_RDONLY) & O_ACCMODE != O_WRONLY }
+        var writable: Bool { guard let f = openFlags else { return false }; return f & O_ACCMODE != O_RDONLY }
+
+        func require(_ cap: Capabilities) throws(FUSEError) {
+            if !memory.effectiveCapabilities().contains(cap) { throw FUSEError(EPERM) }
+        }
+
+        func args<T: IoctlStruct>(_: T.Type) throws -> T { try T(bytes: input) }
+    }
+
+    private func serve(_ cmd: IoctlCommand, _ c: IoctlCall) throws -> IoctlReply {
+        switch cmd {
+        case .walkInodes: return try walkInodes(c)
+        case .inoPath: return try inoPath(c)
+        case .statMore: return try statMore(c)
+        case .statfsMore: return try statfsMore(c)
+        case .allocDetail: return try allocDetail(c)
+        case .getAllocatedInos: return try getAllocatedInos(c)
+        case .getReferringEntries: return try getReferringEntries(c)
+        case .getAttrX: return try getAttrX(c)
+        case .getFiemap: return try getFiemap(c)
+        default:
+            if let r = try archiveIoctl(cmd, c) { return r }
+            throw FUSEError(ENOTTY)
+        }
+    }
+
+    // MARK: queries
+
+    private func walkInodes(_ c: IoctlCall) throws -> IoctlReply {
+        let a = try c.args(WalkInodesArgs.self)
+        let type: UInt8
+        switch a.index {
+        case WalkInodesArgs.metaSeq: type = KeyType.inodeIndexMetaSeq
+        case WalkInodesArgs.dataSeq: type = KeyType.inodeIndexDataSeq
+        default: throw FUSEError(EINVAL)
+        }
+        let nr = Int(min(a.nrEntries, UInt32(Int32.max), UInt32(CallerMemory.maxTransfer / WalkInodesEntry.size)))
+        guard nr > 0 else { return IoctlReply(result: 0) }
+        let found = try run { () throws(FSError) in
+            try volume.walkInodes(type: type, first: (a.first.major, a.first.ino), last: (a.last.major, a.last.ino), max: nr)
+        }
+        let entries = found.map { WalkInodesEntry(major: $0.major, minor: 0, ino: $0.ino) }
+        try c.memory.write(a.entriesPtr, entries.encoded)
+        return IoctlReply(result: Int32(entries.count))
+    }
+
+    private func inoPath(_ c: IoctlCall) throws -> IoctlReply {
+        try c.require(.dacReadSearch)
+        let a = try c.args(InoPathArgs.self)
+        let r = try run { () throws(FSError) in try volume.inoPath(a.ino, dirIno: a.dirIno, dirPos: a.dirPos) }
+        // the path and its NUL must fit after the result header
+        guard InoPathResultHeader.size + r.path.count + 1 <= Int(a.resultBytes) else { throw FUSEError(ENAMETOOLONG) }
+        let header = InoPathResultHeader(dirIno: r.dirIno, dirPos: r.dirPos, pathBytes: UInt16(r.path.count + 1))
+        try c.memory.write(a.resultPtr, header.encoded + r.path + [0])
+        return IoctlReply(result: 0)
+    }
+
+    private func statMore(_ c: IoctlCall) throws -> IoctlReply {
+        let i = try run { () throws(FSError) in try volume.inode(c.ino) }
+        var s = StatMore()
+        s.metaSeq = i.metaSeq
+        s.dataSeq = i.dataSeq
+        s.dataVersion = i.dataVersion
+        s.onlineBlocks = i.onlineBlocks
+        s.offlineBlocks = i.offlineBlocks
+        s.crtimeSec = i.crtime.sec
+        s.crtimeNsec = i.crtime.nsec
+        return IoctlReply(result: 0, output: s.encoded)
+    }
+
+    private func statfsMore(_ c: IoctlCall) throws -> IoctlReply {
+        var s = StatfsMore()
+        try run { () throws(FSError) in
+            let t = try volume.totals()
+            s.fsid = volume.fsid
+            s.rid = rid
+            s.committedSeq = try volume.committedSeq()
+            s.totalMetaBlocks = t.totalMetaBlocks
+            s.totalDataBlocks = t.totalDataBlocks
+            s.reservedMetaBlocks = try volume.reservedMetaBlocks()
+        }
+        return IoctlReply(result: 0, output: s.encoded)
+    }
+
+    private func allocDetail(_ c: IoctlCall) throws -> IoctlReply {
+        let a = try c.args(AllocDetailArgs.self)
+        let all = try run { () throws(FSError) in try volume.allocDetail() }
+        // the original copies entries until the caller's array is full, then fails
+        let fit = Int(min(a.entriesNr, UInt64(all.count)))
+        let entries = all.prefix(fit).map { AllocDetailEntry(id: $0.id, blocks: $0.blocks, meta: $0.meta, avail: $0.avail) }
+        try c.memory.write(a.entriesPtr, Array(entries).encoded)
+        if fit < all.count { throw FUSEError(EOVERFLOW) }
+        return IoctlReply(result: Int32(fit))
+    }
+
+    private func getAllocatedInos(_ c: IoctlCall) throws -> IoctlReply {
+        guard c.readable else { throw FUSEError(EBADF) }
+        try c.require(.sysAdmin)
+        let a = try c.args(GetAllocatedInosArgs.self)
+        guard a.inosPtr & 7 == 0, a.inosBytes >= 8 else { throw FUSEError(EINVAL) }
+        let max = Int(min(a.inosBytes / 8, Format.lockInodeGroupNr))
+        let inos = try run { () throws(FSError) in try volume.allocatedInos(start: a.startIno, max: max) }
+        var w = IoctlWriter(capacity: inos.count * 8)
+        for i in inos { w.u64(i) }
+        try c.memory.write(a.inosPtr, w.bytes)
+        return IoctlReply(result: Int32(inos.count))
+    }
+
+    private func getReferringEntries(_ c: IoctlCall) throws -> IoctlReply {
+        try c.require(.dacReadSearch)
+        let a = try c.args(GetReferringEntriesArgs.self)
+        let room = Int(min(a.entriesBytes, UInt64(CallerMemory.maxTransfer)))
+        // each record takes at least 32 bytes: one more than fits tells whether the list goes on
+        let (found, more) = try run { () throws(FSError) in
+            try volume.referringEntries(a.ino, dirIno: a.dirIno, dirPos: a.dirPos, max: room / 32 + 1)
+        }
+        var w = IoctlWriter()
+        var nr = 0
+        for (n, d) in found.enumerated() {
+            let last = n == found.count - 1 && !more
+            let e = ReferringEntry(dirIno: d.dirIno, dirPos: d.dirPos, ino: d.ino, flags: last ? ReferringEntry.flagLast : 0, dType: d.dType, name: d.name)
+            if w.bytes.count + e.entryBytes > room {
+                if nr == 0 { throw FUSEError(EINVAL) }
+                break
+            }
+            e.encode(&w)
+            nr += 1
+        }
+        try c.memory.write(a.entriesPtr, w.bytes)
+        return IoctlReply(result: Int32(nr))
+    }
+
+    private func getAttrX(_ c: IoctlCall) throws -> IoctlReply {
+        let a = try c.args(InodeAttrX.self)
+        guard a.mask & InodeAttrX.maskUnknown == 0, a.flags & InodeAttrX.flagsUnknown == 0 else { throw FUSEError(EINVAL) }
+        let i = try run { () throws(FSError) in try volume.inode(c.ino) }
+        var x = InodeAttrX()
+        x.mask = a.mask
+        x.flags = a.flags
+        if a.mask & InodeAttrX.maskMetaSeq != 0 { x.metaSeq = i.metaSeq }
+        if a.mask & InodeAttrX.maskDataSeq != 0 { x.dataSeq = i.dataSeq }
+        if a.mask & InodeAttrX.maskDataVersion != 0 { x.dataVersion = i.dataVersion }
+        if a.mask & InodeAttrX.maskOnlineBlocks != 0 { x.onlineBlocks = i.onlineBlocks }
+        if a.mask & InodeAttrX.maskOfflineBlocks != 0 { x.offlineBlocks = i.offlineBlocks }
+        if a.mask & InodeAttrX.maskCtime != 0 {
+            x.ctimeSec = i.ctime.sec
+            x.ctimeNsec = i.ctime.nsec
+        }
+        if a.mask & InodeAttrX.maskCrtime != 0 {
+            x.crtimeSec = i.crtime.sec
+            x.crtimeNsec = i.crtime.nsec
+        }
+        if a.mask & InodeAttrX.maskSize != 0 { x.size = i.size }
+        if a.mask & InodeAttrX.maskRetention != 0 && i.flags & 0x2 != 0 { x.bits |= InodeAttrX.bitRetention }
+        if a.mask & InodeAttrX.maskProjectID != 0 { x.projectID = i.proj }
+        // _IOW: the kernel copies nothing back, so the struct is written in place
+        try c.memory.write(c.argument, Array(x.encoded.prefix(InodeAttrX.filledBytes(mask: a.mask))))
+        return IoctlReply(result: 0)
+    }
+
+    private func getFiemap(_ c: IoctlCall) throws -> IoctlReply {
+        var h = try c.args(FiemapHeader.self)
+        let room = Int(min(h.extentCount, UInt32(CallerMemory.maxTransfer / FiemapExtent.size)))
+        let found = try run { () throws(FSError) in try volume.fiemap(c.ino, start: h.start, length: h.length, max: max(room, 1)) }
+        if room == 0 {
+            // a count of 0 asks only how many extents there are (the kernel's fiemap rule)
+            h.mappedExtents = UInt32(found.count)
+            return IoctlReply(result: 0, output: h.encoded)
+        }
+        let exts = found.map {
+            FiemapExtent(
+                logical: $0.logical, physical: $0.physical, length: $0.length,
+                flags: ($0.offline ? FiemapExtent.flagUnknown : 0) | ($0.unwritten ? FiemapExtent.flagUnwritten : 0)
+                    | ($0.last ? FiemapExtent.flagLast : 0))
+        }
+        try c.memory.write(c.argument + UInt64(FiemapHeader.size), exts.encoded)
+        h.mappedExtents = UInt32(exts.count)
+        return IoctlReply(result: 0, output: h.encoded)
+    }
+
+    /// The archive ioctls (RELEASE, STAGE, ...); nil for a command this mount does not serve.
+    func archiveIoctl(_ cmd: IoctlCommand, _ c: IoctlCall) throws -> IoctlReply? {
+        nil
+    }
+}
