@@ -15,7 +15,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     public let volume: Volume
     public let cacheTimeout: Duration
     /// Set once the session is up: where kernel cache invalidations go.
-    private let notifier = NotifierBox()
+    let notifier = NotifierBox()
     /// Open handles whose writes append at the cluster-wide end of file.
     let handles = OpenHandles()
     /// The mount's st_dev (a descriptor MOVE_BLOCKS names must be on it) and rid, set by the mount.
@@ -342,6 +342,13 @@ final class NotifierBox: @unchecked Sendable {
     private var names: [UInt64: Set<[UInt8]>] = [:]
 
     func set(_ n: FUSENotifier) { lock.withLock { notifier = n } }
+
+    /// Drops the kernel's attributes and every cached page of `ino` before returning. Only for
+    /// callers that hold no cluster lock and no page (an ioctl after its operation finished).
+    func invalidateNow(_ ino: UInt64) {
+        guard let n = lock.withLock({ notifier }) else { return }
+        _ = try? n.invalidateInode(ino, offset: 0, length: -1)
+    }
 
     func remember(parent: UInt64, name: [UInt8]) {
         lock.withLock { _ = names[parent, default: []].insert(name) }
