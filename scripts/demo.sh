@@ -6,7 +6,9 @@
 # Each node opens the shared image files through loop devices of its own, as separate hosts on
 # a shared LUN would (each with its own page cache); the daemons use O_DIRECT, so every node
 # reads what the others wrote.
-# The archive commands (release/stage, walk-inodes) join the cycle with their issues.
+# Then an archive cycle, as an HSM agent runs it: find the changed files through the data_seq
+# index, copy them out, release their blocks, and stage one back while a reader on another
+# node waits for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.build/debug/scoutfs
@@ -119,6 +121,47 @@ echo "== node $old mounts again and rejoins as a follower"
 mount_node "$old"
 show_roles 0 1 2
 echo "  blob.v1 on node $old: $(md5sum < "$var/mnt$old/archive/blob.v1")"
+echo
+echo "== the archive cycle: find what changed, copy it out, release it, stage it back on demand"
+m="$var/mnt0"
+arch="$var/archive"
+rm -rf "$arch"
+mkdir -p "$arch" "$m/projects"
+pos=$(scoutfs statfs -p "$m" -s committed_seq)
+echo "  the agent's saved position: committed_seq $pos"
+for i in 1 2 3; do dd if=/dev/urandom of="$m/projects/run$i.dat" bs=1M count=8 status=none; done
+scoutfs sync -p "$m"
+echo "  scoutfs walk-inodes -p node0 -- data_seq $((pos + 1)) -1:"
+scoutfs walk-inodes -p "$m" -- data_seq $((pos + 1)) -1 | sed 's/^/    /'
+for ino in $(scoutfs walk-inodes -p "$m" -- data_seq $((pos + 1)) -1 | awk '$1 != "#" { print $4 }' | sort -u); do
+    path=$(scoutfs ino-path -p "$m" "$ino" | head -1)
+    f="$m/$path"
+    [ -f "$f" ] || continue
+    ver=$(scoutfs stat -s data_version "$f")
+    cp "$f" "$arch/$ino"
+    scoutfs release "$f" -V "$ver"
+    echo "  inode $ino ($path, data_version $ver): copied to var/archive/$ino and released"
+done
+scoutfs df -p "$m" | sed 's/^/    /'
+target="projects/run1.dat"
+tino=$(stat -c %i "$m/$target")
+echo "  scoutfs stat $target:"
+scoutfs stat "$m/$target" | sed 's/^/    /'
+echo "  node 1 reads $target: the reader waits for its offline blocks"
+md5sum < "$var/mnt1/$target" > "$var/reader.out" &
+reader=$!
+for _ in $(seq 1 50); do
+    [ -n "$(scoutfs data-waiting -p "$var/mnt1" -I 0 -B 0 2>/dev/null)" ] && break
+    sleep 0.1
+done
+scoutfs data-waiting -p "$var/mnt1" -I 0 -B 0 | sed 's/^/    node 1 data-waiting: /'
+ver=$(scoutfs stat -s data_version "$var/mnt2/$target")
+echo "  node 2 stages it from var/archive/$tino (scoutfs stage ... -V $ver)"
+scoutfs stage "$arch/$tino" "$var/mnt2/$target" -V "$ver"
+wait "$reader"
+echo "  the reader finished: $(cat "$var/reader.out") (archived copy: $(md5sum < "$arch/$tino"))"
+[ "$(cat "$var/reader.out")" = "$(md5sum < "$arch/$tino")" ] || { echo "checksum mismatch" >&2; exit 1; }
+scoutfs stat "$m/$target" | grep -E 'online|offline' | sed 's/^/    /'
 echo
 echo "== files out, quorum status and unmount of all three together"
 rm -r "$var/mnt$old/archive/2026"

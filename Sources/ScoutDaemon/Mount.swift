@@ -186,6 +186,9 @@ public final class Mount: @unchecked Sendable {
         fs.rid = rid
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
+        // readers of offline data each hold a thread while they wait (buffered reads are
+        // background requests, at most maxBackground of them; direct I/O and faults are not)
+        fcfg.maxReaderThreads = 256
         fcfg.readdirPlus = .off
         fcfg.posixACL = true
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
