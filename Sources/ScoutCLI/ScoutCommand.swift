@@ -6,7 +6,11 @@ public struct ScoutCommand: ParsableCommand {
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
         subcommands: [MkfsCommand.self, PrintCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
-                      QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self]
+                      QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self,
+                      StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
+                      GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
+                      ReleaseCommand.self, StageCommand.self, PunchOfflineCommand.self, MoveBlocksCommand.self,
+                      DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self]
     )
 
     public init() {}
