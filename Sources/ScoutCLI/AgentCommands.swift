@@ -579,7 +579,7 @@ struct DataWaitErrCommand: ParsableCommand {
             let n = try agent.dataWaitErr(ino: p.ino, dataVersion: p.version, offset: p.offset, count: p.count, op: p.op, err: p.err)
             out.line(ArchiveOutput.dataWaitErrLine(n))
         } catch {
-            throw .failed(EIO, after: [errnoLine("data_wait_err returned -1: error", error.errno)])
+            throw .failed(EIO, after: ["data_wait_err returned -1: error \(strerrorString(error.errno)) (\(error.errno))"])
         }
     }
 

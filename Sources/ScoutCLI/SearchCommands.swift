@@ -298,13 +298,13 @@ struct DfCommand: ParsableCommand {
         do {
             sfm = try agent.statfsMore()
         } catch {
-            throw .failed(EIO, after: [errnoLine("statfs_more returned -1: error", error.errno)])
+            throw .failed(EIO, after: ["statfs_more returned -1: error \(strerrorString(error.errno)) (\(error.errno))"])
         }
         let entries: [AllocDetailEntry]
         do {
             entries = try agent.allocDetail()
         } catch {
-            throw .failed(EIO, after: [errnoLine("alloc_detail returned -1: error", error.errno)])
+            throw .failed(EIO, after: ["alloc_detail returned -1: error \(strerrorString(error.errno)) (\(error.errno))"])
         }
         for l in ArchiveOutput.dfLines(sfm, entries, human: human) { out.line(l) }
     }
