@@ -18,12 +18,56 @@ public struct ScoutCommand: ParsableCommand {
 
 extension ScoutCommand {
     /// The commands whose usage errors are argp's (`CMD: MSG` and the "Try" line, exit 64),
-    /// as the original's: the ones built on ScoutAgent.
-    static let argpCommands: Set<String> = [
-        "stat", "statfs", "df", "walk-inodes", "ino-path", "get-referring-entries", "get-allocated-inos", "get-attr-x",
-        "set-attr-x", "setattr", "release", "stage", "punch-offline", "move-blocks", "data-waiting", "data-wait-err",
-        "get-fiemap",
+    /// as the original's: the ones built on ScoutAgent, with their short options that take a
+    /// value.
+    static let argpValueOptions: [String: Set<Character>] = [
+        "stat": ["s"], "statfs": ["p", "s"], "df": ["p"], "walk-inodes": ["p"], "ino-path": ["p"],
+        "get-referring-entries": ["p"], "get-allocated-inos": ["i", "p"], "get-attr-x": [],
+        "set-attr-x": ["m", "d", "v", "n", "f", "c", "r", "s", "t", "p"], "setattr": ["t", "r", "V", "s"],
+        "release": ["V", "o", "l"], "stage": ["V", "o", "l"], "punch-offline": ["V", "o", "l"], "move-blocks": ["f", "l", "t"],
+        "data-waiting": ["p", "I", "B"], "data-wait-err": ["p", "I", "V", "F", "C", "O", "E"], "get-fiemap": [],
     ]
+
+    static var argpCommands: Set<String> { Set(argpValueOptions.keys) }
+
+    /// getopt's short option syntax, which ArgumentParser lacks, rewritten into separate
+    /// words: a value attached to its option (`-V3`) and flags grouped with an option that
+    /// takes a value (`-oV3`). The word after an option that takes a value is left alone
+    /// (`-E -5`), as is everything after `--`. argp's `--usage` becomes `--help`.
+    static func getoptWords(_ args: [String], valueOptions: Set<Character>) -> [String] {
+        var out: [String] = []
+        var needValue = false
+        for (i, a) in args.enumerated() {
+            if needValue {
+                out.append(a)
+                needValue = false
+                continue
+            }
+            if a == "--" {
+                out += args[i...]
+                break
+            }
+            if a == "--usage" {
+                out.append("--help")
+                continue
+            }
+            guard a.hasPrefix("-"), !a.hasPrefix("--"), a.count > 2 else {
+                if a.count == 2, a.hasPrefix("-"), let c = a.last, valueOptions.contains(c) { needValue = true }
+                out.append(a)
+                continue
+            }
+            var rest = Substring(a.dropFirst())
+            while let c = rest.first {
+                rest = rest.dropFirst()
+                out.append("-\(c)")
+                if valueOptions.contains(c) {
+                    if rest.isEmpty { needValue = true } else { out.append(String(rest)) }
+                    break
+                }
+            }
+        }
+        return out
+    }
 
     /// The argp wording of an ArgumentParser usage message (unknown options, missing values);
     /// other messages are kept.
@@ -44,7 +88,11 @@ extension ScoutCommand {
 
     /// `ScoutCommand.main()`, except that the archive commands report ArgumentParser's usage
     /// errors the original's (argp's) way.
-    public static func mainArgp(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+    public static func mainArgp(_ given: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        var arguments = given
+        if let name = given.first, let values = argpValueOptions[name] {
+            arguments = [name] + getoptWords(Array(given.dropFirst()), valueOptions: values)
+        }
         var command: any ParsableCommand
         do {
             command = try parseAsRoot(arguments)

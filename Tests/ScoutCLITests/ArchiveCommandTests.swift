@@ -85,6 +85,24 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
         #expect(ScoutCommand.argpMessage("something else") == "something else")
     }
 
+    @Test func getoptShortOptions() throws {
+        let v: Set<Character> = ["V", "o", "l", "E"]
+        #expect(ScoutCommand.getoptWords(["-V3", "f"], valueOptions: v) == ["-V", "3", "f"])
+        #expect(ScoutCommand.getoptWords(["-xV3"], valueOptions: v) == ["-x", "-V", "3"])
+        #expect(ScoutCommand.getoptWords(["-xy", "-V", "-3"], valueOptions: v) == ["-x", "-y", "-V", "-3"])
+        #expect(ScoutCommand.getoptWords(["-E", "-5", "-E-6"], valueOptions: v) == ["-E", "-5", "-E", "-6"])
+        #expect(ScoutCommand.getoptWords(["--length=4K", "--", "-V3"], valueOptions: v) == ["--length=4K", "--", "-V3"])
+        #expect(ScoutCommand.getoptWords(["--usage"], valueOptions: v) == ["--help"])
+        #expect(ScoutCommand.getoptWords(["-1"], valueOptions: v) == ["-1"])
+        // every short option said to take a value is one of the command's options
+        for (name, letters) in ScoutCommand.argpValueOptions {
+            for c in letters {
+                let words = [name] + ScoutCommand.getoptWords(["-\(c)7"], valueOptions: letters)
+                #expect(throws: Never.self, "\(words)") { _ = try ScoutCommand.parseAsRoot(words) }
+            }
+        }
+    }
+
     // MARK: walk-inodes
 
     @Test func walkInodesArguments() throws {
