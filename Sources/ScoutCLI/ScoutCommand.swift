@@ -1,4 +1,5 @@
 import ArgumentParser
+import ScoutFormat
 
 /// The `scoutfs` command: the root of every subcommand, as the original's `cmd_execute`.
 public struct ScoutCommand: ParsableCommand {
@@ -89,6 +90,11 @@ extension ScoutCommand {
     /// `ScoutCommand.main()`, except that the archive commands report ArgumentParser's usage
     /// errors the original's (argp's) way.
     public static func mainArgp(_ given: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        guard let first = given.first, commandTable.contains(where: { $0.name == first }) else {
+            if let first = given.first { printErr("scoutfs: unrecognized command: '\(first)'") }
+            for l in usageLines() { printErr(l) }
+            Self.exit(withError: ExitCode(1))
+        }
         var arguments = given
         if let name = given.first, let values = argpValueOptions[name] {
             arguments = [name] + getoptWords(Array(given.dropFirst()), valueOptions: values)
@@ -111,5 +117,72 @@ extension ScoutCommand {
             Self.exit(withError: error)
         }
         Self.exit()
+    }
+}
+
+extension ScoutCommand {
+    /// The original's command groups, in its usage's order.
+    enum Group: Int, CaseIterable {
+        case core, info, search, agent, debug
+
+        var title: String {
+            switch self {
+            case .core: "Core admin:"
+            case .info: "Additional Information:"
+            case .search: "Search Acceleration:"
+            case .agent: "Archival Agent Support:"
+            case .debug: "Debugging commands:"
+            }
+        }
+    }
+
+    /// Every subcommand for the usage text: the original's group, argument summary and
+    /// description (ours for the commands the original does not have).
+    static let commandTable: [(name: String, group: Group, args: String, doc: String)] = [
+        ("get-attr-x", .agent, "FILE", "get extensible file attributes"),
+        ("set-attr-x", .agent, "FILE", "Set extensible file attributes"),
+        ("counters", .info, "[-p PATH]", "Show a mount's counters"),
+        ("df", .core, "", "Show metadata and data block usage"),
+        ("fenced", .core, "[--config FILE]", "Run the fencing agent: carry out the fence requests of this host's servers"),
+        ("get-fiemap", .debug, "FILE", "Print fiemap extent mapping"),
+        ("get-allocated-inos", .debug, "(null)", "Print allocated inode numbers from starting inode number"),
+        ("get-referring-entries", .search, "INODE-NUM", "Print directory entries that refer to inode number"),
+        ("ino-path", .search, "INODE-NUM", "Print paths that refer to inode number"),
+        ("mkfs", .core, "META-DEVICE DATA-DEVICE", "Initialize a new ScoutFS filesystem"),
+        ("mount", .core, "-o metadev_path=META[,...] DATA-DEV MOUNTPOINT", "Mount a scoutfs volume through FUSE"),
+        ("mount-option", .info, "[-p PATH] [NAME [VALUE]]", "Show or change a mount's options while it is mounted"),
+        ("move-blocks", .agent, "FROM_FILE --from-offset OFFSET --length LENGTH TO_FILE --to-offset OFFSET",
+         "Move a fixed-size region of extents from one regular file to another"),
+        ("print", .debug, "META-DEV", "Print metadata structures"),
+        ("punch-offline", .agent, "PATH", "Make a (sparse) hole in the file at offset and with length"),
+        ("quorum-status", .info, "[-p PATH]", "Show a quorum member mount's election status and quorum counters"),
+        ("setattr", .agent, "FILE", "Set attributes on newly-created zero-length file"),
+        ("stage", .agent, "ARCHIVE-FILE STAGE-FILE --data-version VERSION", "Write archive file contents to an offline file"),
+        ("release", .agent, "FILE --data-version VERSION", "Mark file region offline and free extents"),
+        ("stat", .info, "FILE", "Show ScoutFS extra inode information"),
+        ("statfs", .info, "", "Show ScoutFS file system information"),
+        ("sync", .core, "[-p PATH]", "Commit a mount's transaction"),
+        ("data-waiting", .agent, "--inode INODE-NUM --block BLOCK-NUM", "Print operations waiting for data blocks"),
+        ("data-wait-err", .agent, "--inode INODE-NUM --version VER-NUM --offset OFF-NUM --count COUNT --op OP --err ERR",
+         "Return error from matching waiters"),
+        ("walk-inodes", .search, "<meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY", "Print range of indexed inodes"),
+    ]
+
+    /// The original's usage (printed on standard error when no command or an unknown one is
+    /// given): each group's commands, names right-aligned to the longest of all.
+    static func usageLines() -> [String] {
+        var out = [
+            "usage: scoutfs <command> [<args>]", "", "Selected fs defaults to current working directory.",
+            "See <command> --help for more details.", "", "Supported format version: \(Format.versionMin)-\(Format.versionMax)",
+        ]
+        let width = commandTable.map(\.name.count).max() ?? 0
+        for g in Group.allCases {
+            out += ["", g.title]
+            for c in commandTable where c.group == g {
+                out.append("  " + rightJustified(c.name, width) + " " + c.args)
+                out.append("  " + String(repeating: " ", count: width) + " " + c.doc)
+            }
+        }
+        return out
     }
 }

@@ -103,6 +103,25 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
         }
     }
 
+    @Test func topLevelUsage() {
+        // every subcommand is listed once, under one of the original's groups
+        let names = ScoutCommand.configuration.subcommands.map { $0.configuration.commandName ?? "" }
+        #expect(Set(ScoutCommand.commandTable.map(\.name)) == Set(names))
+        #expect(ScoutCommand.commandTable.count == names.count)
+        let lines = ScoutCommand.usageLines()
+        #expect(Array(lines[0..<6]) == [
+            "usage: scoutfs <command> [<args>]", "", "Selected fs defaults to current working directory.",
+            "See <command> --help for more details.", "", "Supported format version: 1-2",
+        ])
+        #expect(lines.filter { $0.hasSuffix(":") } == [
+            "Core admin:", "Additional Information:", "Search Acceleration:", "Archival Agent Support:", "Debugging commands:",
+        ])
+        // "  %*s %s" twice: the name right-aligned to the longest, then the description under it
+        let i = lines.firstIndex(of: "            walk-inodes <meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY")
+        #expect(i != nil)
+        if let i { #expect(lines[i + 1] == "                        Print range of indexed inodes") }
+    }
+
     // MARK: walk-inodes
 
     @Test func walkInodesArguments() throws {
@@ -507,6 +526,9 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
 
     @Test func binaryReportsTheOriginalsWay() throws {
         try #require(access(Proc.binary, X_OK) == 0, "build the scoutfs binary first (swift build --build-tests)")
+        let usage = ScoutCommand.usageLines().joined(separator: "\n") + "\n"
+        #expect(try Proc.run([Proc.binary]) == (1, usage))
+        #expect(try Proc.run([Proc.binary, "walk_inodes"]) == (1, "scoutfs: unrecognized command: 'walk_inodes'\n" + usage))
         #expect(try Proc.run([Proc.binary, "walk-inodes"]) == (
             64, "walk-inodes: no index given\nTry `walk-inodes --help' or `walk-inodes --usage' for more information.\n"
         ))
