@@ -4,12 +4,12 @@ import ScoutIoctl
 import Glibc
 #endif
 
-/// An ioctl failed: the command and the errno it returned.
+/// An ioctl failed: the command (nil when opening the file failed) and the errno.
 public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var command: IoctlCommand
+    public var command: IoctlCommand?
     public var errno: Int32
 
-    public init(command: IoctlCommand, errno: Int32) {
+    public init(command: IoctlCommand?, errno: Int32) {
         self.command = command
         self.errno = errno
     }
@@ -17,7 +17,7 @@ public struct AgentError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `strerror(errno)`.
     public var message: String { String(cString: strerror(errno)) }
 
-    public var description: String { "\(command) failed: \(message) (\(errno))" }
+    public var description: String { "\(command.map { "\($0)" } ?? "open") failed: \(message) (\(errno))" }
 }
 
 /// The change index WALK_INODES walks.
@@ -86,11 +86,10 @@ public struct ScoutAgent: Sendable {
     public init(fd: Int32) { self.fd = fd }
 
     /// Opens `path` with `flags` (O_RDONLY by default; release, stage, punch-offline and
-    /// move-blocks need a writable descriptor). Throws the open's errno (its command is
-    /// reported as 0).
+    /// move-blocks need a writable descriptor). Throws the open's errno (with no command).
     public static func open(_ path: String, flags: Int32 = O_RDONLY) throws(AgentError) -> ScoutAgent {
         let fd = Glibc.open(path, flags | O_CLOEXEC)
-        guard fd >= 0 else { throw AgentError(command: IoctlCommand(rawValue: 0), errno: Glibc.errno) }
+        guard fd >= 0 else { throw AgentError(command: nil, errno: Glibc.errno) }
         return ScoutAgent(fd: fd)
     }
 

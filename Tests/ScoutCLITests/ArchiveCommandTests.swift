@@ -519,7 +519,9 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
         #expect(it.next() == nil)
         #expect(it.error?.errno == ENOTTY)
         #expect(it.position == WalkInodesEntry(major: 0, ino: 0))
-        #expect(throws: AgentError(command: IoctlCommand(rawValue: 0), errno: ENOENT)) { _ = try ScoutAgent.open("/no/such/path") }
+        #expect("\(AgentError(command: .statMore, errno: ENOTTY))" == "STAT_MORE failed: Inappropriate ioctl for device (25)")
+        #expect("\(AgentError(command: nil, errno: EACCES))" == "open failed: Permission denied (13)")
+        #expect(throws: AgentError(command: nil, errno: ENOENT)) { _ = try ScoutAgent.open("/no/such/path") }
     }
 
     // MARK: the built binary
