@@ -11,7 +11,8 @@ import PackageDescription
 //           ScoutServer (allocators, log trees, locks, commits)
 //           ScoutFS (client: item cache, transactions, POSIX operations)
 //           ScoutDaemon (a mount: wiring, control socket)
-//   top:    ScoutCLI (argument parsing, output) <- scoutfs (the executable)
+//           ScoutAgent (ScoutIoctl's ioctls issued on a file descriptor: typed calls for archive agents)
+//   top:    ScoutCLI (argument parsing, output; the archive commands through ScoutAgent) <- scoutfs (the executable)
 let upcoming: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -36,6 +37,7 @@ let package = Package(
         .library(name: "ScoutStorage", targets: ["ScoutStorage"]),
         .library(name: "ScoutFUSE", targets: ["ScoutFUSE"]),
         .library(name: "ScoutIoctl", targets: ["ScoutIoctl"]),
+        .library(name: "ScoutAgent", targets: ["ScoutAgent"]),
         .library(name: "ScoutTestSupport", targets: ["ScoutTestSupport"]),
     ],
     dependencies: [
@@ -88,12 +90,14 @@ let package = Package(
             dependencies: ["ScoutFS", "ScoutServer", "ScoutNet", "ScoutQuorumService", "ScoutFUSE", nioCore, nioPosix, logging, system],
             swiftSettings: upcoming
         ),
+        // the archive agents' interface: real ioctl(2) calls with the structs in this process's memory
+        .target(name: "ScoutAgent", dependencies: ["ScoutIoctl"], swiftSettings: upcoming),
 
         // top
         .target(
             name: "ScoutCLI",
             dependencies: [
-                "ScoutStorage", "ScoutDaemon", logging,
+                "ScoutStorage", "ScoutDaemon", "ScoutAgent", "ScoutIoctl", logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming
@@ -132,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "ScoutCLITests",
             dependencies: [
-                "ScoutCLI", "ScoutDaemon", "ScoutServer", "ScoutTestSupport",
+                "ScoutCLI", "ScoutAgent", "ScoutIoctl", "ScoutDaemon", "ScoutServer", "ScoutTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming

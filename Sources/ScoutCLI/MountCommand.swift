@@ -174,78 +174,6 @@ func control(_ path: String, _ command: String, what: String) throws -> String {
     }
 }
 
-func fields(_ body: String) -> [String: String] {
-    var out: [String: String] = [:]
-    for line in body.split(separator: "\n") {
-        let p = line.split(separator: " ", maxSplits: 1)
-        if p.count == 2 { out[String(p[0])] = String(p[1]) }
-    }
-    return out
-}
-
-/// `scoutfs df [-h] [-p PATH]`: metadata and data space, as the original's table.
-struct DfCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "df", abstract: "Show metadata and data block usage")
-
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
-
-    @Flag(name: .short, help: "Print sizes in human readable units")
-    var humanReadable = false
-
-    func run() throws {
-        let f = fields(try control(path, "df", what: "df"))
-        let mt = UInt64(f["meta_total"] ?? "0") ?? 0
-        let mf = UInt64(f["meta_free"] ?? "0") ?? 0
-        let dt = UInt64(f["data_total"] ?? "0") ?? 0
-        let df = UInt64(f["data_free"] ?? "0") ?? 0
-        func size(_ blocks: UInt64, _ bs: UInt64) -> String {
-            guard humanReadable else { return "\(blocks)" }
-            return humanSize(blocks * bs)
-        }
-        let rows = [
-            ["Type", "Size", "Total", "Used", "Free", "Use%"],
-            ["MetaData", "64KB", size(mt, 65536), size(mt - min(mt, mf), 65536), size(mf, 65536), "\(mt == 0 ? 0 : (mt - min(mt, mf)) * 100 / mt)"],
-            ["Data", "4KB", size(dt, 4096), size(dt - min(dt, df), 4096), size(df, 4096), "\(dt == 0 ? 0 : (dt - min(dt, df)) * 100 / dt)"],
-        ]
-        var wid = [Int](repeating: 0, count: 6)
-        for r in rows { for (c, cell) in r.enumerated() { wid[c] = max(wid[c], cell.count) } }
-        var out = ""
-        for r in rows {
-            for (c, cell) in r.enumerated() { out += String(repeating: " ", count: wid[c] - cell.count) + cell + "  " }
-            out += "\n"
-        }
-        print(out, terminator: "")
-    }
-}
-
-/// `scoutfs statfs [-p PATH] [-s FIELD]`: the volume's identity and totals.
-struct StatfsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "statfs", abstract: "Show scoutfs file system information")
-
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
-
-    @Option(name: .short, help: ArgumentHelp("Print only this field", valueName: "FIELD"))
-    var single: String?
-
-    func run() throws {
-        let f = fields(try control(path, "statfs", what: "statfs"))
-        let order = ["fsid", "rid", "uuid", "committed_seq", "meta_total", "meta_free", "data_total", "data_free", "inode_count"]
-        let names = ["fsid": "fsid", "rid": "rid", "uuid": "uuid", "committed_seq": "committed_seq", "meta_total": "total_meta_blocks",
-                     "meta_free": "free_meta_blocks", "data_total": "total_data_blocks", "data_free": "free_data_blocks", "inode_count": "inode_count"]
-        if let s = single {
-            guard let k = names.first(where: { $0.value == s })?.key, let v = f[k] else {
-                printErr("scoutfs: statfs failed: unknown field '\(s)' (\(EINVAL))")
-                throw ExitCode(1)
-            }
-            print(v)
-            return
-        }
-        for k in order { if let v = f[k] { print("\(names[k]!): \(v)") } }
-    }
-}
-
 /// `scoutfs counters [-p PATH]`: the mount's counters.
 struct CountersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "counters", abstract: "Show a mount's counters")
@@ -269,20 +197,6 @@ struct SyncCommand: ParsableCommand {
     func run() throws {
         _ = try control(path, "sync", what: "sync")
     }
-}
-
-/// The original's `BASE_SIZE_FMT`: "%.2f%s" with B, KB, MB, … (powers of 1024).
-func humanSize(_ bytes: UInt64) -> String {
-    var x = Float(bytes)
-    var i = 0
-    let suffixes = ["B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    while x >= 1024 && i < suffixes.count - 1 {
-        x /= 1024
-        i += 1
-    }
-    let hundredths = Int((x * 100).rounded())
-    let frac = hundredths % 100
-    return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)\(suffixes[i])"
 }
 
 /// Closes every descriptor above stderr that the daemon inherited, except `keep`: a daemon

@@ -1,4 +1,3 @@
-import ArgumentParser
 import ScoutCLI
 
-ScoutCommand.main()
+ScoutCommand.mainArgp()
