@@ -124,7 +124,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         if changes.killSUIDGID, s.mode == nil, let cur = try? volume.getattr(nodeID), cur.mode & UInt32(S_ISUID | S_ISGID) != 0 {
             s.mode = cur.mode & ~UInt32(S_ISUID | S_ISGID)
         }
-        let a = try run { () throws(FSError) in try volume.setattr(nodeID, s) }
+        let a = try run { () throws(FSError) in try volume.setattr(nodeID, s, hooks: DataWaitHooks(context)) }
         return AttributeReply(attributes: Self.attrs(a), timeout: cacheTimeout)
     }
 
@@ -196,7 +196,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64,
         into buffer: UnsafeMutableRawBufferPointer, flags: Int32
     ) throws -> Int {
-        try run { () throws(FSError) in try volume.read(nodeID, offset: offset, into: buffer) }
+        try run { () throws(FSError) in try volume.read(nodeID, offset: offset, into: buffer, hooks: DataWaitHooks(context)) }
     }
 
     public func write(
@@ -204,7 +204,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         writeFlags: WriteFlags, flags: Int32
     ) throws -> Int {
         let append = appendHandles.contains(fileHandle)
-        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append) } }
+        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append, hooks: DataWaitHooks(context)) } }
         do {
             return try r.get()
         } catch {
@@ -312,7 +312,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, length: UInt64,
         mode: Int32
     ) throws {
-        try run { () throws(FSError) in try volume.fallocate(nodeID, mode: UInt32(bitPattern: mode), offset: offset, length: length) }
+        try run { () throws(FSError) in try volume.fallocate(nodeID, mode: UInt32(bitPattern: mode), offset: offset, length: length, hooks: DataWaitHooks(context)) }
     }
 
     public func lseek(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, whence: Int32) throws -> UInt64 {

@@ -106,6 +106,7 @@ extension Volume {
     func waitIfOffline(_ ino: UInt64, _ i: Inode, first: UInt64, last: UInt64, op: DataWaitOp) throws {
         guard i.offlineBlocks > 0, first <= last else { return }
         for e in try extents(ino, from: first, through: last) where e.offline {
+            counters.dataWaits += 1
             throw MustWait(waiter: dataWaiters.register(ino: ino, iblock: max(e.start, first), op: op))
         }
     }
@@ -166,7 +167,7 @@ extension Volume {
             guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL, "release of a non-regular file") }
             guard i.dataVersion == dataVersion else { throw FSError(FSError.ESTALE, "data_version \(i.dataVersion), not \(dataVersion)") }
             let first = offset / Self.bs
-            let last = (offset + length - 1) / Self.bs
+            let last = (offset + (length - 1)) / Self.bs
             for e in try extents(ino, from: first, through: last) where !e.offline {
                 let start = max(e.start, first)
                 let n = min(e.end, last) - start + 1
@@ -227,7 +228,7 @@ extension Volume {
             guard i.dataVersion == dataVersion else { throw FSError(FSError.ESTALE, "data_version \(i.dataVersion), not \(dataVersion)") }
             try Self.checkRetention(i)
             let first = offset / Self.bs
-            let last = (offset + length - 1) / Self.bs
+            let last = (offset + (length - 1)) / Self.bs
             let exts = try extents(ino, from: first, through: last)
             if let e = exts.first(where: { $0.blkno != 0 }) {
                 throw FSError(FSError.EINVAL, "punch-offline: blocks \(e.start)+\(e.len) are online")

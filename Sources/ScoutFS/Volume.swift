@@ -33,6 +33,8 @@ public struct VolumeCounters: Sendable {
     public var orphansDeleted: UInt64 = 0
     public var dataBytesWritten: UInt64 = 0
     public var dataBytesRead: UInt64 = 0
+    /// Operations that met offline data and waited for it (each retry that waits again counts).
+    public var dataWaits: UInt64 = 0
 }
 
 /// One mount of a volume: the client half of scoutfs (item cache, transactions, locks) and
