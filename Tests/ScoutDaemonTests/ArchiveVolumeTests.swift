@@ -616,6 +616,34 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(try f.vol.getAttrX(ino).offlineBlocks == 0)
     }
 
+    @Test func readsWaitOnlyForTheBlocksTheyReturn() throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let data = randomBytes(4 * bs, seed: 24)
+        let ino = try f.file("f", data)
+        // blocks 4..7 allocated past i_size, then blocks 2..7 released: offline inside and past i_size
+        try f.vol.fallocate(ino, mode: FallocMode.keepSize, offset: UInt64(4 * bs), length: UInt64(4 * bs))
+        let v = try f.dv(ino)
+        try f.vol.release(ino, offset: UInt64(2 * bs), length: UInt64(6 * bs), dataVersion: v)
+        #expect(try f.vol.getAttrX(ino).offlineBlocks == 6)
+        // the online part reads at once
+        #expect(try f.vol.read(ino, offset: 0, size: 2 * bs) == Array(data[0..<(2 * bs)]))
+        // a large read waits for blocks 2..3 only, never for the offline blocks past i_size
+        let vol = f.vol
+        let reader = Background { () throws in try vol.read(ino, offset: 0, size: 1 << 20) }
+        #expect(eventually { f.waiters() == [DataWaiterEntry(ino: ino, iblock: 2, op: .read)] })
+        // fallocate KEEP_SIZE does not wait, and leaves offline blocks offline
+        try f.vol.fallocate(ino, mode: FallocMode.keepSize, offset: 0, length: UInt64(16 * bs))
+        #expect(try f.vol.getAttrX(ino).offlineBlocks == 6)
+        #expect(try f.stage(ino, Array(data[(2 * bs)...]), at: 2 * bs) == 2 * bs)
+        #expect(try reader.wait()?.get() == data)
+        // a write past i_size over offline blocks fills them without waiting
+        let w = Background { () throws in try [UInt8(9)].withUnsafeBytes { try vol.write(ino, offset: UInt64(5 * bs), $0) } }
+        #expect(try w.wait()?.get() == 1)
+        #expect(try f.vol.getAttrX(ino).offlineBlocks == 3)
+        #expect(try f.vol.read(ino, offset: UInt64(5 * bs), size: 2) == [9])
+    }
+
     @Test func losingTheInodeLockWakesWaitersToRetry() throws {
         let f = try Fixture()
         defer { f.cleanup() }
