@@ -133,17 +133,18 @@ extension Volume {
     // MARK: release, stage, punch-offline
 
     /// Adds an offline extent over `start..<start+len` (a range with no extent), merged with
-    /// offline neighbours.
+    /// offline neighbours. Offline extents map no blocks, so they are not cut at
+    /// `maxExtentBlocks` (as in the original, one item can cover a whole file).
     func insertOffline(_ ino: UInt64, start: UInt64, len: UInt64) throws(FSError) {
         var e = FileExtent(start: start, len: len, blkno: 0, flags: DataExtentValue.flagOffline)
         if e.start > 0, let left = try extents(ino, from: e.start - 1, through: e.start - 1).first,
-            left.end == e.start - 1, left.flags == e.flags, left.blkno == 0, left.len + e.len <= Self.maxExtentBlocks
+            left.end == e.start - 1, left.flags == e.flags, left.blkno == 0
         {
             cache.delete(Self.extentKey(ino, left))
             e = FileExtent(start: left.start, len: left.len + e.len, blkno: 0, flags: e.flags)
         }
         if e.end < UInt64.max, let right = try extents(ino, from: e.end + 1, through: e.end + 1).first,
-            right.start == e.end + 1, right.flags == e.flags, right.blkno == 0, right.len + e.len <= Self.maxExtentBlocks
+            right.start == e.end + 1, right.flags == e.flags, right.blkno == 0
         {
             cache.delete(Self.extentKey(ino, right))
             e = FileExtent(start: e.start, len: e.len + right.len, blkno: 0, flags: e.flags)
@@ -417,14 +418,9 @@ extension Volume {
             }
             if sizeOffline {
                 let count = a.size / Self.bs + (a.size % Self.bs == 0 ? 0 : 1)
-                var start: UInt64 = 0
-                while start < count {
-                    let len = min(count - start, Self.maxExtentBlocks)
-                    cache.put(
-                        Self.extentKey(ino, FileExtent(start: start, len: len, blkno: 0, flags: DataExtentValue.flagOffline)),
-                        DataExtentValue(blkno: 0, flags: DataExtentValue.flagOffline).encoded())
-                    start += len
-                }
+                cache.put(
+                    Self.extentKey(ino, FileExtent(start: 0, len: count, blkno: 0, flags: DataExtentValue.flagOffline)),
+                    DataExtentValue(blkno: 0, flags: DataExtentValue.flagOffline).encoded())
                 i.offlineBlocks += count
             }
             if setsVersion { i.dataVersion = a.dataVersion }

@@ -487,6 +487,22 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(try f.stage(ino, data, dv: 5) == data.count)
         #expect(try reader.wait()?.get() == data)
 
+        // a large restored file: one offline extent, staged anywhere inside
+        let big = try f.file("big")
+        var x = AttrX()
+        x.mask = [.size, .dataVersion]
+        x.flags = AttrX.flagSizeOffline
+        x.size = (1 << 40) + 10
+        x.dataVersion = 9
+        try f.vol.setAttrX(big, x)
+        #expect(try f.vol.getAttrX(big).offlineBlocks == (1 << 28) + 1)
+        let piece = randomBytes(bs, seed: 25)
+        #expect(try f.stage(big, piece, at: 1 << 39, dv: 9) == bs)
+        #expect(try f.stage(big, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], at: 1 << 40, dv: 9) == 10)
+        #expect(try f.vol.read(big, offset: 1 << 39, size: bs) == piece)
+        #expect(try f.vol.read(big, offset: 1 << 40, size: 100) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        #expect(try f.vol.getAttrX(big).offlineBlocks == (1 << 28) - 1)
+
         // retention: only a call that clears it goes through
         #expect(set { $0.mask = [.retention]; $0.bits = AttrX.bitRetention } == 0)
         #expect(try f.vol.getAttrX(ino).bits == AttrX.bitRetention)
