@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "ScoutFUSETests", dependencies: ["ScoutFUSE", "ScoutTestSupport", system], swiftSettings: upcoming),
         .testTarget(
             name: "ScoutDaemonTests",
-            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutFUSE", "ScoutIoctl", "ScoutTestSupport", "CFuseKernel", system],
+            dependencies: ["ScoutDaemon", "ScoutFS", "ScoutServer", "ScoutStorage", "ScoutFUSE", "ScoutIoctl", "ScoutAgent", "ScoutTestSupport", "CFuseKernel", system],
             swiftSettings: upcoming
         ),
         .testTarget(

@@ -186,9 +186,9 @@ public final class Mount: @unchecked Sendable {
         fs.rid = rid
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
-        // readers of offline data each hold a thread while they wait (buffered reads are
-        // background requests, at most maxBackground of them; direct I/O and faults are not)
-        fcfg.maxReaderThreads = 256
+        // readers of offline data each hold a thread while they wait (files with offline
+        // blocks are opened for direct I/O, so every reader is a request of its own)
+        fcfg.maxReaderThreads = 1024
         fcfg.readdirPlus = .off
         fcfg.posixACL = true
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)

@@ -46,6 +46,9 @@ public final class PThreadLock: @unchecked Sendable {
         return pthread_cond_timedwait(cond, mutex, &ts) == 0
     }
 
+    /// Waits (the lock held) until signalled; may wake spuriously, so callers loop on their condition.
+    public func wait() { pthread_cond_wait(cond, mutex) }
+
     public func broadcast() { pthread_cond_broadcast(cond) }
 }
 

@@ -224,9 +224,4 @@ extension ScoutFileSystem {
         h.mappedExtents = UInt32(exts.count)
         return IoctlReply(result: 0, output: h.encoded)
     }
-
-    /// The archive ioctls (RELEASE, STAGE, ...); nil for a command this mount does not serve.
-    func archiveIoctl(_ cmd: IoctlCommand, _ c: IoctlCall) throws -> IoctlReply? {
-        nil
-    }
 }

@@ -127,7 +127,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         if changes.killSUIDGID, s.mode == nil, let cur = try? volume.getattr(nodeID), cur.mode & UInt32(S_ISUID | S_ISGID) != 0 {
             s.mode = cur.mode & ~UInt32(S_ISUID | S_ISGID)
         }
-        let a = try run { () throws(FSError) in try volume.setattr(nodeID, s) }
+        let a = try run { () throws(FSError) in try volume.setattr(nodeID, s, hooks: DataWaitHooks(context)) }
         return AttributeReply(attributes: Self.attrs(a), timeout: cacheTimeout)
     }
 
@@ -180,19 +180,21 @@ public final class ScoutFileSystem: FileSystemOperations {
     }
 
     public func open(_ context: RequestContext, nodeID: UInt64, flags: Int32, killSUIDGID: Bool) throws -> OpenReply {
-        try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0) }
-        return openReply(nodeID, flags: flags)
+        let offline = try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0) }
+        return openReply(nodeID, flags: flags, offline: offline)
     }
 
     /// The handle of an open file. An O_APPEND open gets a handle of its own, remembered, and
     /// FOPEN_DIRECT_IO: its writes land at the end of file as the cluster sees it, wherever
     /// the kernel's cached size put them, so no page of this mount may hold them at the
     /// kernel's offset. After such a write the kernel marks its cached size stale and asks
-    /// again before it next uses it. O_DIRECT opens bypass the page cache too; the rest
-    /// keep it.
-    private func openReply(_ ino: UInt64, flags: Int32) -> OpenReply {
+    /// again before it next uses it. O_DIRECT opens bypass the page cache too, and so do
+    /// opens of a file with offline blocks: each read then reaches the daemon as a request of
+    /// the reader's own (not a readahead of the kernel's, which no signal interrupts), waits
+    /// for exactly the blocks it asked for and can be interrupted. The rest keep the cache.
+    private func openReply(_ ino: UInt64, flags: Int32, offline: Bool = false) -> OpenReply {
         let fh = handles.open(ino, flags: flags)
-        if flags & O_APPEND != 0 { return OpenReply(fileHandle: fh, flags: [.directIO]) }
+        if flags & O_APPEND != 0 || offline { return OpenReply(fileHandle: fh, flags: [.directIO]) }
         return OpenReply(fileHandle: fh, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
     }
 
@@ -200,7 +202,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64,
         into buffer: UnsafeMutableRawBufferPointer, flags: Int32
     ) throws -> Int {
-        try run { () throws(FSError) in try volume.read(nodeID, offset: offset, into: buffer) }
+        try run { () throws(FSError) in try volume.read(nodeID, offset: offset, into: buffer, hooks: DataWaitHooks(context)) }
     }
 
     public func write(
@@ -208,7 +210,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         writeFlags: WriteFlags, flags: Int32
     ) throws -> Int {
         let append = (handles.flags(fileHandle) ?? 0) & O_APPEND != 0
-        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append) } }
+        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append, hooks: DataWaitHooks(context)) } }
         do {
             return try r.get()
         } catch {
@@ -308,7 +310,7 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     public func tmpfile(_ context: RequestContext, parent: UInt64, mode: UInt32, umask: UInt32, flags: Int32) throws -> CreateReply {
         let a = try run { () throws(FSError) in try volume.tmpfile(parent: parent, mode: UInt32(S_IFREG) | (mode & 0o7777), umask: umask, caller: Self.caller(context)) }
-        try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
+        _ = try run { () throws(FSError) in try volume.open(a.ino, truncate: false) }
         return CreateReply(entry: entry(a), open: openReply(a.ino, flags: flags))
     }
 
@@ -316,7 +318,7 @@ public final class ScoutFileSystem: FileSystemOperations {
         _ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, length: UInt64,
         mode: Int32
     ) throws {
-        try run { () throws(FSError) in try volume.fallocate(nodeID, mode: UInt32(bitPattern: mode), offset: offset, length: length) }
+        try run { () throws(FSError) in try volume.fallocate(nodeID, mode: UInt32(bitPattern: mode), offset: offset, length: length, hooks: DataWaitHooks(context)) }
     }
 
     public func lseek(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, offset: UInt64, whence: Int32) throws -> UInt64 {
@@ -342,13 +344,6 @@ final class NotifierBox: @unchecked Sendable {
     private var names: [UInt64: Set<[UInt8]>] = [:]
 
     func set(_ n: FUSENotifier) { lock.withLock { notifier = n } }
-
-    /// Drops the kernel's attributes and every cached page of `ino` before returning. Only for
-    /// callers that hold no cluster lock and no page (an ioctl after its operation finished).
-    func invalidateNow(_ ino: UInt64) {
-        guard let n = lock.withLock({ notifier }) else { return }
-        _ = try? n.invalidateInode(ino, offset: 0, length: -1)
-    }
 
     func remember(parent: UInt64, name: [UInt8]) {
         lock.withLock { _ = names[parent, default: []].insert(name) }

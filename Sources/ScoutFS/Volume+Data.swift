@@ -67,13 +67,21 @@ extension Volume {
         putExtent(ino, e)
     }
 
+    /// What `removeExtents` took away.
+    struct Removed {
+        /// Blocks that had a data block (written or unwritten).
+        var online: UInt64 = 0
+        /// Offline blocks.
+        var offline: UInt64 = 0
+    }
+
     /// Removes logical blocks `from..<from+count` from `ino`'s extents; their data blocks go
-    /// to the freed pool when `free`. Returns the number of allocated blocks removed.
+    /// to the freed pool when `free`.
     @discardableResult
-    func removeExtents(_ ino: UInt64, from: UInt64, count: UInt64, free: Bool) throws(FSError) -> UInt64 {
-        guard count > 0 else { return 0 }
-        let last = count == .max ? UInt64.max : from + count - 1
-        var removed: UInt64 = 0
+    func removeExtents(_ ino: UInt64, from: UInt64, count: UInt64, free: Bool) throws(FSError) -> Removed {
+        guard count > 0 else { return Removed() }
+        let last = count == .max || count > .max - from ? UInt64.max : from + count - 1
+        var removed = Removed()
         for e in try extents(ino, from: from, through: last) {
             cache.delete(Self.extentKey(ino, e))
             let cutStart = max(e.start, from)
@@ -85,9 +93,11 @@ extension Volume {
                 let off = cutEnd + 1 - e.start
                 putExtent(ino, FileExtent(start: cutEnd + 1, len: e.end - cutEnd, blkno: e.blkno == 0 ? 0 : e.blkno + off, flags: e.flags))
             }
-            if e.blkno != 0 && !e.offline {
-                let n = cutEnd - cutStart + 1
-                removed += n
+            let n = cutEnd - cutStart + 1
+            if e.offline {
+                removed.offline += n
+            } else if e.blkno != 0 {
+                removed.online += n
                 if free {
                     do {
                         try ExtentAllocator(store: txn).free(&txn.logTrees.dataFreed, Extent(start: e.blkno + (cutStart - e.start), len: n))
@@ -180,8 +190,11 @@ extension Volume {
 
     // MARK: operations
 
-    public func open(_ ino: UInt64, truncate: Bool) throws(FSError) {
-        try withLocks([ino], write: truncate) { () throws -> Void in
+    /// Counts an open of `ino` (truncating it for O_TRUNC); returns whether the file has
+    /// offline blocks.
+    @discardableResult
+    public func open(_ ino: UInt64, truncate: Bool) throws(FSError) -> Bool {
+        try withLocks([ino], write: truncate) { () throws -> Bool in
             var i = try loadInode(ino)
             if truncate && Self.isReg(i.mode) && i.size > 0 {
                 try self.truncate(ino, &i, to: 0)
@@ -191,6 +204,7 @@ extension Volume {
                 storeInode(ino, &i, dataChanged: true)
             }
             openCounts[ino, default: 0] += 1
+            return i.offlineBlocks > 0
         }
     }
 
@@ -206,44 +220,22 @@ extension Volume {
     /// Writes `data` at `offset`, or at the end of the file as every mount sees it when
     /// `append` (O_APPEND: the kernel's offset comes from its own cached size, which another
     /// mount's appends make stale; the end is read under the inode's write lock here).
-    public func write(_ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false) throws(FSError) -> Int {
+    ///
+    /// While any block inside i_size is offline the write waits (op `write`) for it to be
+    /// staged: data_version is per inode, and a write would make every later stage of the
+    /// file fail with ESTALE. Offline blocks past i_size are overwritten.
+    public func write(
+        _ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false, hooks: DataWaitHooks? = nil
+    ) throws(FSError) -> Int {
         guard data.count > 0 else { return 0 }
-        return try withLocks([ino], write: true) { () throws -> Int in
+        return try withDataWait([ino], write: true, hooks: hooks) { () throws -> Int in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL) }
             let offset = append ? i.size : requested
             let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
             if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
-            let first = offset / Self.bs
-            let last = (end - 1) / Self.bs
-            var pos = first
-            while pos <= last {
-                let exts = try extents(ino, from: pos, through: last)
-                if let e = exts.first, e.start <= pos, !e.offline {
-                    let n = min(e.end, last) - pos + 1
-                    let pblk = e.blkno + (pos - e.start)
-                    try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: pblk, existing: !e.unwritten)
-                    if e.unwritten {
-                        try removeExtents(ino, from: pos, count: n, free: false)
-                        try insertExtent(ino, FileExtent(start: pos, len: n, blkno: pblk, flags: 0))
-                    }
-                    pos += n
-                    continue
-                }
-                // a hole (or offline blocks being overwritten) up to the next extent
-                var holeEnd = last
-                if let e = exts.first(where: { $0.start > pos }) { holeEnd = min(holeEnd, e.start - 1) }
-                if let e = exts.first, e.start <= pos, e.offline {
-                    holeEnd = min(holeEnd, e.end)
-                    try removeExtents(ino, from: pos, count: holeEnd - pos + 1, free: false)
-                    i.offlineBlocks -= min(i.offlineBlocks, holeEnd - pos + 1)
-                }
-                let (blkno, n) = try allocData(holeEnd - pos + 1)
-                try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: blkno, existing: false)
-                try insertExtent(ino, FileExtent(start: pos, len: n, blkno: blkno, flags: 0))
-                i.onlineBlocks += n
-                pos += n
-            }
+            if i.size > 0 { try waitIfOffline(ino, i, first: 0, last: (i.size - 1) / Self.bs, op: .write) }
+            try writeBlocks(ino, &i, offset: offset, data)
             if end > i.size { i.size = end }
             let now = Self.now()
             i.mtime = now
@@ -254,23 +246,69 @@ extension Volume {
         }
     }
 
-    public func read(_ ino: UInt64, offset: UInt64, size: Int) throws(FSError) -> [UInt8] {
+    /// Writes `data` at `offset` into the file's blocks: online blocks are overwritten in
+    /// place (unwritten ones become written), holes and offline blocks get new blocks. Only
+    /// the block counts of `i` change. Returns the number of offline blocks filled.
+    @discardableResult
+    func writeBlocks(_ ino: UInt64, _ i: inout ScoutFormat.Inode, offset: UInt64, _ data: UnsafeRawBufferPointer) throws(FSError) -> UInt64 {
+        let end = offset + UInt64(data.count)
+        let first = offset / Self.bs
+        let last = (end - 1) / Self.bs
+        var filled: UInt64 = 0
+        var pos = first
+        while pos <= last {
+            let exts = try extents(ino, from: pos, through: last)
+            if let e = exts.first, e.start <= pos, !e.offline {
+                let n = min(e.end, last) - pos + 1
+                let pblk = e.blkno + (pos - e.start)
+                try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: pblk, existing: !e.unwritten)
+                if e.unwritten {
+                    try removeExtents(ino, from: pos, count: n, free: false)
+                    try insertExtent(ino, FileExtent(start: pos, len: n, blkno: pblk, flags: 0))
+                }
+                pos += n
+                continue
+            }
+            // a hole (or offline blocks being filled) up to the next extent
+            var holeEnd = last
+            if let e = exts.first(where: { $0.start > pos }) { holeEnd = min(holeEnd, e.start - 1) }
+            let offline = exts.first.map { $0.start <= pos && $0.offline } ?? false
+            if offline, let e = exts.first { holeEnd = min(holeEnd, e.end) }
+            let (blkno, n) = try allocData(holeEnd - pos + 1)
+            if offline {
+                let r = try removeExtents(ino, from: pos, count: n, free: false)
+                i.offlineBlocks -= min(i.offlineBlocks, r.offline)
+                filled += r.offline
+            }
+            try writeRun(data, fileOff: offset, lblk: pos, nblocks: n, blkno: blkno, existing: false)
+            try insertExtent(ino, FileExtent(start: pos, len: n, blkno: blkno, flags: 0))
+            i.onlineBlocks += n
+            pos += n
+        }
+        return filled
+    }
+
+    public func read(_ ino: UInt64, offset: UInt64, size: Int, hooks: DataWaitHooks? = nil) throws(FSError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: max(0, size))
-        let r = out.withUnsafeMutableBytes { raw in Result { () throws(FSError) -> Int in try read(ino, offset: offset, into: raw) } }
+        let r = out.withUnsafeMutableBytes { raw in Result { () throws(FSError) -> Int in try read(ino, offset: offset, into: raw, hooks: hooks) } }
         out.removeSubrange(try r.get()...)
         return out
     }
 
     /// Reads up to `buffer.count` bytes at `offset` into `buffer`; returns the count (short at EOF).
-    public func read(_ ino: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FSError) -> Int {
-        try withLocks([ino], write: false) { () throws -> Int in
+    /// Waits (op `read`) while a block it returns (inside i_size) is offline.
+    public func read(
+        _ ino: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, hooks: DataWaitHooks? = nil
+    ) throws(FSError) -> Int {
+        try withDataWait([ino], write: false, hooks: hooks) { () throws -> Int in
             let i = try loadInode(ino)
             if Self.isDir(i.mode) { throw FSError(FSError.EISDIR) }
             guard offset < i.size, buffer.count > 0 else { return 0 }
             let n = Int(min(UInt64(buffer.count), i.size - offset))
-            memset(buffer.baseAddress!, 0, n)
             let first = offset / Self.bs
             let last = (offset + UInt64(n) - 1) / Self.bs
+            try waitIfOffline(ino, i, first: first, last: last, op: .read)
+            memset(buffer.baseAddress!, 0, n)
             for e in try extents(ino, from: first, through: last) where !e.unwritten {
                 if e.offline { throw FSError(FSError.EIO, "inode \(ino): data is offline") }
                 let from = max(e.start * Self.bs, offset)
@@ -283,13 +321,17 @@ extension Volume {
         }
     }
 
-    /// Changes the size; blocks past the new end are freed and the tail of a partial last
-    /// block is zeroed on the device so a later extension reads zeros.
+    /// Changes the size; blocks past the new end (offline ones too) are freed and the tail of
+    /// a partial last block is zeroed on the device so a later extension reads zeros.
+    /// Callers wait for offline blocks first (`waitIfOffline`, op `changeSize`).
     func truncate(_ ino: UInt64, _ i: inout ScoutFormat.Inode, to size: UInt64) throws(FSError) {
         if size < i.size {
             let keep = (size + Self.bs - 1) / Self.bs
             let removed = try removeExtents(ino, from: keep, count: .max - keep, free: true)
-            i.onlineBlocks -= min(i.onlineBlocks, removed)
+            i.onlineBlocks -= min(i.onlineBlocks, removed.online)
+            i.offlineBlocks -= min(i.offlineBlocks, removed.offline)
+            // readers of the removed offline blocks retry and find them gone
+            if removed.offline > 0 { dataWaiters.wake(ino) }
             if size % Self.bs != 0 { try zeroInBlock(ino, from: size, to: min(i.size, keep * Self.bs)) }
         }
         i.size = size
@@ -313,22 +355,33 @@ extension Volume {
         try pwriteAll(UnsafeRawBufferPointer(zeros), at: (e.blkno + lblk - e.start) * Self.bs + from % Self.bs)
     }
 
-    public func fallocate(_ ino: UInt64, mode: UInt32, offset: UInt64, length: UInt64) throws(FSError) {
+    /// fallocate(2). Punching or zeroing waits (op `write`) while any block inside i_size is
+    /// offline, like a write (it changes data_version); growing i_size waits (op
+    /// `changeSize`) likewise. Allocating with KEEP_SIZE never waits and leaves offline
+    /// blocks offline.
+    public func fallocate(_ ino: UInt64, mode: UInt32, offset: UInt64, length: UInt64, hooks: DataWaitHooks? = nil) throws(FSError) {
         guard length > 0 else { throw FSError(FSError.EINVAL) }
         let known = FallocMode.keepSize | FallocMode.punchHole | FallocMode.zeroRange
         if mode & ~known != 0 { throw FSError(FSError.EOPNOTSUPP) }
         if mode & FallocMode.punchHole != 0 && mode & FallocMode.keepSize == 0 { throw FSError(FSError.EOPNOTSUPP) }
         let (end, overflow) = offset.addingReportingOverflow(length)
         if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
-        try withLocks([ino], write: true) { () throws -> Void in
+        try withDataWait([ino], write: true, hooks: hooks) { () throws -> Void in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(Self.isDir(i.mode) ? FSError.EISDIR : FSError.ENODEV) }
-            if mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0 {
+            let changesData = mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0
+            let grows = mode & FallocMode.keepSize == 0 && end > i.size
+            if (changesData || grows) && i.size > 0 {
+                try waitIfOffline(ino, i, first: 0, last: (i.size - 1) / Self.bs, op: changesData ? .write : .changeSize)
+            }
+            if changesData {
                 let firstFull = (offset + Self.bs - 1) / Self.bs
                 let endFull = end / Self.bs
                 if endFull > firstFull {
                     let removed = try removeExtents(ino, from: firstFull, count: endFull - firstFull, free: true)
-                    i.onlineBlocks -= min(i.onlineBlocks, removed)
+                    i.onlineBlocks -= min(i.onlineBlocks, removed.online)
+                    i.offlineBlocks -= min(i.offlineBlocks, removed.offline)
+                    if removed.offline > 0 { dataWaiters.wake(ino) }
                 }
                 if offset % Self.bs != 0 { try zeroInBlock(ino, from: offset, to: min(end, firstFull * Self.bs)) }
                 if end % Self.bs != 0 && endFull >= firstFull { try zeroInBlock(ino, from: endFull * Self.bs, to: end) }
@@ -350,12 +403,16 @@ extension Volume {
                     i.onlineBlocks += n
                     pos += n
                 }
-                if mode & FallocMode.keepSize == 0 && end > i.size { i.size = end }
             }
             i.ctime = Self.now()
-            if mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0 {
+            if changesData {
                 i.mtime = i.ctime
                 i.dataVersion &+= 1
+            }
+            if grows {
+                // the contents changed size: data_version is per inode (as in the original)
+                i.size = end
+                if !changesData { i.dataVersion &+= 1 }
             }
             storeInode(ino, &i, dataChanged: true)
         }

@@ -145,14 +145,19 @@ extension Volume {
         try withLocks([ino], write: false) { () throws -> FileAttr in attr(ino, try loadInode(ino)) }
     }
 
-    public func setattr(_ ino: UInt64, _ s: SetAttr) throws(FSError) -> FileAttr {
-        try withLocks([ino], write: true) { () throws -> FileAttr in
+    /// A size change waits (op `changeSize`) while a block below the new size is offline
+    /// (data_version is per inode; truncating to 0 or to the same size never waits).
+    public func setattr(_ ino: UInt64, _ s: SetAttr, hooks: DataWaitHooks? = nil) throws(FSError) -> FileAttr {
+        try withDataWait([ino], write: true, hooks: hooks) { () throws -> FileAttr in
             var i = try loadInode(ino)
             let now = Self.now()
             var dataChanged = false
             if let size = s.size {
                 guard !Self.isDir(i.mode) else { throw FSError(FSError.EISDIR) }
                 guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL) }
+                if size > 0 && size != i.size {
+                    try waitIfOffline(ino, i, first: 0, last: (size - 1) / Self.bs, op: .changeSize)
+                }
                 if size != i.size {
                     try truncate(ino, &i, to: size)
                     dataChanged = true

@@ -33,6 +33,8 @@ public struct VolumeCounters: Sendable {
     public var orphansDeleted: UInt64 = 0
     public var dataBytesWritten: UInt64 = 0
     public var dataBytesRead: UInt64 = 0
+    /// Operations that met offline data and waited for it (each retry that waits again counts).
+    public var dataWaits: UInt64 = 0
 }
 
 /// One mount of a volume: the client half of scoutfs (item cache, transactions, locks) and
@@ -92,6 +94,8 @@ public final class Volume: @unchecked Sendable {
     /// How long an allocation waits for other mounts to return data space before ENOSPC.
     public var dataRefillWait: Double = 5
     private var failed: FSError?
+    /// This mount's tasks waiting for offline data (they have their own lock).
+    let dataWaiters = DataWaiters()
 
     /// Mounts: opens the first transaction (GET_LOG_TREES).
     public init(meta: MetaDevice, dataPath: String, fmtVers: UInt64, link: any ServerLink) throws(FSError) {
@@ -189,6 +193,10 @@ public final class Volume: @unchecked Sendable {
             }
         }
         if !inos.isEmpty { kernelInvalidate?(inos) }
+        // another mount may be about to stage (or release) these inodes' data: waiters retry
+        if range.start.zone == KeyZone.fs {
+            dataWaiters.wake { range.contains(Key(zone: KeyZone.fs, first: $0)) }
+        }
     }
 
     /// Called by the link when the server asks for a lock to be dropped.
