@@ -133,6 +133,8 @@ for i in 1 2 3; do dd if=/dev/urandom of="$m/projects/run$i.dat" bs=1M count=8 s
 scoutfs sync -p "$m"
 echo "  scoutfs walk-inodes -p node0 -- data_seq $((pos + 1)) -1:"
 scoutfs walk-inodes -p "$m" -- data_seq $((pos + 1)) -1 | sed 's/^/    /'
+used() { scoutfs df -p "$1" | awk '$1 == "Data" { print $4 }'; }
+before=$(used "$m")
 for ino in $(scoutfs walk-inodes -p "$m" -- data_seq $((pos + 1)) -1 | awk '$1 != "#" { print $4 }' | sort -u); do
     path=$(scoutfs ino-path -p "$m" "$ino" | head -1)
     f="$m/$path"
@@ -142,7 +144,8 @@ for ino in $(scoutfs walk-inodes -p "$m" -- data_seq $((pos + 1)) -1 | awk '$1 !
     scoutfs release "$f" -V "$ver"
     echo "  inode $ino ($path, data_version $ver): copied to var/archive/$ino and released"
 done
-scoutfs df -p "$m" | sed 's/^/    /'
+scoutfs sync -p "$m"
+echo "  scoutfs df: data blocks used $before before the releases, $(used "$m") after"
 target="projects/run1.dat"
 tino=$(stat -c %i "$m/$target")
 echo "  scoutfs stat $target:"

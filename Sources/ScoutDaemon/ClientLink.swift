@@ -138,7 +138,6 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
             Self.onThread {
                 vol?.invalidateLock(key: nl.key, from: nl.oldMode, to: nl.newMode)
                 request.respond(.success(nl.encoded()))
-                vol?.prepareTransaction()
             }
         case .syncLogTrees:
             let vol = volume

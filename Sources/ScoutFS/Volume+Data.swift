@@ -134,7 +134,7 @@ extension Volume {
                 usleep(delay)
                 delay = min(delay * 2, 500_000)
             }
-            try commitLocked(force: true)
+            try commitLocked(force: true, reopen: true)
             committed = true
         }
     }

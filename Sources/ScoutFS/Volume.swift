@@ -97,7 +97,7 @@ public final class Volume: @unchecked Sendable {
     /// This mount's tasks waiting for offline data (they have their own lock).
     let dataWaiters = DataWaiters()
 
-    /// Mounts: opens the first transaction (GET_LOG_TREES).
+    /// Mounts: takes this mount's log tree and allocators (GET_LOG_TREES) and commits them back unchanged.
     public init(meta: MetaDevice, dataPath: String, fmtVers: UInt64, link: any ServerLink) throws(FSError) {
         self.meta = meta
         self.fsid = meta.fsid
@@ -121,6 +121,9 @@ public final class Volume: @unchecked Sendable {
         }
         locks.onInvalidate = { [unowned self] range, to in self.lockInvalidated(range, to) }
         cache.isHeld = { [unowned self] r in self.opLocks.contains(r) }
+        // the mount's first transaction is committed empty at once: left open, its seq would
+        // hold GET_LAST_SEQ back for as long as this mount does not write
+        try state.withLock { () throws(FSError) in try commitLocked(force: true) }
     }
 
     // MARK: locking
@@ -150,7 +153,10 @@ public final class Volume: @unchecked Sendable {
             }
             do {
                 if let failed { throw failed }
-                try openIfNeeded()
+                // a transaction opens (and takes its seq) only when an operation may write:
+                // an open transaction holds GET_LAST_SEQ back, so one left open by reads on an
+                // idle mount would keep every mount's walk-inodes from seeing new changes
+                if write { try openIfNeeded() }
                 let r = try body()
                 try maybeCommit()
                 return r
@@ -179,7 +185,7 @@ public final class Volume: @unchecked Sendable {
         state.withLock {
             if to != .write, cache.hasDirty(in: range) {
                 do throws(FSError) {
-                    try commitLocked(reopen: false)
+                    try commitLocked()
                 } catch {
                     failed = error
                 }
@@ -259,21 +265,9 @@ public final class Volume: @unchecked Sendable {
         needsOpen = false
     }
 
-    /// Opens the next transaction now if a lock invalidation's commit left it for later
-    /// (called once the invalidation is answered).
-    public func prepareTransaction() {
-        state.withLock {
-            do throws(FSError) {
-                try openIfNeeded()
-            } catch {
-                // the next operation tries again and reports it
-            }
-        }
-    }
-
-    /// Commits the transaction and opens the next one, or leaves that to `openIfNeeded`
-    /// when not `reopen`.
-    func commitLocked(force: Bool = false, reopen: Bool = true) throws(FSError) {
+    /// Commits the transaction. The next one opens when an operation next writes, or at
+    /// once with `reopen` (for an operation that goes on writing after the commit).
+    func commitLocked(force: Bool = false, reopen: Bool = false) throws(FSError) {
         lastCommit = monotonicSeconds()
         if needsOpen && !force { return }
         try openIfNeeded()
