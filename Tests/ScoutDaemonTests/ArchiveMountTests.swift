@@ -315,6 +315,40 @@ extension RealMounts {
             #expect(v.unmount() == 0)
         }
 
+        @Test(.enabled(if: MountEnv.usable)) func walkInodesIsExactAcrossMounts() throws {
+            let c = try Cluster.make()
+            defer { c.cleanup() }
+            try c.mount([0, 1, 2])
+            var inos: [UInt64] = []
+            for i in 0..<30 {
+                try writeFile(c.mnt(i % 3) + "/f\(i)", [UInt8(i)], fsync: true)
+                var st = stat()
+                stat(c.mnt(0) + "/f\(i)", &st)
+                inos.append(UInt64(st.st_ino))
+            }
+            let agents = try (0..<3).map { try ScoutAgent.open(c.mnt($0)) }
+            defer { for a in agents { a.close() } }
+            var rng = SplitMix64(seed: 5)
+            for round in 0..<6 {
+                let saved = try agents[0].statfsMore().committedSeq
+                var changed = Set<UInt64>()
+                // the same files changed from different mounts, each write synced
+                for _ in 0..<9 {
+                    let i = Int(rng.next() % 30)
+                    let m = Int(rng.next() % 3)
+                    try writeFile(c.mnt(m) + "/f\(i)", [UInt8(round), UInt8(m)], fsync: true)
+                    changed.insert(inos[i])
+                }
+                for m in 0..<3 {
+                    var found = Set<UInt64>()
+                    var it = agents[m].changes(index: .dataSeq, from: WalkInodesEntry(major: saved + 1, ino: 0), to: WalkInodesEntry(major: .max, minor: .max, ino: .max)).makeIterator()
+                    while let e = it.next() { found.insert(e.ino) }
+                    #expect(it.error == nil)
+                    #expect(found == changed, "round \(round), walked on mount \(m)")
+                }
+            }
+        }
+
         @Test(.enabled(if: MountEnv.usable)) func aStageOnOneMountWakesAReaderOnAnother() throws {
             let c = try Cluster.make()
             defer { c.cleanup() }
