@@ -194,7 +194,11 @@ public final class ScoutFileSystem: FileSystemOperations {
     /// for exactly the blocks it asked for and can be interrupted. The rest keep the cache.
     private func openReply(_ ino: UInt64, flags: Int32, offline: Bool = false) -> OpenReply {
         let fh = handles.open(ino, flags: flags)
-        if flags & O_APPEND != 0 || offline { return OpenReply(fileHandle: fh, flags: [.directIO]) }
+        if flags & O_APPEND != 0 { return OpenReply(fileHandle: fh, flags: [.directIO]) }
+        // keep the cache: without FOPEN_KEEP_CACHE the kernel drops the inode's pages at open,
+        // locking each, and a page fault waiting here for offline data holds its page locked
+        // until a stage, which the stager's own open would then never get to send
+        if offline { return OpenReply(fileHandle: fh, flags: [.directIO, .keepCache]) }
         return OpenReply(fileHandle: fh, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
     }
 

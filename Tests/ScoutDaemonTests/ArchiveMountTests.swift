@@ -349,6 +349,34 @@ extension RealMounts {
             }
         }
 
+        @Test(.enabled(if: MountEnv.usable)) func anMmapFaultOnOfflineDataWaitsForTheStage() throws {
+            let v = try MountedVolume.make()
+            defer { v.cleanup() }
+            try v.mount()
+            let path = v.mnt + "/mapped"
+            let bytes = archiveBytes(64 << 10, seed: 13)
+            try writeFile(path, bytes, fsync: true)
+            let ver = try Self.agent(path) { try $0.statMore().dataVersion }
+            try Self.agent(path) { try $0.release(offset: 0, length: UInt64(bytes.count), dataVersion: ver) }
+            let got = Mutex<[UInt8]?>(nil)
+            let faulter = TestThread {
+                let fd = open(path, O_RDONLY)
+                guard fd >= 0, let p = mmap(nil, bytes.count, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else { return }
+                let copy = Array(UnsafeRawBufferPointer(start: p, count: bytes.count))
+                munmap(p, bytes.count)
+                close(fd)
+                got.withLock { $0 = copy }
+            }
+            let root = try ScoutAgent.open(v.mnt)
+            #expect(waitFor(seconds: 10) { (try? root.dataWaiting(afterIno: 0, afterIblock: 0))?.isEmpty == false } != nil)
+            #expect(!faulter.finished)
+            try Self.stage(path, bytes, version: ver)
+            #expect(faulter.join(seconds: 30))
+            #expect(got.withLock { $0 } == bytes)
+            root.close()
+            #expect(v.unmount() == 0)
+        }
+
         @Test(.enabled(if: MountEnv.usable)) func aStageOnOneMountWakesAReaderOnAnother() throws {
             let c = try Cluster.make()
             defer { c.cleanup() }
