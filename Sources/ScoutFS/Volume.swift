@@ -94,6 +94,8 @@ public final class Volume: @unchecked Sendable {
     /// How long an allocation waits for other mounts to return data space before ENOSPC.
     public var dataRefillWait: Double = 5
     private var failed: FSError?
+    /// The GET_LAST_SEQ the forest's roots were last reloaded for by a walk of the change indexes.
+    var walkRootsSeq: UInt64 = 0
     /// This mount's tasks waiting for offline data (they have their own lock).
     let dataWaiters = DataWaiters()
 
