@@ -17,15 +17,42 @@ enum ArchiveOutput {
     /// The lines for `entries` when `total` were printed before: the header before every
     /// 25th row, then `%-20llu %-20llu %-10u %-20llu` (row number, major, minor, ino).
     static func walkInodesLines(_ entries: [WalkInodesEntry], total: UInt64) -> [String] {
-        var out: [String] = []
+        var bytes: [UInt8] = []
+        appendWalkInodesLines(entries, total: total, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+
+    /// The same lines, each ending in a newline, appended as bytes (a walk prints millions).
+    static func appendWalkInodesLines(_ entries: [WalkInodesEntry], total: UInt64, to out: inout [UInt8]) {
+        let header = Array(walkInodesHeader.utf8)
         for (i, e) in entries.enumerated() {
             let n = total + UInt64(i)
-            if n % 25 == 0 { out.append(walkInodesHeader) }
-            out.append(
-                leftJustified(String(n), 20) + " " + leftJustified(String(e.major), 20) + " " + leftJustified(String(e.minor), 10) + " "
-                    + leftJustified(String(e.ino), 20))
+            if n % 25 == 0 {
+                out += header
+                out.append(10)
+            }
+            appendLeftJustified(n, 20, to: &out)
+            out.append(32)
+            appendLeftJustified(e.major, 20, to: &out)
+            out.append(32)
+            appendLeftJustified(UInt64(e.minor), 10, to: &out)
+            out.append(32)
+            appendLeftJustified(e.ino, 20, to: &out)
+            out.append(10)
         }
-        return out
+    }
+
+    /// `%-Nllu` of `v`.
+    static func appendLeftJustified(_ v: UInt64, _ width: Int, to out: inout [UInt8]) {
+        var digits: (UInt64, Int) = (v, 0)
+        var tmp = [UInt8](repeating: 0, count: 20)
+        repeat {
+            tmp[19 - digits.1] = UInt8(ascii: "0") + UInt8(digits.0 % 10)
+            digits.0 /= 10
+            digits.1 += 1
+        } while digits.0 > 0
+        out += tmp[(20 - digits.1)...]
+        if digits.1 < width { out += repeatElement(32, count: width - digits.1) }
     }
 
     // MARK: stat and statfs

@@ -200,6 +200,12 @@ final class Output {
         if buffer.count >= 1 << 16 { flush() }
     }
 
+    /// Bytes that already end in their newlines.
+    func raw(_ bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
     func line(bytes: [UInt8]) {
         buffer.append(contentsOf: bytes)
         buffer.append(10)

@@ -80,7 +80,10 @@ struct WalkInodesCommand: ParsableCommand {
                 throw .failed(error.errno, after: [errnoLine("walk_inodes ioctl failed", error.errno)])
             }
             guard let last = ents.last else { break }
-            for l in ArchiveOutput.walkInodesLines(ents, total: total) { out.line(l) }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(ents.count * 74 + ents.count / 25 * 74)
+            ArchiveOutput.appendWalkInodesLines(ents, total: total, to: &bytes)
+            out.raw(bytes)
             total += UInt64(ents.count)
             guard let n = last.next else { break }
             first = n
