@@ -42,17 +42,25 @@ enum ArchiveOutput {
         }
     }
 
-    /// `%-Nllu` of `v`.
+    /// `%-Nllu` of `v`: its digits written in place, then spaces to `width`.
     static func appendLeftJustified(_ v: UInt64, _ width: Int, to out: inout [UInt8]) {
-        var digits: (UInt64, Int) = (v, 0)
-        var tmp = [UInt8](repeating: 0, count: 20)
-        repeat {
-            tmp[19 - digits.1] = UInt8(ascii: "0") + UInt8(digits.0 % 10)
-            digits.0 /= 10
-            digits.1 += 1
-        } while digits.0 > 0
-        out += tmp[(20 - digits.1)...]
-        if digits.1 < width { out += repeatElement(32, count: width - digits.1) }
+        var digits = 1
+        var n = v
+        while n >= 10 {
+            n /= 10
+            digits += 1
+        }
+        let start = out.count
+        out.append(contentsOf: repeatElement(32, count: max(width, digits)))
+        out.withUnsafeMutableBufferPointer { p in
+            var x = v
+            var i = start + digits - 1
+            repeat {
+                p[i] = UInt8(ascii: "0") + UInt8(x % 10)
+                x /= 10
+                i -= 1
+            } while x > 0
+        }
     }
 
     // MARK: stat and statfs

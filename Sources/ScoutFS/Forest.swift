@@ -130,19 +130,34 @@ final class Forest {
     static func merge(_ leaves: [[BTreeItem]], from: Key, through: Key) -> [(Key, [UInt8])] {
         var pos = leaves.map { items in items.partitioningIndex { $0.key >= from } }
         var out: [(Key, [UInt8])] = []
+        let live = leaves.indices.filter { pos[$0] < leaves[$0].count && leaves[$0][pos[$0]].key <= through }
+        if live.count <= 1 {
+            // one tree has items here (the usual case): no merging, only deletions dropped
+            guard let n = live.first else { return out }
+            let items = leaves[n]
+            var i = pos[n]
+            while i < items.count && items[i].key <= through {
+                if items[i].flags & Format.itemFlagDeletion == 0 { out.append((items[i].key, items[i].value)) }
+                i += 1
+            }
+            return out
+        }
         while true {
-            var least: Key? = nil
-            for (n, items) in leaves.enumerated() where pos[n] < items.count {
-                let k = items[pos[n]].key
-                if least == nil || k < least! { least = k }
+            // the least key at the trees' positions, and the newest tree holding it
+            var least = -1
+            for n in live where pos[n] < leaves[n].count {
+                if least < 0 || leaves[n][pos[n]].key < leaves[least][pos[least]].key { least = n }
             }
-            guard let k = least, k <= through else { break }
-            var newest: BTreeItem? = nil
-            for (n, items) in leaves.enumerated() where pos[n] < items.count && items[pos[n]].key == k {
-                if newest == nil || items[pos[n]].seq > newest!.seq { newest = items[pos[n]] }
-                pos[n] += 1
+            guard least >= 0 else { break }
+            let k = leaves[least][pos[least]].key
+            guard k <= through else { break }
+            var newest = least
+            for n in live where pos[n] < leaves[n].count && leaves[n][pos[n]].key == k {
+                if leaves[n][pos[n]].seq > leaves[newest][pos[newest]].seq { newest = n }
             }
-            if let it = newest, it.flags & Format.itemFlagDeletion == 0 { out.append((k, it.value)) }
+            let it = leaves[newest][pos[newest]]
+            if it.flags & Format.itemFlagDeletion == 0 { out.append((k, it.value)) }
+            for n in live where pos[n] < leaves[n].count && leaves[n][pos[n]].key == k { pos[n] += 1 }
         }
         return out
     }

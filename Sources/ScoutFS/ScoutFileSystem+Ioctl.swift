@@ -86,9 +86,19 @@ extension ScoutFileSystem {
         let found = try run { () throws(FSError) in
             try volume.walkInodes(type: type, first: (a.first.major, a.first.ino), last: (a.last.major, a.last.ino), max: nr)
         }
-        let entries = found.map { WalkInodesEntry(major: $0.major, minor: 0, ino: $0.ino) }
-        try c.memory.write(a.entriesPtr, entries.encoded)
-        return IoctlReply(result: Int32(entries.count))
+        // packed in place (millions of entries): major, ino, minor 0 and padding
+        let bytes = [UInt8](unsafeUninitializedCapacity: found.count * WalkInodesEntry.size) { buf, n in
+            let raw = UnsafeMutableRawBufferPointer(buf)
+            for (i, e) in found.enumerated() {
+                let off = i * WalkInodesEntry.size
+                raw.storeBytes(of: e.major.littleEndian, toByteOffset: off, as: UInt64.self)
+                raw.storeBytes(of: e.ino.littleEndian, toByteOffset: off + 8, as: UInt64.self)
+                raw.storeBytes(of: UInt64(0), toByteOffset: off + 16, as: UInt64.self)
+            }
+            n = found.count * WalkInodesEntry.size
+        }
+        try c.memory.write(a.entriesPtr, bytes)
+        return IoctlReply(result: Int32(found.count))
     }
 
     private func inoPath(_ c: IoctlCall) throws -> IoctlReply {
