@@ -68,6 +68,11 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     /// Rids this server fenced and reclaimed: refused from now on.
     var reclaimed: Set<UInt64> = []
     var stopping = false
+    /// Requests that arrived while stopping, answered once the sockets are closed: only a
+    /// few errnos cross the wire (ESHUTDOWN would reach the client as EINVAL and fail its
+    /// unmount or operation), and an unanswered request is resent to the next server.
+    var lateRequests: [CheckedContinuation<Result<[UInt8], NetErrno>, Never>] = []
+    var socketsClosed = false
     var fatalReported = false
     /// Why the volume could not be read at init (the service never starts then).
     var openError: ServerError?
@@ -120,6 +125,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         } catch {
             openError = error
             stopping = true
+            socketsClosed = true  // it never listens
         }
         recovery = ClientRecovery(pendingRids: rids)
         locks = LockServerState(recovering: !rids.isEmpty)
@@ -181,8 +187,23 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         // close the sockets before ending the waiting requests: their answers must never reach
         // a client, which re-sends them to the next server (an answer would fail its call)
         await server?.shutdown()
-        for g in grants { g.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN))) }
+        let late = mutex.withLock {
+            socketsClosed = true
+            defer { lateRequests.removeAll() }
+            return lateRequests
+        }
+        for g in grants + late { g.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN))) }
         await worker?.value
+    }
+
+    /// Answers a request that came in while stopping once no answer can reach the client
+    /// any more (at once if the sockets are already closed). Called with `mutex` held.
+    private func answerAfterClosingLocked(_ cont: CheckedContinuation<Result<[UInt8], NetErrno>, Never>) {
+        if socketsClosed {
+            cont.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN)))
+        } else {
+            lateRequests.append(cont)
+        }
     }
 
     /// Whether the service stopped (asked to, or on a fatal error).
@@ -403,7 +424,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                 return await withCheckedContinuation { cont in
                     let actions = mutex.withLock { () -> [LockServerState.Action] in
                         guard !stopping else {
-                            cont.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN)))
+                            answerAfterClosingLocked(cont)
                             return []
                         }
                         let gk = GrantKey(rid: rid, key: req.key)
@@ -446,15 +467,14 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     private func farewell(rid: UInt64) async -> Result<[UInt8], NetErrno> {
         let result = await withCheckedContinuation { (cont: CheckedContinuation<Result<[UInt8], NetErrno>, Never>) in
             let queued = mutex.withLock { () -> Bool in
-                guard !stopping else { return false }
+                guard !stopping else {
+                    answerAfterClosingLocked(cont)
+                    return false
+                }
                 farewells.append((rid, cont))
                 return true
             }
-            if queued {
-                processFarewells()
-            } else {
-                cont.resume(returning: .failure(NetErrno(LinuxErrno.ESHUTDOWN)))
-            }
+            if queued { processFarewells() }
         }
         return result
     }
