@@ -317,6 +317,7 @@ public final class ControlServer: Sendable {
                 return Self.ok([
                     "commits \(c.commits)", "commit_items \(c.commitItems)", "orphans_deleted \(c.orphansDeleted)",
                     "data_bytes_read \(c.dataBytesRead)", "data_bytes_written \(c.dataBytesWritten)",
+                    "data_waits \(c.dataWaits)",
                 ])
             case "sync":
                 guard uid == 0 || uid == getuid() else { return Self.err(EPERM, "only root or the mount's owner may sync") }
