@@ -128,9 +128,6 @@ final class DataWaiters: @unchecked Sendable {
 
     func wake(_ ino: UInt64) { wake { $0 == ino } }
 
-    /// Wakes every waiter (the mount is going away or failed).
-    func wakeAll() { wake { _ in true } }
-
     /// DATA_WAIT_ERR: fails the waiters of `ino` on blocks `first...last` whose op is in
     /// `ops` and that were not failed yet; returns how many.
     func fail(ino: UInt64, first: UInt64, last: UInt64, ops: UInt8, err: Int32) -> Int {

@@ -80,11 +80,11 @@ extension ScoutFileSystem {
         let a = try c.args(DataWaitErrArgs.self)
         if a.count == 0 { return IoctlReply(result: 0) }
         // the op must be known bits and err a negative errno (-4095 ... -1)
-        guard a.op & ~UInt64(7) == 0, a.err < 0, a.err >= -4095 else { throw FUSEError(EINVAL) }
+        guard a.op & ~UInt64(DataWaitOp.allBits) == 0, a.err < 0, a.err >= -4095 else { throw FUSEError(EINVAL) }
         guard a.offset.addingReportingOverflow(a.count - 1).overflow == false else { throw FUSEError(EINVAL) }
-        let i: Inode
+        let i: FileAttr
         do {
-            i = try volume.inode(a.ino)
+            i = try volume.getattr(a.ino)
         } catch {
             throw FUSEError(ESTALE)
         }
@@ -150,7 +150,7 @@ extension ScoutFileSystem {
         }
         guard a.fromFD <= UInt64(Int32.max) else { throw FUSEError(EBADF) }
         let from = try c.memory.descriptor(Int32(a.fromFD))
-        guard try deviceOfMount(pid: c.memory.pid, mountID: from.mountID) == deviceNumber else { throw FUSEError(EXDEV) }
+        guard c.memory.mountDevice(from.mountID) == deviceNumber else { throw FUSEError(EXDEV) }
         if from.ino == c.ino { throw FUSEError(EINVAL) }
         guard a.flags & ~MoveBlocksArgs.flagStage == 0 else { throw FUSEError(EINVAL) }
         try requireWritePermission(from.ino, c.context)
@@ -161,25 +161,6 @@ extension ScoutFileSystem {
                 dataVersion: a.dataVersion, stage: a.flags & MoveBlocksArgs.flagStage != 0)
         }
         return IoctlReply(result: 0)
-    }
-
-    /// The st_dev of the caller's mount `mountID` (from its mountinfo); 0 when unknown.
-    private func deviceOfMount(pid: pid_t, mountID: Int) throws -> UInt64 {
-        guard let f = fopen("/proc/\(pid)/mountinfo", "r") else { throw FUSEError(EBADF) }
-        defer { fclose(f) }
-        var line: UnsafeMutablePointer<CChar>? = nil
-        var cap: size_t = 0
-        defer { free(line) }
-        while getline(&line, &cap, f) > 0 {
-            let fields = String(cString: line!).split(separator: " ", maxSplits: 3)
-            guard fields.count >= 3, Int(fields[0]) == mountID else { continue }
-            let mm = fields[2].split(separator: ":")
-            guard mm.count == 2, let major = UInt32(mm[0]), let minor = UInt32(mm[1]) else { return 0 }
-            // glibc's makedev encoding of st_dev
-            let (ma, mi) = (UInt64(major), UInt64(minor))
-            return (ma & 0xffff_f000) << 32 | (ma & 0xfff) << 8 | (mi & 0xffff_ff00) << 12 | (mi & 0xff)
-        }
-        return 0
     }
 
     /// The caller may write `ino` by its mode bits (root may always), as the original's

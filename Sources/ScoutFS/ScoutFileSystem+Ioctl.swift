@@ -113,15 +113,15 @@ extension ScoutFileSystem {
     }
 
     private func statMore(_ c: IoctlCall) throws -> IoctlReply {
-        let i = try run { () throws(FSError) in try volume.inode(c.ino) }
+        let x = try run { () throws(FSError) in try volume.getAttrX(c.ino) }
         var s = StatMore()
-        s.metaSeq = i.metaSeq
-        s.dataSeq = i.dataSeq
-        s.dataVersion = i.dataVersion
-        s.onlineBlocks = i.onlineBlocks
-        s.offlineBlocks = i.offlineBlocks
-        s.crtimeSec = i.crtime.sec
-        s.crtimeNsec = i.crtime.nsec
+        s.metaSeq = x.metaSeq
+        s.dataSeq = x.dataSeq
+        s.dataVersion = x.dataVersion
+        s.onlineBlocks = x.onlineBlocks
+        s.offlineBlocks = x.offlineBlocks
+        s.crtimeSec = x.crtime.sec
+        s.crtimeNsec = x.crtime.nsec
         return IoctlReply(result: 0, output: s.encoded)
     }
 
@@ -190,26 +190,28 @@ extension ScoutFileSystem {
     private func getAttrX(_ c: IoctlCall) throws -> IoctlReply {
         let a = try c.args(InodeAttrX.self)
         guard a.mask & InodeAttrX.maskUnknown == 0, a.flags & InodeAttrX.flagsUnknown == 0 else { throw FUSEError(EINVAL) }
-        let i = try run { () throws(FSError) in try volume.inode(c.ino) }
+        let v = try run { () throws(FSError) in try volume.getAttrX(c.ino) }
+        // only the fields asked for (the rest stay zero), as the original fills them
+        let m = AttrX.Mask(rawValue: a.mask)
         var x = InodeAttrX()
         x.mask = a.mask
         x.flags = a.flags
-        if a.mask & InodeAttrX.maskMetaSeq != 0 { x.metaSeq = i.metaSeq }
-        if a.mask & InodeAttrX.maskDataSeq != 0 { x.dataSeq = i.dataSeq }
-        if a.mask & InodeAttrX.maskDataVersion != 0 { x.dataVersion = i.dataVersion }
-        if a.mask & InodeAttrX.maskOnlineBlocks != 0 { x.onlineBlocks = i.onlineBlocks }
-        if a.mask & InodeAttrX.maskOfflineBlocks != 0 { x.offlineBlocks = i.offlineBlocks }
-        if a.mask & InodeAttrX.maskCtime != 0 {
-            x.ctimeSec = i.ctime.sec
-            x.ctimeNsec = i.ctime.nsec
+        if m.contains(.metaSeq) { x.metaSeq = v.metaSeq }
+        if m.contains(.dataSeq) { x.dataSeq = v.dataSeq }
+        if m.contains(.dataVersion) { x.dataVersion = v.dataVersion }
+        if m.contains(.onlineBlocks) { x.onlineBlocks = v.onlineBlocks }
+        if m.contains(.offlineBlocks) { x.offlineBlocks = v.offlineBlocks }
+        if m.contains(.ctime) {
+            x.ctimeSec = v.ctime.sec
+            x.ctimeNsec = v.ctime.nsec
         }
-        if a.mask & InodeAttrX.maskCrtime != 0 {
-            x.crtimeSec = i.crtime.sec
-            x.crtimeNsec = i.crtime.nsec
+        if m.contains(.crtime) {
+            x.crtimeSec = v.crtime.sec
+            x.crtimeNsec = v.crtime.nsec
         }
-        if a.mask & InodeAttrX.maskSize != 0 { x.size = i.size }
-        if a.mask & InodeAttrX.maskRetention != 0 && i.flags & 0x2 != 0 { x.bits |= InodeAttrX.bitRetention }
-        if a.mask & InodeAttrX.maskProjectID != 0 { x.projectID = i.proj }
+        if m.contains(.size) { x.size = v.size }
+        if m.contains(.retention) { x.bits = v.bits }
+        if m.contains(.projectID) { x.projectID = v.projectID }
         // _IOW: the kernel copies nothing back, so the struct is written in place
         try c.memory.write(c.argument, Array(x.encoded.prefix(InodeAttrX.filledBytes(mask: a.mask))))
         return IoctlReply(result: 0)

@@ -242,9 +242,4 @@ extension Volume {
             return out
         }
     }
-
-    /// The inode's STAT_MORE / GET_ATTR_X fields.
-    public func inode(_ ino: UInt64) throws(FSError) -> Inode {
-        try withLocks([ino], write: false) { () throws -> Inode in try loadInode(ino) }
-    }
 }

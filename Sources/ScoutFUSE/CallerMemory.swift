@@ -13,33 +13,9 @@ public struct CallerMemory: Sendable {
 
     public init(pid: UInt32) { self.pid = pid_t(bitPattern: pid) }
 
-    /// `count` bytes at `address` in the caller.
-    public func read(_ address: UInt64, count: Int) throws(FUSEError) -> [UInt8] {
-        guard count > 0 else { return [] }
-        guard count <= Self.maxTransfer else { throw FUSEError(EINVAL) }
-        guard address != 0, address <= UInt64(Int.max) - UInt64(count) else { throw FUSEError(EFAULT) }
-        var out = [UInt8](repeating: 0, count: count)
-        let r = out.withUnsafeMutableBytes { raw in Result { () throws(FUSEError) in try read(address, into: raw) } }
-        try r.get()
-        return out
-    }
-
     /// Fills `buffer` from `address` in the caller.
     public func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FUSEError) {
-        guard buffer.count > 0 else { return }
-        guard address != 0, address <= UInt64(Int.max) - UInt64(buffer.count) else { throw FUSEError(EFAULT) }
-        var done = 0
-        while done < buffer.count {
-            var local = iovec(iov_base: buffer.baseAddress! + done, iov_len: buffer.count - done)
-            var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address) + UInt(done)), iov_len: buffer.count - done)
-            let n = cfk_process_vm_readv(pid, &local, 1, &remote, 1)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FUSEError(errno == ESRCH ? ESRCH : EFAULT)
-            }
-            if n == 0 { throw FUSEError(EFAULT) }
-            done += Int(n)
-        }
+        try transfer(address, buffer.baseAddress, buffer.count, toCaller: false)
     }
 
     /// Writes `bytes` at `address` in the caller.
@@ -50,13 +26,19 @@ public struct CallerMemory: Sendable {
 
     /// Writes `buffer` at `address` in the caller.
     public func write(_ address: UInt64, _ buffer: UnsafeRawBufferPointer) throws(FUSEError) {
-        guard buffer.count > 0 else { return }
-        guard address != 0, address <= UInt64(Int.max) - UInt64(buffer.count) else { throw FUSEError(EFAULT) }
+        try transfer(address, UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count, toCaller: true)
+    }
+
+    /// Moves `count` bytes between `local` and the caller's `address`, in as many calls as
+    /// the kernel needs.
+    private func transfer(_ address: UInt64, _ local: UnsafeMutableRawPointer?, _ count: Int, toCaller: Bool) throws(FUSEError) {
+        guard count > 0, let local else { return }
+        guard address != 0, address <= UInt64(Int.max) - UInt64(count) else { throw FUSEError(EFAULT) }
         var done = 0
-        while done < buffer.count {
-            var local = iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + done), iov_len: buffer.count - done)
-            var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address) + UInt(done)), iov_len: buffer.count - done)
-            let n = cfk_process_vm_writev(pid, &local, 1, &remote, 1)
+        while done < count {
+            var mine = iovec(iov_base: local + done, iov_len: count - done)
+            var theirs = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt(address) + UInt(done)), iov_len: count - done)
+            let n = toCaller ? cfk_process_vm_writev(pid, &mine, 1, &theirs, 1) : cfk_process_vm_readv(pid, &mine, 1, &theirs, 1)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FUSEError(errno == ESRCH ? ESRCH : EFAULT)
@@ -66,51 +48,57 @@ public struct CallerMemory: Sendable {
         }
     }
 
-    /// The caller's effective capability set (`CapEff` of `/proc/PID/status`); empty when the
-    /// process is gone.
-    public func effectiveCapabilities() -> Capabilities {
-        guard let f = fopen("/proc/\(pid)/status", "r") else { return Capabilities(rawValue: 0) }
+    /// The lines of `/proc/PID/<name>` (read without touching any file the daemon serves);
+    /// nil when it cannot be opened.
+    private func procLines(_ name: String) -> [Substring]? {
+        guard let f = fopen("/proc/\(pid)/\(name)", "r") else { return nil }
         defer { fclose(f) }
         var line: UnsafeMutablePointer<CChar>? = nil
         var cap: size_t = 0
         defer { free(line) }
-        while getline(&line, &cap, f) > 0 {
-            let s = String(cString: line!)
-            if s.hasPrefix("CapEff:") {
-                let hex = s.dropFirst(7).trimmingCharacters(in: " \t\n")
-                return Capabilities(rawValue: UInt64(hex, radix: 16) ?? 0)
-            }
+        var text = ""
+        while getline(&line, &cap, f) > 0 { text += String(cString: line!) }
+        return text.split(separator: "\n")
+    }
+
+    /// The `name: value` fields of a /proc file, values trimmed.
+    private func procFields(_ name: String) -> [Substring: String]? {
+        guard let lines = procLines(name) else { return nil }
+        var out: [Substring: String] = [:]
+        for l in lines {
+            let parts = l.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { out[parts[0]] = parts[1].trimmingCharacters(in: " \t") }
         }
-        return Capabilities(rawValue: 0)
+        return out
+    }
+
+    /// The caller's effective capability set (`CapEff` of `/proc/PID/status`); empty when the
+    /// process is gone.
+    public func effectiveCapabilities() -> Capabilities {
+        Capabilities(rawValue: procFields("status")?["CapEff"].flatMap { UInt64($0, radix: 16) } ?? 0)
     }
 
     /// The open flags (`O_ACCMODE`, `O_APPEND`, `O_DIRECT`, ...) and inode number of the
     /// caller's descriptor `fd`, from `/proc/PID/fdinfo/FD` (read without touching the file,
     /// which may live on the mount this daemon serves). Also the mount id the file is on.
     public func descriptor(_ fd: Int32) throws(FUSEError) -> (flags: Int32, ino: UInt64, mountID: Int) {
-        guard fd >= 0 else { throw FUSEError(EBADF) }
-        guard let f = fopen("/proc/\(pid)/fdinfo/\(fd)", "r") else { throw FUSEError(EBADF) }
-        defer { fclose(f) }
-        var line: UnsafeMutablePointer<CChar>? = nil
-        var cap: size_t = 0
-        defer { free(line) }
-        var flags: Int32? = nil
-        var ino: UInt64? = nil
-        var mnt: Int? = nil
-        while getline(&line, &cap, f) > 0 {
-            let s = String(cString: line!)
-            let parts = s.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            let v = parts[1].trimmingCharacters(in: " \t\n")
-            switch parts[0] {
-            case "flags": flags = Int32(v, radix: 8)
-            case "ino": ino = UInt64(v)
-            case "mnt_id": mnt = Int(v)
-            default: break
-            }
-        }
-        guard let flags, let ino, let mnt else { throw FUSEError(EBADF) }
+        guard fd >= 0, let fields = procFields("fdinfo/\(fd)"), let flags = fields["flags"].flatMap({ Int32($0, radix: 8) }),
+            let ino = fields["ino"].flatMap({ UInt64($0) }), let mnt = fields["mnt_id"].flatMap({ Int($0) })
+        else { throw FUSEError(EBADF) }
         return (flags, ino, mnt)
+    }
+
+    /// The `st_dev` of the caller's mount `mountID` (from its mountinfo, glibc's makedev
+    /// encoding); nil when the caller has no such mount.
+    public func mountDevice(_ mountID: Int) -> UInt64? {
+        for l in procLines("mountinfo") ?? [] {
+            let fields = l.split(separator: " ", maxSplits: 3)
+            guard fields.count >= 3, Int(fields[0]) == mountID else { continue }
+            let mm = fields[2].split(separator: ":")
+            guard mm.count == 2, let ma = UInt64(mm[0]), let mi = UInt64(mm[1]) else { return nil }
+            return (ma & 0xffff_f000) << 32 | (ma & 0xfff) << 8 | (mi & 0xffff_ff00) << 12 | (mi & 0xff)
+        }
+        return nil
     }
 }
 

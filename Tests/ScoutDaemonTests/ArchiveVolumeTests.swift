@@ -64,11 +64,6 @@ private func same(_ a: [UInt8], _ b: ArraySlice<UInt8>) -> Bool {
     a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
 }
 
-private func randomBytes(_ n: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
-    return (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-}
-
 private func failure(_ r: Result<some Any, FSError>?) -> Int32? {
     guard let r else { return nil }
     if case .failure(let e) = r { return e.errno }
@@ -156,7 +151,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func releaseThenReadWaitsAndStageFromAnotherThreadWakesIt() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(16 * bs + 1000, seed: 1)
+        let data = archiveBytes(16 * bs + 1000, seed: 1)
         let ino = try f.file("f", data)
         try f.vol.sync()
         let before = try f.vol.getAttrX(ino)
@@ -196,13 +191,13 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func dataVersionMismatchIsESTALE() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let ino = try f.file("f", randomBytes(4 * bs, seed: 2))
+        let ino = try f.file("f", archiveBytes(4 * bs, seed: 2))
         let v = try f.dv(ino)
         #expect(errnoOf { try f.vol.release(ino, offset: 0, length: UInt64(bs), dataVersion: v + 1) } == FSError.ESTALE)
         try f.vol.release(ino, offset: 0, length: UInt64(4 * bs), dataVersion: v)
         #expect(errnoOf { _ = try f.stage(ino, [UInt8](repeating: 1, count: bs), dv: v + 1) } == FSError.ESTALE)
         #expect(errnoOf { try f.vol.punchOffline(ino, offset: 0, length: UInt64(bs), dataVersion: v + 1, flags: 0) } == FSError.ESTALE)
-        let src = try f.file("src", randomBytes(bs, seed: 3))
+        let src = try f.file("src", archiveBytes(bs, seed: 3))
         #expect(
             errnoOf {
                 try f.vol.moveBlocks(from: src, fromOffset: 0, length: UInt64(bs), to: ino, toOffset: 0, dataVersion: v + 1, stage: true)
@@ -216,7 +211,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func alignmentAndFileTypeErrors() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let ino = try f.file("f", randomBytes(3 * bs + 100, seed: 4))
+        let ino = try f.file("f", archiveBytes(3 * bs + 100, seed: 4))
         let d = try f.dir("d")
         let v = try f.dv(ino)
         let EOVERFLOW: Int32 = 75
@@ -242,7 +237,7 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(errnoOf { try f.vol.punchOffline(ino, offset: 0, length: UInt64(bs), dataVersion: v, flags: 1) } == FSError.EINVAL)
         #expect(errnoOf { try f.vol.punchOffline(d, offset: 0, length: UInt64(bs), dataVersion: 0, flags: 0) } == FSError.EINVAL)
         // move-blocks
-        let src = try f.file("src", randomBytes(2 * bs + 10, seed: 5))
+        let src = try f.file("src", archiveBytes(2 * bs + 10, seed: 5))
         let dst = try f.file("dst")
         func mb(_ from: UInt64, _ fo: UInt64, _ len: Int, _ to: UInt64, _ toOff: Int) -> Int32 {
             errnoOf { try f.vol.moveBlocks(from: from, fromOffset: fo, length: UInt64(len), to: to, toOffset: UInt64(toOff), dataVersion: 0, stage: false) }
@@ -262,9 +257,9 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func releaseFreesBlocksSkipsOfflineAndSparseAndTruncatesPastSize() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let ino = try f.file("f", randomBytes(8 * bs, seed: 6))
+        let ino = try f.file("f", archiveBytes(8 * bs, seed: 6))
         // a hole at blocks 8..9, blocks 10..11 written, blocks 12..15 allocated past i_size
-        _ = try randomBytes(2 * bs, seed: 7).withUnsafeBytes { try f.vol.write(ino, offset: UInt64(10 * bs), $0) }
+        _ = try archiveBytes(2 * bs, seed: 7).withUnsafeBytes { try f.vol.write(ino, offset: UInt64(10 * bs), $0) }
         try f.vol.fallocate(ino, mode: FallocMode.keepSize, offset: UInt64(12 * bs), length: UInt64(4 * bs))
         var v = try f.dv(ino)
         #expect(try f.vol.getAttrX(ino).onlineBlocks == 14)
@@ -307,10 +302,10 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func stageOverOnlineBlocksOverwritesThemLikeTheOriginal() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(3 * bs, seed: 8)
+        let data = archiveBytes(3 * bs, seed: 8)
         let ino = try f.file("f", data)
         let v = try f.dv(ino)
-        let other = randomBytes(bs, seed: 9)
+        let other = archiveBytes(bs, seed: 9)
         // the original's staging write maps existing online blocks and writes them in place
         #expect(try f.stage(ino, other, at: bs) == bs)
         var expected = Array(data[0..<bs])
@@ -324,7 +319,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func punchOfflineMakesOfflineSparseAndRefusesOnline() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(8 * bs, seed: 10)
+        let data = archiveBytes(8 * bs, seed: 10)
         let ino = try f.file("f", data)
         let v = try f.dv(ino)
         try f.vol.release(ino, offset: 0, length: UInt64(4 * bs), dataVersion: v)
@@ -351,7 +346,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func moveBlocksWithoutStage() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(3 * bs + 100, seed: 11)
+        let data = archiveBytes(3 * bs + 100, seed: 11)
         let src = try f.file("src", data)
         let dst = try f.file("dst")
         try f.vol.sync()
@@ -372,7 +367,7 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(s1.ctime != s0.ctime && d1.ctime != d0.ctime)
 
         // never over existing destination extents
-        let src2 = try f.file("src2", randomBytes(2 * bs, seed: 12))
+        let src2 = try f.file("src2", archiveBytes(2 * bs, seed: 12))
         #expect(
             errnoOf { try f.vol.moveBlocks(from: src2, fromOffset: 0, length: UInt64(2 * bs), to: dst, toOffset: UInt64(bs), dataVersion: 0, stage: false) }
                 == FSError.EINVAL)
@@ -380,7 +375,7 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(try f.vol.getAttrX(dst).dataVersion == d1.dataVersion)
 
         // offline blocks in either file: ENODATA
-        let off = try f.file("off", randomBytes(2 * bs, seed: 13))
+        let off = try f.file("off", archiveBytes(2 * bs, seed: 13))
         try f.vol.release(off, offset: 0, length: UInt64(bs), dataVersion: try f.dv(off))
         #expect(
             errnoOf { try f.vol.moveBlocks(from: off, fromOffset: UInt64(bs), length: UInt64(bs), to: dst, toOffset: UInt64(10 * bs), dataVersion: 0, stage: false) }
@@ -399,7 +394,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func moveBlocksStageIntoOfflineDestination() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(4 * bs + 300, seed: 14)
+        let data = archiveBytes(4 * bs + 300, seed: 14)
         // the destination: restored metadata with offline data
         let dst = try f.file("dst")
         var x = AttrX()
@@ -417,7 +412,7 @@ private final class TestInterrupt: @unchecked Sendable {
         let t0 = try f.vol.getAttrX(tmp)
         let d0 = try f.vol.getAttrX(dst)
         // the destination must be offline where the blocks land
-        let online = try f.file("online", randomBytes(bs, seed: 15))
+        let online = try f.file("online", archiveBytes(bs, seed: 15))
         let ov = try f.dv(online)
         #expect(
             errnoOf { try f.vol.moveBlocks(from: tmp, fromOffset: 0, length: UInt64(bs), to: online, toOffset: 0, dataVersion: ov, stage: true) }
@@ -480,7 +475,7 @@ private final class TestInterrupt: @unchecked Sendable {
         #expect(set { $0.mask = [.dataVersion]; $0.dataVersion = 6 } == FSError.EINVAL)
 
         // reading waits for the staged data
-        let data = randomBytes(3 * bs + 10, seed: 16)
+        let data = archiveBytes(3 * bs + 10, seed: 16)
         let vol = f.vol
         let reader = Background { () throws in try vol.read(ino, offset: 0, size: 1 << 20) }
         #expect(eventually { f.waiters() == [DataWaiterEntry(ino: ino, iblock: 0, op: .read)] })
@@ -496,7 +491,7 @@ private final class TestInterrupt: @unchecked Sendable {
         x.dataVersion = 9
         try f.vol.setAttrX(big, x)
         #expect(try f.vol.getAttrX(big).offlineBlocks == (1 << 28) + 1)
-        let piece = randomBytes(bs, seed: 25)
+        let piece = archiveBytes(bs, seed: 25)
         #expect(try f.stage(big, piece, at: 1 << 39, dv: 9) == bs)
         #expect(try f.stage(big, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], at: 1 << 40, dv: 9) == 10)
         #expect(try f.vol.read(big, offset: 1 << 39, size: bs) == piece)
@@ -516,8 +511,8 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func dataWaitingListsWaitersInOrderWithTheCursorAndDataWaitErrFailsThem() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let a = try f.file("a", randomBytes(4 * bs, seed: 17))
-        let b = try f.file("b", randomBytes(4 * bs, seed: 18))
+        let a = try f.file("a", archiveBytes(4 * bs, seed: 17))
+        let b = try f.file("b", archiveBytes(4 * bs, seed: 18))
         #expect(a < b)
         for ino in [a, b] { try f.vol.release(ino, offset: 0, length: UInt64(4 * bs), dataVersion: try f.dv(ino)) }
         let vol = f.vol
@@ -546,7 +541,7 @@ private final class TestInterrupt: @unchecked Sendable {
         // the reader of b's block 1 by its op; the writer is staged
         #expect(f.vol.dataWaitErr(ino: b, offset: UInt64(bs), count: 1, ops: DataWaitOp.read.rawValue | DataWaitOp.changeSize.rawValue, err: 61) == 1)
         #expect(failure(readers[2].wait()) == 61)
-        #expect(try f.stage(b, randomBytes(4 * bs, seed: 18)) == 4 * bs)
+        #expect(try f.stage(b, archiveBytes(4 * bs, seed: 18)) == 4 * bs)
         #expect(try writer.wait()?.get() == 1)
         #expect(f.waiters().isEmpty)
     }
@@ -554,7 +549,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func interruptEndsTheWaitWithEINTR() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let ino = try f.file("f", randomBytes(2 * bs, seed: 19))
+        let ino = try f.file("f", archiveBytes(2 * bs, seed: 19))
         try f.vol.release(ino, offset: 0, length: UInt64(2 * bs), dataVersion: try f.dv(ino))
         let intr = TestInterrupt()
         let hooks = intr.hooks
@@ -576,11 +571,11 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func aWriteOverOfflineBlocksWaits() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(4 * bs, seed: 20)
+        let data = archiveBytes(4 * bs, seed: 20)
         let ino = try f.file("f", data)
         let v = try f.dv(ino)
         try f.vol.release(ino, offset: 0, length: UInt64(4 * bs), dataVersion: v)
-        let patch = randomBytes(100, seed: 21)
+        let patch = archiveBytes(100, seed: 21)
         let vol = f.vol
         let writer = Background { () throws in try patch.withUnsafeBytes { try vol.write(ino, offset: UInt64(bs + 50), $0) } }
         #expect(eventually { f.waiters() == [DataWaiterEntry(ino: ino, iblock: 0, op: .write)] })
@@ -598,7 +593,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func aSizeChangeOverOfflineBlocksWaitsWithChangeSize() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(4 * bs, seed: 22)
+        let data = archiveBytes(4 * bs, seed: 22)
         let ino = try f.file("f", data)
         let v = try f.dv(ino)
         try f.vol.release(ino, offset: 0, length: UInt64(4 * bs), dataVersion: v)
@@ -635,7 +630,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func readsWaitOnlyForTheBlocksTheyReturn() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(4 * bs, seed: 24)
+        let data = archiveBytes(4 * bs, seed: 24)
         let ino = try f.file("f", data)
         // blocks 4..7 allocated past i_size, then blocks 2..7 released: offline inside and past i_size
         try f.vol.fallocate(ino, mode: FallocMode.keepSize, offset: UInt64(4 * bs), length: UInt64(4 * bs))
@@ -663,7 +658,7 @@ private final class TestInterrupt: @unchecked Sendable {
     @Test func losingTheInodeLockWakesWaitersToRetry() throws {
         let f = try Fixture()
         defer { f.cleanup() }
-        let data = randomBytes(2 * bs, seed: 23)
+        let data = archiveBytes(2 * bs, seed: 23)
         let ino = try f.file("f", data)
         let v = try f.dv(ino)
         try f.vol.release(ino, offset: 0, length: UInt64(2 * bs), dataVersion: v)
@@ -690,7 +685,7 @@ private final class TestInterrupt: @unchecked Sendable {
         let rounds = 200
         let files = 16
         let size = 1 << 20
-        let golden = (0..<files).map { randomBytes(size, seed: 100 + UInt64($0)) }
+        let golden = (0..<files).map { archiveBytes(size, seed: 100 + UInt64($0)) }
         let inos = try (0..<files).map { try f.file("f\($0)", golden[$0]) }
         let versions = try inos.map { try f.dv($0) }
         let vol = f.vol

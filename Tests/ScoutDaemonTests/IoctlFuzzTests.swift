@@ -24,7 +24,9 @@ extension RealMounts {
             let v = try MountedVolume.make()
             defer { v.cleanup() }
             try v.mount()
-            var rng = SplitMix64(seed: UInt64(ProcessInfoSeed.value))
+            // SCOUT_IOCTL_FUZZ_SEED=N runs another seed (failures name their round)
+            let seed = getenv("SCOUT_IOCTL_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 1
+            var rng = SplitMix64(seed: seed)
             var payload = [UInt8](repeating: 0, count: 1 << 20)
             for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: rng.next()) }
             try writeFile(v.mnt + "/data", payload, fsync: true)
@@ -76,10 +78,10 @@ extension RealMounts {
                     arg.storeBytes(of: v, toByteOffset: off, as: UInt64.self)
                 }
                 let fd = fds[Int(rng.next() % UInt64(fds.count))]
-                let start = monotonicNow()
+                let start = monotonicSeconds()
                 let rc = cfk_ioctl_ptr(fd, UInt(cmd.rawValue), arg)
                 let e = errno
-                let took = monotonicNow() - start
+                let took = monotonicSeconds() - start
                 #expect(took < 10, "round \(round): \(cmd) took \(took) s")
                 if rc < 0 {
                     errnos[e, default: 0] += 1
@@ -104,18 +106,4 @@ extension RealMounts {
             #expect(v.unmount() == 0)
         }
     }
-}
-
-/// The seed of a fuzz run: SCOUT_IOCTL_FUZZ_SEED, else 1 (printed failures name their round).
-enum ProcessInfoSeed {
-    static var value: Int {
-        if let s = getenv("SCOUT_IOCTL_FUZZ_SEED"), let n = Int(String(cString: s)) { return n }
-        return 1
-    }
-}
-
-func monotonicNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
