@@ -35,9 +35,19 @@ public import ScoutFormat
 public struct BTree<Store: MetaBlockStore> {
     /// Where blocks are read, dirtied and freed.
     public let store: Store
+    /// The root is a parent block handed out for merging (a subtree of a larger tree): a
+    /// modifying walk throws `.range` instead of splitting it or letting it fall under the
+    /// join watermark, so the subtree keeps its height and still fits its parent's key range.
+    public var subtree = false
 
     /// A btree working through `store`.
     public init(store: Store) { self.store = store }
+
+    /// A btree whose root is a merge subtree when `subtree` is set.
+    public init(store: Store, subtree: Bool) {
+        self.store = store
+        self.subtree = subtree
+    }
 
     // MARK: store access
 
@@ -173,6 +183,8 @@ public struct BTree<Store: MetaBlockStore> {
         case insert(valueLength: Int)
         case delete
         case dirtyOnly
+        /// Splits and joins every block on the path as needed (a spliced subtree's edges).
+        case rebalance
     }
 
     /// Descends to the leaf for `key`, dirtying every block, splitting or joining on the way
@@ -185,6 +197,9 @@ public struct BTree<Store: MetaBlockStore> {
         case .insert(let len): valueLength = len
         case .delete: joining = true
         case .dirtyOnly: splitting = false
+        case .rebalance:
+            valueLength = Format.btreeMaxValueLength
+            joining = true
         }
 
         restart: while true {
@@ -209,6 +224,12 @@ public struct BTree<Store: MetaBlockStore> {
                     if let p = parent { p.setChildRef(at: parItem, ref) } else { root.ref = ref }
                 }
                 guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
+
+                if subtree && parent == nil && level == 1, splitting || joining,
+                    b.totalItemBytes < BTreeBlock.joinLowWatermark || !b.hasRoom(forValueLength: BlockRef.encodedSize)
+                {
+                    throw .range
+                }
 
                 var changed = false
                 if splitting {

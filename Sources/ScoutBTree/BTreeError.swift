@@ -12,6 +12,8 @@ public enum BTreeError: Error, Equatable, Sendable, CustomStringConvertible {
     case store(BlockStoreError)
     /// A block's contents break the btree's rules; the string names the blkno and the rule.
     case corrupt(String)
+    /// A subtree's root would have to split or join (see `BTree.subtree`): nothing changed.
+    case range
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum BTreeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .valueTooLarge: return "btree value longer than \(Format.btreeMaxValueLength) bytes"
         case .store(let e): return e.description
         case .corrupt(let s): return "btree corrupt: \(s)"
+        case .range: return "btree subtree root would split or join"
         }
     }
 }

@@ -59,6 +59,18 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
         _ = try call(.commitLogTrees, lt.encoded())
     }
 
+    public func getLogMerge() throws(FSError) -> LogMergeRequest? {
+        do {
+            return try decode(.getLogMerge, try call(.getLogMerge, []))
+        } catch where error.errno == FSError.ENOENT {
+            return nil
+        }
+    }
+
+    public func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {
+        _ = try call(.commitLogMerge, comp.encoded())
+    }
+
     public func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) {
         let r: NetInodeAlloc = try decode(.allocInodes, try call(.allocInodes, NetU64(count).encoded()))
         return (r.ino, r.nr)

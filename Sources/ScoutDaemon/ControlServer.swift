@@ -119,6 +119,11 @@ public struct ControlSources: Sendable {
     /// Changes a live mount option; the name is one that ``mountOptions`` lists. Throws
     /// EINVAL (with the reason) for a value out of range or an option that cannot change.
     public var setMountOption: @Sendable (String, String) throws(MountError) -> Void
+    /// The counters of the server this mount runs (none when it runs none).
+    public var serverCounters: @Sendable () -> [(String, UInt64)]
+    /// Arms a one-shot trigger of the server this mount runs; false when it runs none or the
+    /// name is not a trigger.
+    public var trigger: @Sendable (String) -> Bool
 
     public init(
         rid: UInt64 = 0,
@@ -127,8 +132,12 @@ public struct ControlSources: Sendable {
         mountOptions: @escaping @Sendable () -> [(String, String)] = { [] },
         setMountOption: @escaping @Sendable (String, String) throws(MountError) -> Void = { name, _ throws(MountError) in
             throw MountError(EINVAL, "mount option \(name) cannot be changed while mounted")
-        }
+        },
+        serverCounters: @escaping @Sendable () -> [(String, UInt64)] = { [] },
+        trigger: @escaping @Sendable (String) -> Bool = { _ in false }
     ) {
+        self.serverCounters = serverCounters
+        self.trigger = trigger
         self.rid = rid
         self.fences = fences
         self.quorumStatus = quorumStatus
@@ -317,8 +326,15 @@ public final class ControlServer: Sendable {
                 return Self.ok([
                     "commits \(c.commits)", "commit_items \(c.commitItems)", "orphans_deleted \(c.orphansDeleted)",
                     "data_bytes_read \(c.dataBytesRead)", "data_bytes_written \(c.dataBytesWritten)",
-                    "data_waits \(c.dataWaits)",
-                ])
+                    "data_waits \(c.dataWaits)", "log_merge_requests \(c.logMergeRequests)",
+                    "log_merge_items \(c.logMergeItems)", "log_merge_partial \(c.logMergePartial)",
+                ] + sources.serverCounters().map { "\($0.0) \($0.1)" })
+            case "trigger":
+                guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }
+                guard args.count == 1 else { return Self.err(EINVAL, "usage: trigger NAME") }
+                guard args[0] == "log_merge_force_finalize_ours" else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
+                guard sources.trigger(args[0]) else { return Self.err(ENOENT, "this mount runs no server") }
+                return "OK\n"
             case "sync":
                 guard uid == 0 || uid == getuid() else { return Self.err(EPERM, "only root or the mount's owner may sync") }
                 guard let volume else { return Self.noVolume }

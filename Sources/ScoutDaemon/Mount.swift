@@ -112,7 +112,8 @@ public final class Mount: @unchecked Sendable {
         if let slot = options.quorumSlotNr {
             let r = ServerRunner(
                 device: metaDev, fsid: sb.hdr.fsid, config: sb.qconf, slot: slot,
-                keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs), logger: log)
+                keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs),
+                logMergeWaitTimeout: .milliseconds(options.logMergeWaitTimeoutMs), logger: log)
             let q = try Self.startQuorum(
                 QuorumServiceConfiguration(
                     fsid: sb.hdr.fsid, slot: slot, rid: rid, quorumConfig: sb.qconf,
@@ -137,6 +138,12 @@ public final class Mount: @unchecked Sendable {
             mountOptions: { [unowned self] in self.liveOptions() },
             setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
                 try self.setLiveOption(name, value)
+            },
+            serverCounters: { runner?.service?.mergeCounters.named ?? [] },
+            trigger: { name in
+                guard name == "log_merge_force_finalize_ours", let service = runner?.service else { return false }
+                service.forceFinalize = true
+                return true
             })
         let registry = MountRegistry()
         let early = try? ControlServer.start(
@@ -246,6 +253,7 @@ public final class Mount: @unchecked Sendable {
         }
         early?.stop()
         Self.startCommitTimer(vol, stop: stop)
+        Self.startLogMerger(vol, stop: stop, logger: log)
         Self.watchSignals(mountpoint)
         log.info("mounted \(dataPath) on \(mountpoint)")
         mountedOK = true
@@ -306,6 +314,30 @@ public final class Mount: @unchecked Sendable {
             while !stop.isSet {
                 usleep(500_000)
                 if !stop.isSet { vol.commitIfDue() }
+            }
+        }
+    }
+
+    /// Polls the server for log merge work every `interval` seconds, and at once again after
+    /// doing some (the original's merge worker polls every 5 s).
+    static func startLogMerger(_ vol: Volume, stop: CleanFlag, interval: Double = 5, logger: Logger) {
+        ClientLink.onThread {
+            var busy = false
+            while !stop.isSet {
+                if !busy {
+                    var waited = 0.0
+                    while waited < interval && !stop.isSet {
+                        usleep(250_000)
+                        waited += 0.25
+                    }
+                }
+                if stop.isSet { break }
+                do throws(FSError) {
+                    busy = try vol.mergeLogsOnce()
+                } catch {
+                    logger.warning("log merge: \(error)")
+                    busy = false
+                }
             }
         }
     }

@@ -58,7 +58,14 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
     private let commands: AsyncStream<Command>.Continuation
     private let current = Mutex<Instance?>(nil)
 
-    init(device: any BlockDevice, fsid: UInt64, config: QuorumConfig, slot: Int, keepalive: Duration, logger: Logger) {
+    /// How long a GET_LOG_TREES waits for other mounts to finalize (`log_merge_wait_timeout_ms`).
+    let logMergeWaitTimeout: Duration
+
+    init(
+        device: any BlockDevice, fsid: UInt64, config: QuorumConfig, slot: Int, keepalive: Duration,
+        logMergeWaitTimeout: Duration = .milliseconds(500), logger: Logger
+    ) {
+        self.logMergeWaitTimeout = logMergeWaitTimeout
         self.device = device
         self.fsid = fsid
         self.config = config
@@ -76,6 +83,9 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
 
     /// The fence requests of the server running now (nil when none is).
     var fences: FenceRequests? { current.withLock { $0?.fences } }
+
+    /// The service of the server running now (nil when none is).
+    var service: ServerService? { current.withLock { $0?.service.withLock { $0 } } }
 
     /// The term of the server running or starting now.
     var term: UInt64? { current.withLock { $0?.term } }
@@ -158,6 +168,7 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         let service = ServerService(
             core: core, term: term, fences: instance.fences, logger: logger,
             onFatal: { [weak self] why in self?.commands.yield(.failed(term: term, why: why)) })
+        service.logMergeWaitTimeout = logMergeWaitTimeout
         instance.service.withLock { $0 = service }
         let addr = config.slots[slot]
         var cfg = NetServer.Configuration(host: addr.ipv4String, port: Int(addr.port))

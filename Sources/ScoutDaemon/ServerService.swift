@@ -50,7 +50,7 @@ public import ScoutServer
 ///   it decides on changes, instead of on a work queue; a disconnected client's queued
 ///   farewell stays queued (its answer waits in the rid's resend queue) where the original
 ///   drops it and relies on the client to send it again.
-/// * Omap requests, srch and log merge cancellation do not exist yet.
+/// * Omap requests and srch do not exist yet.
 public final class ServerService: NetServerHandler, @unchecked Sendable {
     // Invariant: every `var` below is only touched with `mutex` held; `core` only with
     // `mutex` held.
@@ -79,6 +79,17 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     var netServer: NetServer?
     var recoveryTimer: Task<Void, Never>?
     var reclaimWorker: Task<Void, Never>?
+    /// A task is freeing merged log trees.
+    var freeingMerged = false
+    /// The next finalization decision finalizes every tree however small (the
+    /// `log_merge_force_finalize_ours` trigger); cleared once a merge starts.
+    public var forceFinalize: Bool {
+        get { mutex.withLock { forceFinalizeFlag } }
+        set { mutex.withLock { forceFinalizeFlag = newValue } }
+    }
+    var forceFinalizeFlag = false
+    /// How long a GET_LOG_TREES that needs a merge waits for other mounts to finalize.
+    public var logMergeWaitTimeout: Duration = .milliseconds(500)
 
     /// This server's term (from the election); greetings carry it back.
     public let term: UInt64
@@ -287,7 +298,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     }
 
     /// The listener, once `start` set it (a greeting can be handled just before); nil once stopped.
-    private func listener() async -> NetServer? {
+    func listener() async -> NetServer? {
         for _ in 0..<1000 {
             let (s, stopped) = mutex.withLock { (netServer, stopping) }
             if stopped { return nil }
@@ -391,6 +402,7 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                     return NetInodeAlloc(ino: ino, nr: nr).encoded()
                 }
             case .getLogTrees:
+                await prepareMerge(rid: rid, wait: true)
                 let r = locked { () throws(ServerError) in try core.getLogTrees(rid: rid).encoded() }
                 if mutex.withLock({ core.isDataShort(rid: rid) }) { syncOthersForData(short: rid) }
                 return r
@@ -416,6 +428,13 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                         freeDataBlocks: s.freeDataBlocks, totalDataBlocks: s.totalDataBlocks, inodeCount: s.inodeCount
                     ).encoded()
                 }
+            case .getLogMerge:
+                guard payload.isEmpty else { return .failure(.einval) }
+                return await getLogMerge(rid: rid)
+            case .commitLogMerge:
+                let r = commitLogMerge(rid: rid, payload)
+                startFreeingMerged()
+                return r
             case .farewell:
                 guard payload.isEmpty else { return .failure(.einval) }
                 return await farewell(rid: rid)
@@ -665,4 +684,4 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     }
 }
 
-private func hex(_ v: UInt64) -> String { v.paddedHex }
+func hex(_ v: UInt64) -> String { v.paddedHex }

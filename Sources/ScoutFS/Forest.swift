@@ -194,6 +194,8 @@ final class GrantWatchingLink: ServerLink {
     func lastSeq() throws(FSError) -> UInt64 { try link.lastSeq() }
     func statfs() throws(FSError) -> ServerTotals { try link.statfs() }
     func farewell() throws(FSError) { try link.farewell() }
+    func getLogMerge() throws(FSError) -> LogMergeRequest? { try link.getLogMerge() }
+    func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) { try link.commitLogMerge(comp) }
 }
 
 extension Forest {

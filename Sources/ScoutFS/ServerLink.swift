@@ -44,4 +44,8 @@ public protocol ServerLink: AnyObject, Sendable {
     func lastSeq() throws(FSError) -> UInt64
     func statfs() throws(FSError) -> ServerTotals
     func farewell() throws(FSError)
+    /// GET_LOG_MERGE: a piece of merge work, nil when the server has none now.
+    func getLogMerge() throws(FSError) -> LogMergeRequest?
+    /// COMMIT_LOG_MERGE: hands the merged subtree back.
+    func commitLogMerge(_ comp: LogMergeComplete) throws(FSError)
 }

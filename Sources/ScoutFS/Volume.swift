@@ -35,6 +35,10 @@ public struct VolumeCounters: Sendable {
     public var dataBytesRead: UInt64 = 0
     /// Operations that met offline data and waited for it (each retry that waits again counts).
     public var dataWaits: UInt64 = 0
+    /// Log merge requests this mount worked on, and the items it merged.
+    public var logMergeRequests: UInt64 = 0
+    public var logMergeItems: UInt64 = 0
+    public var logMergePartial: UInt64 = 0
 }
 
 /// One mount of a volume: the client half of scoutfs (item cache, transactions, locks) and
@@ -98,6 +102,8 @@ public final class Volume: @unchecked Sendable {
     var walkRootsSeq: UInt64 = 0
     /// This mount's tasks waiting for offline data (they have their own lock).
     let dataWaiters = DataWaiters()
+    /// This mount's log merge worker (it has no state of its own between requests).
+    let merger: LogMerger
 
     /// Mounts: takes this mount's log tree and allocators (GET_LOG_TREES) and commits them back unchanged.
     public init(meta: MetaDevice, dataPath: String, fmtVers: UInt64, link: any ServerLink) throws(FSError) {
@@ -113,6 +119,7 @@ public final class Volume: @unchecked Sendable {
         let size = data.size
         dataBlocks = size / UInt64(Format.smallBlockSize)
         forest = Forest(device: meta, link: link)
+        merger = LogMerger(device: meta, link: link)
         cache = ItemCache(forest: forest)
         locks = LockClient(link: GrantWatchingLink(link, grants: forest.grants))
         let lt = try link.getLogTrees()
@@ -325,6 +332,18 @@ public final class Volume: @unchecked Sendable {
         forest.invalidateRoots()
         needsOpen = true
         if reopen { try openIfNeeded() }
+    }
+
+    /// Does one piece of log merge work the server hands out; false when it had none. Runs
+    /// without the state lock: merging touches only the fs root's blocks and the request's pool.
+    public func mergeLogsOnce() throws(FSError) -> Bool {
+        guard let done = try merger.mergeOnce() else { return false }
+        state.withLock {
+            counters.logMergeRequests += 1
+            counters.logMergeItems += UInt64(done.items)
+            if done.partial { counters.logMergePartial += 1 }
+        }
+        return true
     }
 
     /// The largest transaction seq known to be complete (GET_LAST_SEQ).

@@ -85,8 +85,7 @@ public struct ServerStatfs: Equatable, Sendable {
 /// of `MetaTransaction` (refilled from `meta_alloc[0]`, then `[1]`); freed meta blocks do not go
 /// back into the `meta_alloc` extent trees, and a reclaimed mount's `meta_avail`/`meta_freed`
 /// blocks join that list (the original splices them into its other freed list). Log trees
-/// are finalized only by reclaim and never merged yet, so the forest is the fs root plus the
-/// log trees of every mount.
+/// are merged into the fs root as `ServerCore+LogMerge.swift` describes.
 public final class ServerCore {
     public let txn: MetaTransaction
     /// Fill targets for a mount's allocators (blocks).
@@ -102,6 +101,11 @@ public final class ServerCore {
     /// back at their next GET_LOG_TREES, and the service asks them to commit (SYNC_LOG_TREES)
     /// so that happens soon. Kept in memory: a new server starts with none.
     public private(set) var dataShort: Set<UInt64> = []
+    /// What log merging counted (kept in memory, per server).
+    public var counters = LogMergeCounters()
+    /// The core seq when the last SYNC_LOG_TREES for finalization went out: open transactions
+    /// that began before it were already asked to commit.
+    public var finalizeSentSeq: UInt64 = 0
 
     /// What a mount's data_avail is filled to: `dataAvailTarget`, or an eighth of the data
     /// device when that is less, so a few mounts of a small device never hold all its space.
@@ -201,7 +205,7 @@ public final class ServerCore {
 
     /// Takes `count` metadata blknos for a mount's list, from `meta_alloc`, then from the
     /// server's spare avail; fewer when the device is full.
-    private func takeMetaBlocks(_ count: Int) throws(ServerError) -> [UInt64] {
+    func takeMetaBlocks(_ count: Int) throws(ServerError) -> [UInt64] {
         var out = try takeFromMetaAlloc(count)
         if out.count < count {
             // leave the server enough blocks for its own commits
@@ -283,8 +287,8 @@ public final class ServerCore {
     /// consistent state, and is idempotent: after a crash at any point, or when a second
     /// server repeats it, it finishes what is left (the original's `reclaim_rid`).
     ///
-    /// Not done yet, as the rest of this server lacks them: srch compaction and log merge
-    /// cancellation, the omap entry.
+    /// The mount's outstanding log merge requests are cancelled first (their ranges go back).
+    /// Not done yet, as the rest of this server lacks them: srch compaction, the omap entry.
     public func reclaim(rid: UInt64) throws(ServerError) {
         dataShort.remove(rid)
         while try !reclaimStep(rid: rid) {
@@ -296,45 +300,9 @@ public final class ServerCore {
     /// One bounded step of `reclaim`, left uncommitted: true when the mount is fully
     /// reclaimed. Every step leaves a consistent state to commit.
     public func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
-        if var lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
-            for head in [lt.metaFreed, lt.metaAvail] where !head.ref.isNull {
-                do {
-                    let (blknos, listBlocks) = try AllocList.read(head, from: txn)
-                    txn.addFreed(blknos)
-                    txn.addFreed(listBlocks)
-                } catch {
-                    throw .store(error)
-                }
-            }
-            lt.metaFreed = AllocListHead()
-            lt.metaAvail = AllocListHead()
-            var budget = reclaimExtentsPerCommit
-            let alloc = ExtentAllocator(store: txn)
-            var core = txn.superBlock.dataAlloc
-            do {
-                while budget > 0, let ext = try alloc.allocate(&lt.dataAvail, count: .max) {
-                    try alloc.free(&core, ext)
-                    budget -= 1
-                }
-                while budget > 0, let ext = try alloc.allocate(&lt.dataFreed, count: .max) {
-                    try alloc.free(&core, ext)
-                    budget -= 1
-                }
-            } catch {
-                throw .alloc(error)
-            }
-            txn.superBlock.dataAlloc = core
-            let drained = lt.dataAvail.totalLen == 0 && lt.dataFreed.totalLen == 0
-            if drained {
-                // the transaction is no longer open and the mount writes no more
-                lt.commitTransSeq = lt.getTransSeq
-                lt.dataAllocZoneBlocks = 0
-                lt.dataAllocZones = Array(repeating: 0, count: Format.dataAllocZoneLE64s)
-                lt.flags |= LogTrees.flagFinalized
-                lt.finalizeSeq = nextSeq()
-            }
-            try storeLogTrees(lt)
-            if !drained { return false }
+        try cancelLogMerges(rid: rid)
+        if let lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
+            if try !finalizeStep(lt) { return false }
         }
         let tree = BTree(store: txn)
         var root = txn.superBlock.mountedClients
@@ -347,6 +315,51 @@ public final class ServerCore {
         }
         txn.superBlock.mountedClients = root
         return true
+    }
+
+    /// One bounded step of finalizing `lt`, a log tree whose transaction is not open (or whose
+    /// mount is gone): its allocators go back to the server's pools, then it is flagged
+    /// finalized with a new `finalize_seq`. Left uncommitted; true once it is finalized.
+    func finalizeStep(_ lt: LogTrees) throws(ServerError) -> Bool {
+        var lt = lt
+        for head in [lt.metaFreed, lt.metaAvail] where !head.ref.isNull {
+            do {
+                let (blknos, listBlocks) = try AllocList.read(head, from: txn)
+                txn.addFreed(blknos)
+                txn.addFreed(listBlocks)
+            } catch {
+                throw .store(error)
+            }
+        }
+        lt.metaFreed = AllocListHead()
+        lt.metaAvail = AllocListHead()
+        var budget = reclaimExtentsPerCommit
+        let alloc = ExtentAllocator(store: txn)
+        var core = txn.superBlock.dataAlloc
+        do {
+            while budget > 0, let ext = try alloc.allocate(&lt.dataAvail, count: .max) {
+                try alloc.free(&core, ext)
+                budget -= 1
+            }
+            while budget > 0, let ext = try alloc.allocate(&lt.dataFreed, count: .max) {
+                try alloc.free(&core, ext)
+                budget -= 1
+            }
+        } catch {
+            throw .alloc(error)
+        }
+        txn.superBlock.dataAlloc = core
+        let drained = lt.dataAvail.totalLen == 0 && lt.dataFreed.totalLen == 0
+        if drained {
+            // the transaction is no longer open and the mount writes no more
+            lt.commitTransSeq = lt.getTransSeq
+            lt.dataAllocZoneBlocks = 0
+            lt.dataAllocZones = Array(repeating: 0, count: Format.dataAllocZoneLE64s)
+            lt.flags |= LogTrees.flagFinalized
+            lt.finalizeSeq = nextSeq()
+        }
+        try storeLogTrees(lt)
+        return drained
     }
 
     // MARK: inode numbers
@@ -381,7 +394,7 @@ public final class ServerCore {
         }
     }
 
-    private func storeLogTrees(_ lt: LogTrees) throws(ServerError) {
+    func storeLogTrees(_ lt: LogTrees) throws(ServerError) {
         let tree = BTree(store: txn)
         var root = txn.superBlock.logsRoot
         do {

@@ -37,7 +37,24 @@ final class LocalLink: ServerLink, @unchecked Sendable {
     func getRoots() throws(FSError) -> ForestRoots {
         try run { () throws(ServerError) in let r = core.stableRoots(); return ForestRoots(fsRoot: r.fsRoot, logsRoot: r.logsRoot, srchRoot: r.srchRoot) }
     }
-    func getLogTrees() throws(FSError) -> LogTrees { try run { () throws(ServerError) in try core.getLogTrees(rid: rid) } }
+    /// Every GET_LOG_TREES finalizes this mount's tree however small (the force trigger).
+    var forceFinalize = false
+
+    func getLogTrees() throws(FSError) -> LogTrees {
+        try run { () throws(ServerError) in
+            _ = try core.prepareFinalize(rid: rid, force: forceFinalize)
+            return try core.getLogTrees(rid: rid)
+        }
+    }
+    func getLogMerge() throws(FSError) -> LogMergeRequest? {
+        try run { () throws(ServerError) in
+            if try core.mergeStatus() == nil { _ = try core.prepareFinalize(rid: nil, force: false) }
+            return try core.getLogMerge(rid: rid)
+        }
+    }
+    func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {
+        try run { () throws(ServerError) in try core.commitLogMerge(rid: rid, comp) }
+    }
     func commitLogTrees(_ lt: LogTrees) throws(FSError) { try run { () throws(ServerError) in try core.commitLogTrees(lt) } }
     func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { try run { () throws(ServerError) in try core.allocInodes(count: count) } }
     func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {

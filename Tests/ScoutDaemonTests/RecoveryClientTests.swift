@@ -23,6 +23,8 @@ final class GrantingLink: ServerLink, Sendable {
     func lastSeq() throws(FSError) -> UInt64 { 0 }
     func statfs() throws(FSError) -> ServerTotals { throw FSError(FSError.EIO) }
     func farewell() throws(FSError) {}
+    func getLogMerge() throws(FSError) -> LogMergeRequest? { nil }
+    func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {}
 }
 
 @Suite("Client side of lock recovery")
@@ -155,6 +157,8 @@ final class SlowGrantLink: ServerLink, Sendable {
     func lastSeq() throws(FSError) -> UInt64 { 0 }
     func statfs() throws(FSError) -> ServerTotals { throw FSError(FSError.EIO) }
     func farewell() throws(FSError) {}
+    func getLogMerge() throws(FSError) -> LogMergeRequest? { nil }
+    func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {}
 }
 
 @Suite("Grant and invalidation order")

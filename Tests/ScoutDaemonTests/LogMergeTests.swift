@@ -1,0 +1,165 @@
+import Glibc
+import ScoutBTree
+import ScoutBlockIO
+import ScoutFS
+import ScoutFormat
+import ScoutServer
+import ScoutStorage
+import ScoutTestSupport
+import Testing
+
+private let me = Caller(uid: 0, gid: 0, pid: 1)
+private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Log merging through the real server core and client merger, in process.
+@Suite("Log merging")
+struct LogMergeTests {
+    /// The server state and a mount of `tv`, on one core that later mounts share.
+    static func open(_ tv: TestVolume) throws -> (ServerCore, MetaDevice) {
+        let metaDev = try FileBlockDevice(path: tv.meta, writable: true)
+        let md = MetaDevice(device: metaDev, fsid: tv.fsid)
+        return (ServerCore(txn: try MetaTransaction(device: md)), md)
+    }
+
+    static func names(_ vol: Volume, _ dir: UInt64) throws -> Set<String> {
+        var names: Set<String> = []
+        try vol.readdir(dir, offset: 0) { n, _, _, _ in
+            names.insert(String(decoding: n, as: UTF8.self))
+            return true
+        }
+        return names.subtracting([".", ".."])
+    }
+
+    /// The names of every dirent item in the fs root (what `print` shows of the namespace).
+    static func fsRootNames(_ core: ServerCore) throws -> Set<String> {
+        var out: Set<String> = []
+        try BTree(store: core.txn).forEach(core.txn.superBlock.fsRoot) { bl, off in
+            let k = bl.key(at: off)
+            if k.zone == KeyZone.fs && k.type == KeyType.dirent {
+                if let d = try? Dirent.decode(bl.value(at: off)) { out.insert(String(decoding: d.name, as: UTF8.self)) }
+            }
+            return true
+        }
+        return out
+    }
+
+    static func drainMerges(_ vol: Volume, _ core: ServerCore) throws -> Int {
+        var n = 0
+        while try vol.mergeLogsOnce() {
+            n += 1
+            #expect(n < 10_000, "merge never finished")
+            if n >= 10_000 { break }
+        }
+        while try core.freeMergedStep() {}
+        return n
+    }
+
+    @Test func mergedNamespaceMovesIntoTheFsRootAndInputsAreFreed() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try Self.open(tv)
+        let link = LocalLink(core: core, rid: 0x1111)
+        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let root = Format.rootIno
+        let d = try vol.makeNode(parent: root, name: b("d"), mode: UInt32(S_IFDIR) | 0o755, caller: me)
+        var live: Set<String> = []
+        for i in 0..<600 {
+            _ = try vol.makeNode(parent: d.ino, name: b("f\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            live.insert("f\(i)")
+            if i % 100 == 99 { try vol.sync() }  // several transactions in the tree
+        }
+        for i in stride(from: 0, to: 600, by: 3) {
+            try vol.remove(parent: d.ino, name: b("f\(i)"), dir: false)
+            live.remove("f\(i)")
+        }
+        for i in stride(from: 1, to: 600, by: 3) {
+            try vol.rename(parent: d.ino, name: b("f\(i)"), newParent: d.ino, newName: b("r\(i)"), flags: [])
+            live.remove("f\(i)")
+            live.insert("r\(i)")
+        }
+        try vol.sync()
+        #expect(try Self.fsRootNames(core).isEmpty)
+        let logTreesBefore = try core.allLogTrees().count
+
+        link.forceFinalize = true
+        try vol.sync(force: true)  // the next GET_LOG_TREES finalizes and starts the merge
+        link.forceFinalize = false
+        #expect(core.counters.logMergeStart == 1)
+        let requests = try Self.drainMerges(vol, core)
+        #expect(requests >= 1)
+        #expect(core.counters.logMergeComplete == 1)
+        #expect(try core.mergeStatus() == nil)
+        // only the open tree of the mount is left, and nothing is left to free
+        let trees = try core.allLogTrees()
+        #expect(trees.count == 1 && trees.allSatisfy { $0.flags & LogTrees.flagFinalized == 0 }, "\(logTreesBefore) → \(trees.count)")
+        #expect(try core.freeMergedStep() == false)
+        #expect(core.counters.logMergeFreedBlocks > 0)
+        // the fs root holds exactly the live names: no deleted or renamed-away name
+        #expect(try Self.fsRootNames(core) == live.union(["d"]))
+        try core.commit()
+
+        // a second mount of the same server reads everything from the merged fs root
+        let other = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0x2222))
+        #expect(try Self.names(other, d.ino) == live)
+        #expect(throws: FSError.self) { try other.lookup(parent: d.ino, name: b("f0")) }
+        #expect(try other.lookup(parent: d.ino, name: b("r1")).nlink == 1)
+    }
+
+    @Test func newerItemsInActiveTreesBeatMergedOnes() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try Self.open(tv)
+        let link = LocalLink(core: core, rid: 0x1111)
+        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let root = Format.rootIno
+        let f = try vol.makeNode(parent: root, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        try vol.setxattr(f.ino, name: b("user.v"), value: b("old"), flags: 0)
+        try vol.sync()
+        link.forceFinalize = true
+        try vol.sync(force: true)
+        link.forceFinalize = false
+        // changed in the new, active tree before the merge of the finalized one runs
+        try vol.setxattr(f.ino, name: b("user.v"), value: b("new"), flags: 0)
+        try vol.sync()
+        _ = try Self.drainMerges(vol, core)
+        #expect(core.counters.logMergeComplete == 1)
+        let other = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0x2222))
+        #expect(try other.getxattr(f.ino, name: b("user.v")) == b("new"))
+    }
+
+    @Test func departedMountsTreesAreMergedAndOrphanTreesReclaimed() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try Self.open(tv)
+        let root = Format.rootIno
+        do {
+            let gone = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xdead))
+            try core.addMountedClient(rid: 0xdead, addr: InetAddr(ipv4: 0x7f00_0001, port: 1), quorum: false)
+            _ = try gone.makeNode(parent: root, name: b("from-dead"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            try gone.sync()
+            // it dies: its mounted_client item goes (as a fence's reclaim would not finish)
+            var mc = core.txn.superBlock.mountedClients
+            try BTree(store: core.txn).delete(&mc, Key(zone: KeyZone.mountedClient, first: 0xdead))
+            core.txn.superBlock.mountedClients = mc
+            try core.commit()
+        }
+        // the next mount's first GET_LOG_TREES reclaims the orphan tree, and a merge of it starts
+        let link = LocalLink(core: core, rid: 0x1111)
+        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        try core.addMountedClient(rid: 0x1111, addr: InetAddr(ipv4: 0x7f00_0001, port: 2), quorum: false)
+        #expect(core.counters.orphanLogTreesReclaimed == 1)
+        #expect(core.counters.logMergeStart == 1)
+        _ = try vol.makeNode(parent: root, name: b("mine"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        try vol.sync()
+        _ = try Self.drainMerges(vol, core)
+        #expect(try Self.fsRootNames(core) == ["from-dead"])
+        // this mount's own tree goes in with the next merge
+        link.forceFinalize = true
+        try vol.sync(force: true)
+        link.forceFinalize = false
+        _ = try Self.drainMerges(vol, core)
+        #expect(core.counters.logMergeComplete == 2)
+        #expect(try Self.fsRootNames(core) == ["from-dead", "mine"])
+        #expect(try core.allLogTrees().allSatisfy { $0.rid == 0x1111 })
+    }
+}
