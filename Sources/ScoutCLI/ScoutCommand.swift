@@ -11,7 +11,7 @@ public struct ScoutCommand: ParsableCommand {
                       StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
                       ReleaseCommand.self, StageCommand.self, PunchOfflineCommand.self, MoveBlocksCommand.self,
-                      DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self]
+                      DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self, TriggerCommand.self]
     )
 
     public init() {}

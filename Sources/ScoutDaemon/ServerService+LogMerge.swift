@@ -23,8 +23,8 @@ extension ServerService {
             let decision = mutex.withLock { () -> FinalizeDecision? in
                 guard !stopping else { return nil }
                 do throws(ServerError) {
-                    let d = try core.prepareFinalize(rid: rid, force: forceFinalize)
-                    if d.started { forceFinalize = false }
+                    let d = try core.prepareFinalize(rid: rid, force: forceFinalizeFlag)
+                    if d.started { forceFinalizeFlag = false }
                     return d
                 } catch {
                     logger.error("log merge: finalizing log trees failed: \(error)")

@@ -1,0 +1,19 @@
+import ArgumentParser
+
+/// `scoutfs trigger [-p PATH] NAME`: arms a one-shot debugging trigger of the server the mount
+/// runs (the original's sysfs trigger files). `log_merge_force_finalize_ours` makes the next
+/// finalization decision finalize every log tree however small, so a merge starts at once.
+struct TriggerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trigger", abstract: "Arm a debugging trigger of the server a mount runs")
+
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
+    var path: String = "."
+
+    @Argument(help: ArgumentHelp("The trigger: log_merge_force_finalize_ours", valueName: "NAME"))
+    var name: String
+
+    func run() throws {
+        _ = try control(path, "trigger \(name)", what: "trigger")
+    }
+}
