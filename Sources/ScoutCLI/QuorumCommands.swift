@@ -21,7 +21,7 @@ struct QuorumStatusCommand: ParsableCommand {
     var path: String?
 
     func run() throws {
-        print(try control(mountPath(path), "quorum-status", what: "quorum-status"), terminator: "")
+        print(try control(mountPath(path), "quorum-status"), terminator: "")
     }
 }
 
@@ -52,10 +52,9 @@ struct MountOptionCommand: ParsableCommand {
 
     func run() throws {
         for word in [name, value].compactMap({ $0 }) where word.isEmpty || word.contains(where: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
-            printErr("scoutfs: mount-option failed: names and values cannot be empty or hold white space: '\(word)' (\(EINVAL))")
-            throw ExitCode(1)
+            throw ArgpError.usage("names and values cannot be empty or hold white space: '\(word)'")
         }
         let command = (["mount-option"] + [name, value].compactMap { $0 }).joined(separator: " ")
-        print(try control(mountPath(path), command, what: "mount-option"), terminator: "")
+        print(try control(mountPath(path), command), terminator: "")
     }
 }
