@@ -173,11 +173,11 @@ func control(_ path: String, _ command: String) throws(ArgpError) -> String {
 struct CountersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "counters", abstract: "Show a mount's counters")
 
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem (default $SCOUTFS_MOUNT_PATH, then .)", valueName: "PATH"))
+    var path: String?
 
     func run() throws {
-        print(try control(path, "counters"), terminator: "")
+        print(try control(mountPath(path), "counters"), terminator: "")
     }
 }
 
@@ -186,11 +186,11 @@ struct CountersCommand: ParsableCommand {
 struct SyncCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync", abstract: "Commit a mount's transaction")
 
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem (default $SCOUTFS_MOUNT_PATH, then .)", valueName: "PATH"))
+    var path: String?
 
     func run() throws {
-        _ = try control(path, "sync")
+        _ = try control(mountPath(path), "sync")
     }
 }
 

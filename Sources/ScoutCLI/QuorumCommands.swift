@@ -34,10 +34,8 @@ struct MountOptionCommand: ParsableCommand {
         abstract: "Show or change a mount's options while it is mounted",
         discussion: """
             Without NAME, prints every option as "name value". With NAME, prints its value. \
-            With NAME and VALUE, changes the option (root only); only data_prealloc_blocks, \
-            data_prealloc_contig_only, ino_alloc_per_lock, lock_idle_count, \
-            log_merge_wait_timeout_ms, orphan_scan_delay_ms and quorum_heartbeat_timeout_ms \
-            can change while mounted, within their mount-time ranges.
+            With NAME and VALUE, changes the option (root only), within its mount-time range; \
+            only quorum_heartbeat_timeout_ms can change while mounted today.
             """
     )
 
