@@ -125,7 +125,7 @@ extension ScoutCommand {
         switch first {
         case "--help", "-h", "-?": return .help
         case "--version": return .version
-        case "help": return args.count > 1 ? known(args[1]) : .help
+        case "help": return args.count > 1 && args[1] != "help" ? known(args[1]) : .help
         default: return first.hasPrefix("-") ? .unknownOption(first) : known(first)
         }
     }

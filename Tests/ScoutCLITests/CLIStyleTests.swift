@@ -37,6 +37,16 @@ import Testing
         #expect(option.out.hasPrefix("scoutfs: unrecognized option '--frobnicate'\n"))
     }
 
+    @Test func routes() {
+        #expect(ScoutCommand.route([]) == .usage)
+        #expect(ScoutCommand.route(["-h"]) == .help)
+        #expect(ScoutCommand.route(["--version"]) == .version)
+        #expect(ScoutCommand.route(["help", "stat", "-x"]) == .command(["stat", "-x", "--help"]))
+        #expect(ScoutCommand.route(["stat", "f"]) == .command(["stat", "f"]))
+        #expect(ScoutCommand.route(["statz"]) == .unknownCommand("statz", suggestion: "stat"))
+        #expect(ScoutCommand.route(["-x", "stat"]) == .unknownOption("-x"))
+    }
+
     @Test func closestCommand() {
         #expect(ScoutCommand.closestCommand(to: "stats") == "stat")
         #expect(ScoutCommand.closestCommand(to: "quorum-stat") == "quorum-status")
@@ -64,6 +74,7 @@ import Testing
         let titles = Self.lines(r.out).filter { $0.hasSuffix(":") && !$0.hasPrefix(" ") }
         #expect(titles == ["Core admin:", "Additional Information:", "Search Acceleration:", "Archival Agent Support:", "Debugging commands:"])
         #expect(try Self.scoutfs("help").out == r.out)
+        #expect(try Self.scoutfs("help", "help").out == r.out)
 
         let none = try Self.scoutfs()
         #expect(none.code == 64)
