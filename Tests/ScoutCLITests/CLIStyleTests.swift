@@ -1,4 +1,5 @@
 import Glibc
+import ScoutDaemon
 import ScoutTestSupport
 import Testing
 
@@ -111,5 +112,38 @@ import Testing
         #expect(failureLine("sync", EINVAL, detail: "bad") == "scoutfs: sync failed: bad: Invalid argument (22)")
         // a detail that already ends with the error's text does not repeat it
         #expect(failureLine("sync", ENOENT, detail: "x: No such file or directory") == "scoutfs: sync failed: x: No such file or directory (2)")
+    }
+}
+
+/// The man pages follow the CLI and the mount options: every command has its entry in
+/// scoutfs(8), every mount option in scoutfs(5), and the pages name this version.
+@Suite struct ManPageTests {
+    static func page(_ name: String) throws -> String { try TempDir.readText(Proc.root + "/man/" + name) }
+
+    /// A name as roff writes it: every hyphen escaped.
+    static func roff(_ name: String) -> String { name.split(separator: "-", omittingEmptySubsequences: false).joined(separator: "\\-") }
+
+    @Test func everyCommandIsDocumented() throws {
+        let text = try Self.page("scoutfs.8")
+        for c in ScoutCommand.commandTable {
+            let roff = Self.roff(c.name)
+            #expect(text.contains("\n.B \(roff) ") || text.contains("\n.B \(roff)\n"), "\(c.name) has no entry in man/scoutfs.8")
+        }
+    }
+
+    @Test func everyMountOptionIsDocumented() throws {
+        let text = try Self.page("scoutfs.5")
+        var o = MountOptions()
+        o.metadevPath = "/dev/null"
+        for (name, _) in o.controlList {
+            let roff = Self.roff(name)
+            #expect(text.contains(".BI \(roff)= ") || text.contains(".BR \(roff) ") || text.contains("\n.B \(roff)\n"), "\(name) is not in man/scoutfs.5")
+        }
+        for name in ["noacl", "ro"] { #expect(text.contains(name)) }
+    }
+
+    @Test(arguments: ["scoutfs.8", "scoutfs.5", "scoutfs-fenced.8"])
+    func pageNamesThisVersion(name: String) throws {
+        #expect(try Self.page(name).contains("\"scoutfs in Swift \(ScoutCommand.version)\""))
     }
 }
