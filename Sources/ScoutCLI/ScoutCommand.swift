@@ -117,20 +117,25 @@ extension ScoutCommand {
 
     static func route(_ args: [String]) -> Route {
         guard let first = args.first else { return .usage }
-        func known(_ name: String) -> Route {
+        func named(_ name: String, _ arguments: [String]) -> Route {
             commandTable.contains(where: { $0.name == name })
-                ? .command([name] + args.dropFirst(first == "help" ? 2 : 1) + (first == "help" ? ["--help"] : []))
+                ? .command([name] + arguments)
                 : .unknownCommand(name, suggestion: closestCommand(to: name))
         }
         switch first {
-        case "--help", "-h", "-?": return .help
-        case "--version": return .version
-        case "help": return args.count > 1 && args[1] != "help" ? known(args[1]) : .help
-        default: return first.hasPrefix("-") ? .unknownOption(first) : known(first)
+        case "--help", "-h", "-?":
+            return .help
+        case "--version":
+            return .version
+        case "help":
+            guard args.count > 1, args[1] != "help" else { return .help }
+            return named(args[1], Array(args.dropFirst(2)) + ["--help"])
+        default:
+            return first.hasPrefix("-") ? .unknownOption(first) : named(first, Array(args.dropFirst()))
         }
     }
 
-    /// The command whose name is nearest to `word` (edit distance, ties to the usage's
+    /// The command whose name is nearest to `word` (edit distance, ties to the table's
     /// order), or one that starts with it; nil when none is close enough to be a likely typo.
     static func closestCommand(to word: String) -> String? {
         let names = commandTable.map(\.name)
