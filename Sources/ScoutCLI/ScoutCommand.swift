@@ -195,11 +195,14 @@ extension ScoutCommand {
             Self.exit()
         }
         let arguments = [name] + getoptWords(Array(words.dropFirst()), valueOptions: argpValueOptions[name] ?? [])
-        // ArgumentParser's own errors: help (exit 0) and usage errors, reworded as argp's
+        // ArgumentParser's own errors: help (exit 0), usage errors reworded as argp's; anything
+        // else is reported as a failure of the command, never as ArgumentParser's "Error: …"
         func parserError(_ error: any Error) -> Never {
-            guard exitCode(for: error) == .validationFailure else { Self.exit(withError: error) }
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { Self.exit(withError: error) }
             let first = message(for: error).split(separator: "\n").first.map(String.init) ?? ""
-            let (lines, status) = ArgpError.usage(argpMessage(first)).report(command: name)
+            let failure = code == .validationFailure ? ArgpError.usage(argpMessage(first)) : ArgpError.failed(EIO, "\(error)")
+            let (lines, status) = failure.report(command: name)
             for l in lines { printErr(l) }
             Self.exit(withError: ExitCode(status))
         }
@@ -219,7 +222,7 @@ extension ScoutCommand {
             // a command that printed its own messages
             Self.exit(withError: error)
         } catch {
-            // a help request comes back from run(); no command throws anything else
+            // a help request comes back from run()
             parserError(error)
         }
         Self.exit()
