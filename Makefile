@@ -4,10 +4,12 @@
 #   make test      every test (swift test)
 #   make demo      the main job (see README)
 #   make bench     btree benchmarks (release build), figures for docs/performance.md
+#   make install   the debug binary, mount helper, fence script, man pages and systemd units
+#   make uninstall removes what install (or the demo) put there
 
 APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux acl
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test demo bench clean install uninstall
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,6 +35,17 @@ bench: deps
 
 clean:
 	rm -rf .build var
+
+# The debug build (the one the demo and the tests use): /usr/local/sbin/scoutfs and
+# scoutfs-fence-local, /sbin/mount.scoutfs, man pages under /usr/local/share/man, units in
+# /etc/systemd/system (neither enabled nor started). DESTDIR, PREFIX, UNITDIR and HELPERDIR
+# move them (see scripts/install.sh). `make build` (or demo, or test) first.
+install:
+	swift build
+	./scripts/install.sh install .build/debug/scoutfs
+
+uninstall:
+	./scripts/install.sh uninstall
 
 # The quorum election simulation over SEEDS seeds (SCOUT_SEED=S replays one; see docs/testing.md)
 SEEDS ?= 1000

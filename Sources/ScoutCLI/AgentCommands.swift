@@ -31,7 +31,8 @@ func fileSizeFailure(_ cmd: String, _ result: ArgpError) -> ArgpError {
 
 /// `scoutfs release FILE --data-version VERSION [-o OFFSET] [-l LENGTH]`
 struct ReleaseCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "release", abstract: "Mark file region offline and free extents")
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Mark file region offline and free extents",
+        usage: "scoutfs release -V VERSION [-o OFFSET] [-l LENGTH] FILE")
 
     @Option(name: [.customShort("V"), .customLong("data-version")], help: ArgumentHelp("Data version of the file [Required]", valueName: "VERSION"))
     var dataVersion: String?
@@ -81,7 +82,8 @@ struct ReleaseCommand: ParsableCommand {
 
 /// `scoutfs stage ARCHIVE-FILE STAGE-FILE --data-version VERSION [-o OFFSET] [-l LENGTH]`
 struct StageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stage", abstract: "Write archive file contents to an offline file")
+    static let configuration = CommandConfiguration(commandName: "stage", abstract: "Write archive file contents to an offline file",
+        usage: "scoutfs stage -V VERSION [-o OFFSET] [-l LENGTH] ARCHIVE-FILE STAGE-FILE")
 
     @Option(name: [.customShort("V"), .customLong("data-version")], help: ArgumentHelp("Data version of the file [Required]", valueName: "VERSION"))
     var dataVersion: String?
@@ -161,7 +163,8 @@ struct StageCommand: ParsableCommand {
 /// `scoutfs punch-offline PATH -V VERSION -o OFFSET -l LENGTH`
 struct PunchOfflineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "punch-offline", abstract: "Make a (sparse) hole in the file at offset and with length")
+        commandName: "punch-offline", abstract: "Make a (sparse) hole in the file at offset and with length",
+        usage: "scoutfs punch-offline -V VERSION -o OFFSET -l LENGTH PATH")
 
     @Option(name: [.customShort("V"), .customLong("data-version")], help: ArgumentHelp("Data version of the file [Required]", valueName: "VERSION"))
     var dataVersion: String?
@@ -208,7 +211,8 @@ struct PunchOfflineCommand: ParsableCommand {
 /// `scoutfs move-blocks FROM_FILE --from-offset OFFSET --length LENGTH TO_FILE --to-offset OFFSET`
 struct MoveBlocksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "move-blocks", abstract: "Move a fixed-size region of extents from one regular file to another")
+        commandName: "move-blocks", abstract: "Move a fixed-size region of extents from one regular file to another",
+        usage: "scoutfs move-blocks FROM_FILE --from-offset OFFSET --length LENGTH TO_FILE --to-offset OFFSET")
 
     @Option(name: [.customShort("f"), .customLong("from-offset")], help: ArgumentHelp("Byte offset in from file of region to move [Required]", valueName: "OFFSET"))
     var fromOffset: String?
@@ -258,7 +262,8 @@ struct MoveBlocksCommand: ParsableCommand {
 
 /// `scoutfs setattr FILE [-V VERSION [-s SIZE [-o]]] [-t CTIME] [-r CRTIME]`: SETATTR_MORE.
 struct SetattrCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "setattr", abstract: "Set attributes on newly-created zero-length file")
+    static let configuration = CommandConfiguration(commandName: "setattr", abstract: "Set attributes on newly-created zero-length file",
+        usage: "scoutfs setattr [-V VERSION [-s SIZE [-o]]] [-t TIMESPEC] [-r TIMESPEC] FILE")
 
     @Option(name: [.customShort("t"), .customLong("ctime")], help: ArgumentHelp("Set change time using \"<seconds-since-epoch>.<nanoseconds>\" format", valueName: "TIMESPEC"))
     var ctime: String?
@@ -318,7 +323,8 @@ func attrXFilename(_ args: [String]) throws(ArgpError) -> String {
 /// `scoutfs get-attr-x FILE [--meta_seq] [--data_seq] … [--project_id]`: GET_ATTR_X of the
 /// attributes asked for (all of them when none are).
 struct GetAttrXCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "get-attr-x", abstract: "get extensible file attributes")
+    static let configuration = CommandConfiguration(commandName: "get-attr-x", abstract: "get extensible file attributes",
+        usage: "scoutfs get-attr-x [-m] [-d] [-v] [-n] [-f] [-c] [-r] [-s] [-t] [-p] FILE")
 
     @Flag(name: [.customShort("m"), .customLong("meta_seq")], help: "Inode Metadata change index sequence number") var metaSeq = false
     @Flag(name: [.customShort("d"), .customLong("data_seq")], help: "File Data change index sequence number") var dataSeq = false
@@ -374,7 +380,8 @@ struct GetAttrXCommand: ParsableCommand {
 /// [-r SECS.NSECS] [-s SIZE] [-t 0|1] [-p PROJECT_ID]`: SET_ATTR_X of the attributes given.
 /// Values are not checked beyond parsing (the filesystem decides), as in the original.
 struct SetAttrXCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "set-attr-x", abstract: "Set extensible file attributes")
+    static let configuration = CommandConfiguration(commandName: "set-attr-x", abstract: "Set extensible file attributes",
+        usage: "scoutfs set-attr-x [<options>] FILE")
 
     @Option(name: [.customShort("m"), .customLong("meta_seq")], help: ArgumentHelp("Inode Metadata change index sequence number", valueName: "SEQ"))
     var metaSeq: String?
@@ -467,7 +474,8 @@ struct SetAttrXCommand: ParsableCommand {
 
 /// `scoutfs data-waiting --inode INODE-NUM --block BLOCK-NUM [-p PATH]`
 struct DataWaitingCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data-waiting", abstract: "Print operations waiting for data blocks")
+    static let configuration = CommandConfiguration(commandName: "data-waiting", abstract: "Print operations waiting for data blocks",
+        usage: "scoutfs data-waiting [-p PATH] -I INODE-NUM -B BLKNO-NUM")
 
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
     @Option(name: [.customShort("I"), .customLong("inode")], help: ArgumentHelp("Inode number [Required]", valueName: "INODE-NUM"))
@@ -517,7 +525,8 @@ struct DataWaitingCommand: ParsableCommand {
 /// `scoutfs data-wait-err --inode INODE-NUM --version VER-NUM --offset OFF-NUM --count COUNT
 /// --op OP --err ERR [-p PATH]`
 struct DataWaitErrCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data-wait-err", abstract: "Return error from matching waiters")
+    static let configuration = CommandConfiguration(commandName: "data-wait-err", abstract: "Return error from matching waiters",
+        usage: "scoutfs data-wait-err [-p PATH] -I INODE-NUM -V VER-NUM -F OFF-NUM -C COUNT -O OP -E ERR")
 
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
     @Option(name: [.customShort("I"), .customLong("inode")], help: ArgumentHelp("Inode number [Required]", valueName: "INODE-NUM"))

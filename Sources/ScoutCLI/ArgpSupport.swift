@@ -9,14 +9,16 @@ import Glibc
 // The original utility's conventions for the archive commands (its utils/src/cmd.c, parse.c
 // and util.c), shared by every command built on ScoutAgent.
 
-/// How an archive command stops early, as the original does: the lines it printed on standard
-/// error first, then either an argp usage error (`<cmd>: MSG` plus the "Try" line, exit 64),
-/// a failure (`scoutfs: <cmd> failed: STRERROR (ERRNO)`, exit 1), or a bare exit status after
-/// an argp_failure message.
+/// How a command stops early, as the original's do: the lines it printed on standard error
+/// first, then either an argp usage error (`<cmd>: MSG` plus the "Try" line, exit 64), a
+/// failure (`scoutfs: <cmd> failed: STRERROR (ERRNO)`, exit 1), a failure whose reason
+/// goes on that same line (`scoutfs: <cmd> failed: DETAIL: STRERROR (ERRNO)`, exit 1, or
+/// `status` for `mount`), or a bare exit status after an argp_failure message.
 struct ArgpError: Error, Equatable {
     enum Outcome: Equatable {
         case usage(String)
         case failed(Int32)
+        case failedWith(detail: String, errno: Int32, status: Int32)
         case exit(Int32)
     }
 
@@ -31,13 +33,20 @@ struct ArgpError: Error, Equatable {
     static func usage(_ msg: String, after lines: [String] = []) -> ArgpError { ArgpError(lines, .usage(msg)) }
     static func failed(_ errno: Int32, after lines: [String] = []) -> ArgpError { ArgpError(lines, .failed(errno)) }
 
+    /// A failure reported on one line, with what failed: exit 1, or `status`.
+    static func failed(_ errno: Int32, _ detail: String, status: Int32 = 1) -> ArgpError {
+        ArgpError([], .failedWith(detail: detail, errno: errno, status: status))
+    }
+
     /// The lines standard error shows for command `cmd`, and the exit status.
     func report(command cmd: String) -> (lines: [String], status: Int32) {
         switch outcome {
         case .usage(let msg):
             return (stderr + ["\(cmd): \(msg)", "Try `\(cmd) --help' or `\(cmd) --usage' for more information."], 64)
         case .failed(let e):
-            return (stderr + ["scoutfs: \(cmd) failed: \(strerrorString(e)) (\(e))"], 1)
+            return (stderr + [failureLine(cmd, e)], 1)
+        case .failedWith(let detail, let e, let status):
+            return (stderr + [failureLine(cmd, e, detail: detail)], status)
         case .exit(let status):
             return (stderr, status)
         }
@@ -45,6 +54,18 @@ struct ArgpError: Error, Equatable {
 }
 
 func strerrorString(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+/// The one line of a failed command: `scoutfs: CMD failed: [DETAIL: ]STRERROR (ERRNO)`. A
+/// detail that already ends with the error's text (a message passed along from the daemon)
+/// does not repeat it.
+func failureLine(_ cmd: String, _ e: Int32, detail: String? = nil) -> String {
+    let text = strerrorString(e)
+    let reason = "\(text) (\(e))"
+    guard let detail, !detail.isEmpty else { return "scoutfs: \(cmd) failed: \(reason)" }
+    if detail.hasSuffix(reason) { return "scoutfs: \(cmd) failed: \(detail)" }
+    if detail.hasSuffix(text) { return "scoutfs: \(cmd) failed: \(detail) (\(e))" }
+    return "scoutfs: \(cmd) failed: \(detail): \(reason)"
+}
 
 /// The original's "`what`: STRERROR (ERRNO)" line for a failed call.
 func errnoLine(_ what: String, _ e: Int32) -> String { "\(what): \(strerrorString(e)) (\(e))" }

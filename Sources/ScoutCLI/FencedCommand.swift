@@ -70,7 +70,7 @@ struct FencedCommand: ParsableCommand {
             log("reading config file \(file)")
             cfg = try FencedConfig.load(file: file)
         } catch {
-            err("scoutfs: fenced failed: \(error.message)")
+            err(failureLine("fenced", error.errno, detail: error.message))
             return 1
         }
         for (name, value) in cfg.variables { log("    config var \(name)=\(value)") }
@@ -91,7 +91,7 @@ struct FencedCommand: ParsableCommand {
                     do {
                         cfg = try FencedConfig.load(file: file)
                     } catch {
-                        err("scoutfs: fenced failed: \(error.message)")
+                        err(failureLine("fenced", error.errno, detail: error.message))
                         return 1
                     }
                     for (name, value) in cfg.variables { log("    config var \(name)=\(value)") }
@@ -200,10 +200,14 @@ struct FenceListLine: Equatable {
     }
 }
 
-/// A bad fencing agent configuration.
+/// A bad fencing agent configuration: what is wrong, and the errno reported with it.
 struct FencedConfigError: Error {
     var message: String
-    init(_ m: String) { message = m }
+    var errno: Int32
+    init(_ m: String, errno: Int32 = EINVAL) {
+        message = m
+        self.errno = errno
+    }
 }
 
 /// The agent's configuration, read by sourcing the config file with bash.
@@ -248,10 +252,10 @@ struct FencedConfig: Equatable {
         guard !file.isEmpty else { throw FencedConfigError("SCOUTFS_FENCED_CONFIG_FILE isn't set") }
         var st = stat()
         if stat(file, &st) != 0 || access(file, R_OK) != 0 {
-            throw FencedConfigError("config file '\(file)' isn't a readable file: \(String(cString: strerror(errno)))")
+            throw FencedConfigError("config file '\(file)' isn't a readable file", errno: errno)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw FencedConfigError("config file '\(file)' isn't a readable file: not a regular file")
+            throw FencedConfigError("config file '\(file)' isn't a readable file: not a regular file", errno: (st.st_mode & S_IFMT) == S_IFDIR ? EISDIR : EINVAL)
         }
         let (status, output) = runBash(args: ["-c", reader, "scoutfs-fenced", file])
         guard status == 0 else {

@@ -10,7 +10,8 @@ import Glibc
 struct MkfsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mkfs",
-        abstract: "Initialize a new ScoutFS filesystem"
+        abstract: "Initialize a new ScoutFS filesystem",
+        usage: "scoutfs mkfs -Q NR,ADDR,PORT [-Q NR,ADDR,PORT ...] [<options>] META-DEVICE DATA-DEVICE"
     )
 
     @Option(name: [.customShort("Q"), .customLong("quorum-slot")], help: ArgumentHelp("Specify quorum slot addresses [Required]", valueName: "NR,ADDR,PORT"))
@@ -34,8 +35,18 @@ struct MkfsCommand: ParsableCommand {
     @Option(name: [.customShort("V"), .customLong("format-version")], help: ArgumentHelp("Specify a format version within supported range, (1-2, default 2)", valueName: "version"))
     var formatVersion: String?
 
-    @Argument(help: ArgumentHelp("META-DEVICE DATA-DEVICE", valueName: "META-DEVICE DATA-DEVICE"))
-    var devices: [String] = []
+    // Optional to the parser, so that mkfs gives the original's messages when one is missing.
+    @Argument(help: ArgumentHelp("The metadata device (64KB blocks) [Required]", valueName: "META-DEVICE"))
+    var metaDevice: String?
+
+    @Argument(help: ArgumentHelp("The data device (4KB blocks) [Required]", valueName: "DATA-DEVICE"))
+    var dataDevice: String?
+
+    // Only so that a third device gets the original's message.
+    @Argument(help: .hidden)
+    var extraDevices: [String] = []
+
+    var devices: [String] { [metaDevice, dataDevice].compactMap { $0 } + extraDevices }
 
     func run() throws {
         let code = execute(out: { print($0) }, err: { printErr($0) })
@@ -44,15 +55,13 @@ struct MkfsCommand: ParsableCommand {
 
     /// Runs mkfs; returns the exit status. Usage errors exit 64 like argp's, failures 1.
     func execute(out: (String) -> Void, err: (String) -> Void) -> Int32 {
-        func usage(_ msg: String) -> Int32 {
-            err("scoutfs mkfs: \(msg)")
-            err("Try `scoutfs mkfs --help' for more information.")
-            return 64
+        func report(_ e: ArgpError) -> Int32 {
+            let (lines, status) = e.report(command: "mkfs")
+            for l in lines { err(l) }
+            return status
         }
-        func failed(_ e: Int32) -> Int32 {
-            err("scoutfs: mkfs failed: \(String(cString: strerror(e))) (\(e))")
-            return 1
-        }
+        func usage(_ msg: String) -> Int32 { report(.usage(msg)) }
+        func failed(_ e: Int32) -> Int32 { report(.failed(e)) }
 
         var slots: [Int: InetAddr] = [:]
         for arg in quorumSlots {

@@ -33,13 +33,14 @@ struct MountCommand: ParsableCommand {
         do {
             parsed = try MountOptions.parse(options.joined(separator: ","))
         } catch {
-            printErr("scoutfs: mount failed: \(error) (\(EINVAL))")
-            throw ExitCode(32)
+            throw ArgpError.failed(EINVAL, error.message, status: 32)
         }
         var st = stat()
-        guard stat(mountpoint, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            printErr("scoutfs: mount failed: mount point \(mountpoint) is not a directory (\(ENOTDIR))")
-            throw ExitCode(32)
+        guard stat(mountpoint, &st) == 0 else {
+            throw ArgpError.failed(errno, "cannot mount on '\(mountpoint)'", status: 32)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw ArgpError.failed(ENOTDIR, "cannot mount on '\(mountpoint)'", status: 32)
         }
         if !foreground { throw ExitCode(spawnDaemon()) }
         closeInheritedDescriptors(keeping: readyFd)
@@ -69,7 +70,7 @@ struct MountCommand: ParsableCommand {
                 }
             }
         } catch {
-            let message = "scoutfs: mount failed: \(error.message) (\(error.errno))"
+            let message = failureLine("mount", error.errno, detail: error.message)
             logger.error("mount failed: \(error.message) (\(error.errno))")
             if let fd = readyFd {
                 // the starting command prints it on its own standard error
@@ -104,7 +105,7 @@ struct MountCommand: ParsableCommand {
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
-            printErr("scoutfs: mount failed: cannot start the daemon (\(rc))")
+            printErr(failureLine("mount", rc, detail: "cannot start the mount daemon"))
             return 32
         }
         // one byte 1: ready; anything else: the daemon's error message, until it exits
@@ -129,7 +130,7 @@ struct MountCommand: ParsableCommand {
             printErr(String(message))
         } else {
             let how = exited ? "exited with status \(code)" : "was killed by signal \(status & 0x7f)"
-            printErr("scoutfs: mount failed: the mount daemon \(how) before the mount was ready (\(EIO))")
+            printErr(failureLine("mount", EIO, detail: "the mount daemon \(how) before the mount was ready"))
         }
         return exited && code != 0 ? code : 32
     }
@@ -148,41 +149,35 @@ func detachStandardStreams(errorsTo errors: Int32?) {
 }
 
 /// Finds the control socket of the mount holding `path`.
-func controlSocket(for path: String) throws -> String {
+func controlSocket(for path: String) throws(ArgpError) -> String {
     var st = stat()
-    guard stat(path, &st) == 0 else {
-        let e = errno
-        printErr("scoutfs: cannot stat \(path): \(String(cString: strerror(e))) (\(e))")
-        throw ExitCode(1)
-    }
+    guard stat(path, &st) == 0 else { throw .failed(errno, "cannot stat '\(path)'") }
     return ControlSocket.path(device: st.st_dev)
 }
 
-/// Sends a control command to the mount holding `path`; prints errors the original's way.
-func control(_ path: String, _ command: String, what: String) throws -> String {
+/// Sends a control command to the mount holding `path`; its failure is reported as the
+/// command's (`scoutfs: CMD failed: …`).
+func control(_ path: String, _ command: String) throws(ArgpError) -> String {
     let sock = try controlSocket(for: path)
+    let r: (ok: Bool, errno: Int32, body: String)
     do {
-        let r = try ControlSocket.request(path: sock, command)
-        guard r.ok else {
-            printErr("scoutfs: \(what) failed: \(r.body) (\(r.errno))")
-            throw ExitCode(1)
-        }
-        return r.body
-    } catch let e as MountError {
-        printErr("scoutfs: \(what) failed: \(path) is not in a mounted scoutfs filesystem: \(e.message) (\(e.errno))")
-        throw ExitCode(1)
+        r = try ControlSocket.request(path: sock, command)
+    } catch {
+        throw .failed(error.errno, "\(path) is not in a mounted scoutfs filesystem: \(error.message)")
     }
+    guard r.ok else { throw .failed(r.errno, r.body) }
+    return r.body
 }
 
 /// `scoutfs counters [-p PATH]`: the mount's counters.
 struct CountersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "counters", abstract: "Show a mount's counters")
 
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem (default $SCOUTFS_MOUNT_PATH, then .)", valueName: "PATH"))
+    var path: String?
 
     func run() throws {
-        print(try control(path, "counters", what: "counters"), terminator: "")
+        print(try control(mountPath(path), "counters"), terminator: "")
     }
 }
 
@@ -191,11 +186,11 @@ struct CountersCommand: ParsableCommand {
 struct SyncCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync", abstract: "Commit a mount's transaction")
 
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem (default $SCOUTFS_MOUNT_PATH, then .)", valueName: "PATH"))
+    var path: String?
 
     func run() throws {
-        _ = try control(path, "sync", what: "sync")
+        _ = try control(mountPath(path), "sync")
     }
 }
 

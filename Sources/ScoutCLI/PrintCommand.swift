@@ -12,15 +12,22 @@ import Glibc
 struct PrintCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "print",
-        abstract: "Print metadata structures"
+        abstract: "Print metadata structures",
+        usage: "scoutfs print [--skip-likely-huge] META-DEV"
     )
 
     @Flag(name: [.customShort("S"), .customLong("skip-likely-huge")], help: "Skip large structures to minimize output size")
     var skipLikelyHuge = false
 
-    // An array, so that the original's own messages for none or several devices can be given.
-    @Argument(help: ArgumentHelp("The metadata device", valueName: "META-DEV"))
-    var devices: [String] = []
+    // Optional to the parser, so that the original's own messages for none or several
+    // devices can be given.
+    @Argument(help: ArgumentHelp("The metadata device [Required]", valueName: "META-DEV"))
+    var device: String?
+
+    @Argument(help: .hidden)
+    var extraDevices: [String] = []
+
+    var devices: [String] { [device].compactMap { $0 } + extraDevices }
 
     func validate() throws {
         if devices.isEmpty { throw ValidationError("no metadata device argument given") }
@@ -36,7 +43,8 @@ struct PrintCommand: ParsableCommand {
     }
 
     /// Opens and prints the device (`do_print` and `cmd_execute`'s failure message); returns the
-    /// exit status: 0, or 1 with `scoutfs: print failed: …` on stderr.
+    /// exit status: 0, or 1 with `scoutfs: print failed: …` on stderr (after what the printer
+    /// said about it).
     static func execute<O: TextOutputStream, E: TextOutputStream>(
         path: String, options: PrintOptions, output: inout O, diagnostics: inout E
     ) -> Int32 {
@@ -49,9 +57,9 @@ struct PrintCommand: ParsableCommand {
         do {
             device = try FileBlockDevice(path: path, writable: false)
         } catch {
-            let code = error.rawValue
-            diagnostics.write("failed to open '\(path)': \(Printer<FileBlockDevice, O, E>.errorString(code)) (\(code))\n")
-            return failed(code)
+            // one error, one line (the original prints the open failure on a line of its own first)
+            diagnostics.write(failureLine("print", error.rawValue, detail: "cannot open '\(path)'") + "\n")
+            return 1
         }
         // flush_device: drop cached pages of a device file so the reads see what is on disk
         _ = posix_fadvise(device.fd.rawValue, 0, off_t(clamping: device.size), POSIX_FADV_DONTNEED)

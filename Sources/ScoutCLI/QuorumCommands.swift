@@ -21,7 +21,7 @@ struct QuorumStatusCommand: ParsableCommand {
     var path: String?
 
     func run() throws {
-        print(try control(mountPath(path), "quorum-status", what: "quorum-status"), terminator: "")
+        print(try control(mountPath(path), "quorum-status"), terminator: "")
     }
 }
 
@@ -34,10 +34,8 @@ struct MountOptionCommand: ParsableCommand {
         abstract: "Show or change a mount's options while it is mounted",
         discussion: """
             Without NAME, prints every option as "name value". With NAME, prints its value. \
-            With NAME and VALUE, changes the option (root only); only data_prealloc_blocks, \
-            data_prealloc_contig_only, ino_alloc_per_lock, lock_idle_count, \
-            log_merge_wait_timeout_ms, orphan_scan_delay_ms and quorum_heartbeat_timeout_ms \
-            can change while mounted, within their mount-time ranges.
+            With NAME and VALUE, changes the option (root only), within its mount-time range; \
+            only quorum_heartbeat_timeout_ms can change while mounted today.
             """
     )
 
@@ -52,10 +50,9 @@ struct MountOptionCommand: ParsableCommand {
 
     func run() throws {
         for word in [name, value].compactMap({ $0 }) where word.isEmpty || word.contains(where: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
-            printErr("scoutfs: mount-option failed: names and values cannot be empty or hold white space: '\(word)' (\(EINVAL))")
-            throw ExitCode(1)
+            throw ArgpError.usage("names and values cannot be empty or hold white space: '\(word)'")
         }
         let command = (["mount-option"] + [name, value].compactMap { $0 }).joined(separator: " ")
-        print(try control(mountPath(path), command, what: "mount-option"), terminator: "")
+        print(try control(mountPath(path), command), terminator: "")
     }
 }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import ScoutFormat
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The `scoutfs` command: the root of every subcommand, as the original's `cmd_execute`.
 public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
@@ -18,18 +22,26 @@ public struct ScoutCommand: ParsableCommand {
 }
 
 extension ScoutCommand {
-    /// The commands whose usage errors are argp's (`CMD: MSG` and the "Try" line, exit 64),
-    /// as the original's: the ones built on ScoutAgent, with their short options that take a
-    /// value.
+    /// This utility's version, printed by `scoutfs --version`.
+    public static let version = "0.1.0"
+
+    /// The line `scoutfs --version` prints.
+    static var versionLine: String {
+        "scoutfs \(version) (scoutfs in Swift; format versions \(Format.versionMin)-\(Format.versionMax))"
+    }
+
+    /// Every command's short options that take a value, for `getoptWords`. Every command
+    /// reports its usage errors argp's way (`CMD: MSG` and the "Try" line, exit 64), as the
+    /// original's do.
     static let argpValueOptions: [String: Set<Character>] = [
         "stat": ["s"], "statfs": ["p", "s"], "df": ["p"], "walk-inodes": ["p"], "ino-path": ["p"],
         "get-referring-entries": ["p"], "get-allocated-inos": ["i", "p"], "get-attr-x": [],
         "set-attr-x": ["m", "d", "v", "n", "f", "c", "r", "s", "t", "p"], "setattr": ["t", "r", "V", "s"],
         "release": ["V", "o", "l"], "stage": ["V", "o", "l"], "punch-offline": ["V", "o", "l"], "move-blocks": ["f", "l", "t"],
         "data-waiting": ["p", "I", "B"], "data-wait-err": ["p", "I", "V", "F", "C", "O", "E"], "get-fiemap": [],
+        "mkfs": ["Q", "m", "d", "z", "V"], "print": [], "mount": ["o"], "counters": ["p"], "sync": ["p"],
+        "quorum-status": ["p"], "mount-option": ["p"], "fenced": [],
     ]
-
-    static var argpCommands: Set<String> { Set(argpValueOptions.keys) }
 
     /// getopt's short option syntax, which ArgumentParser lacks, rewritten into separate
     /// words: a value attached to its option (`-V3`) and flags grouped with an option that
@@ -87,34 +99,131 @@ extension ScoutCommand {
         return message
     }
 
-    /// `ScoutCommand.main()`, except that the archive commands report ArgumentParser's usage
-    /// errors the original's (argp's) way.
-    public static func mainArgp(_ given: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
-        guard let first = given.first, commandTable.contains(where: { $0.name == first }) else {
-            if let first = given.first { printErr("scoutfs: unrecognized command: '\(first)'") }
-            for l in usageLines() { printErr(l) }
-            Self.exit(withError: ExitCode(1))
+    /// What the first words of a command line ask for.
+    enum Route: Equatable {
+        /// No command: the usage on standard error, exit 64.
+        case usage
+        /// `--help`, `-h`, `-?` or `help`: the usage on standard output, exit 0.
+        case help
+        /// `--version`.
+        case version
+        /// A command and its arguments (`help CMD` is `CMD --help`).
+        case command([String])
+        /// A word that names no command, and the command it is closest to (if any is close).
+        case unknownCommand(String, suggestion: String?)
+        /// An option before the command.
+        case unknownOption(String)
+    }
+
+    static func route(_ args: [String]) -> Route {
+        guard let first = args.first else { return .usage }
+        func named(_ name: String, _ arguments: [String]) -> Route {
+            commandTable.contains(where: { $0.name == name })
+                ? .command([name] + arguments)
+                : .unknownCommand(name, suggestion: closestCommand(to: name))
         }
-        var arguments = given
-        if let name = given.first, let values = argpValueOptions[name] {
-            arguments = [name] + getoptWords(Array(given.dropFirst()), valueOptions: values)
+        switch first {
+        case "--help", "-h", "-?":
+            return .help
+        case "--version":
+            return .version
+        case "help":
+            guard args.count > 1, args[1] != "help" else { return .help }
+            return named(args[1], Array(args.dropFirst(2)) + ["--help"])
+        default:
+            return first.hasPrefix("-") ? .unknownOption(first) : named(first, Array(args.dropFirst()))
+        }
+    }
+
+    /// The command whose name is nearest to `word` (edit distance, ties to the table's
+    /// order), or one that starts with it; nil when none is close enough to be a likely typo.
+    static func closestCommand(to word: String) -> String? {
+        let names = commandTable.map(\.name)
+        if word.count >= 3, let p = names.first(where: { $0.hasPrefix(word) }) { return p }
+        let scored = names.map { ($0, editDistance(word, $0)) }
+        guard let best = scored.min(by: { $0.1 < $1.1 }) else { return nil }
+        return best.1 <= max(1, min(word.count, best.0.count) / 3) ? best.0 : nil
+    }
+
+    /// Levenshtein distance over characters.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        guard !a.isEmpty else { return b.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var prev = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let cur = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+                prev = cur
+            }
+        }
+        return row[b.count]
+    }
+
+    /// What standard error shows for a command line that names no command, and the exit
+    /// status (nil for the routes that run something).
+    static func refusal(_ route: Route) -> (lines: [String], status: Int32)? {
+        let tryHelp = "Try `scoutfs --help' for the list of commands."
+        switch route {
+        case .usage:
+            return (usageLines(), 64)
+        case .unknownCommand(let name, let suggestion):
+            let hint = suggestion.map { " (did you mean '\($0)'?)" } ?? ""
+            return (["scoutfs: unknown command '\(name)'\(hint)", tryHelp], 64)
+        case .unknownOption(let option):
+            return (["scoutfs: unrecognized option '\(option)'", tryHelp], 64)
+        case .help, .version, .command:
+            return nil
+        }
+    }
+
+    /// The `scoutfs` executable: routes the command line, parses the command's arguments
+    /// (getopt syntax accepted), runs it, and reports every error one way: usage errors as
+    /// argp's (`CMD: MSG` and the "Try" line, exit 64), failures as
+    /// `scoutfs: CMD failed: [DETAIL: ]STRERROR (ERRNO)` (exit 1; `mount` exits 32, as
+    /// mount(8) helpers do).
+    public static func mainArgp(_ given: [String] = Array(CommandLine.arguments.dropFirst())) -> Never {
+        let route = route(given)
+        if let (lines, status) = refusal(route) {
+            for l in lines { printErr(l) }
+            Self.exit(withError: ExitCode(status))
+        }
+        guard case .command(let words) = route, let name = words.first else {
+            print(route == .version ? versionLine : usageLines().joined(separator: "\n"))
+            Self.exit()
+        }
+        let arguments = [name] + getoptWords(Array(words.dropFirst()), valueOptions: argpValueOptions[name] ?? [])
+        // ArgumentParser's own errors: help (exit 0), usage errors reworded as argp's; anything
+        // else is reported as a failure of the command, never as ArgumentParser's "Error: …"
+        func parserError(_ error: any Error) -> Never {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { Self.exit(withError: error) }
+            let first = message(for: error).split(separator: "\n").first.map(String.init) ?? ""
+            let failure = code == .validationFailure ? ArgpError.usage(argpMessage(first)) : ArgpError.failed(EIO, "\(error)")
+            let (lines, status) = failure.report(command: name)
+            for l in lines { printErr(l) }
+            Self.exit(withError: ExitCode(status))
         }
         var command: any ParsableCommand
         do {
             command = try parseAsRoot(arguments)
         } catch {
-            if let name = arguments.first, argpCommands.contains(name), exitCode(for: error) == .validationFailure {
-                let first = message(for: error).split(separator: "\n").first.map(String.init) ?? ""
-                printErr("\(name): \(argpMessage(first))")
-                printErr("Try `\(name) --help' or `\(name) --usage' for more information.")
-                Self.exit(withError: ExitCode(64))
-            }
-            Self.exit(withError: error)
+            parserError(error)
         }
         do {
             try command.run()
-        } catch {
+        } catch let error as ArgpError {
+            let (lines, status) = error.report(command: name)
+            for l in lines { printErr(l) }
+            Self.exit(withError: ExitCode(status))
+        } catch let error as ExitCode {
+            // a command that printed its own messages
             Self.exit(withError: error)
+        } catch {
+            // a help request comes back from run()
+            parserError(error)
         }
         Self.exit()
     }

@@ -15,7 +15,8 @@ private let pathHelp = ArgumentHelp("Path to ScoutFS filesystem", valueName: "PA
 
 /// `scoutfs walk-inodes [-p PATH] <meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY`
 struct WalkInodesCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "walk-inodes", abstract: "Print range of indexed inodes")
+    static let configuration = CommandConfiguration(commandName: "walk-inodes", abstract: "Print range of indexed inodes",
+        usage: "scoutfs walk-inodes [-p PATH] [--] <meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY")
 
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
     @Argument(help: ArgumentHelp("<meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY (each major[.minor[.ino]], -1 for the largest; put -- before a -1)", valueName: "ARGS"))
@@ -109,7 +110,8 @@ func parseInodeArgument(_ args: [String]) throws(ArgpError) -> UInt64 {
 
 /// `scoutfs ino-path [-p PATH] INODE-NUM`
 struct InoPathCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ino-path", abstract: "Print paths that refer to inode number")
+    static let configuration = CommandConfiguration(commandName: "ino-path", abstract: "Print paths that refer to inode number",
+        usage: "scoutfs ino-path [-p PATH] INODE-NUM")
 
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
     @Argument(help: ArgumentHelp("The inode number", valueName: "INODE-NUM")) var args: [String] = []
@@ -141,7 +143,8 @@ struct InoPathCommand: ParsableCommand {
 /// `scoutfs get-referring-entries [-p PATH] INODE-NUM`
 struct GetReferringEntriesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "get-referring-entries", abstract: "Print directory entries that refer to inode number")
+        commandName: "get-referring-entries", abstract: "Print directory entries that refer to inode number",
+        usage: "scoutfs get-referring-entries [-p PATH] INODE-NUM")
 
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
     @Argument(help: ArgumentHelp("The inode number", valueName: "INODE-NUM")) var args: [String] = []
@@ -176,7 +179,8 @@ struct GetReferringEntriesCommand: ParsableCommand {
 /// `scoutfs get-allocated-inos -i INO [-s] [-p PATH]`
 struct GetAllocatedInosCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "get-allocated-inos", abstract: "Print allocated inode numbers from starting inode number")
+        commandName: "get-allocated-inos", abstract: "Print allocated inode numbers from starting inode number",
+        usage: "scoutfs get-allocated-inos -i INODE-NUM [-s] [-p PATH]")
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Start from 64bit inode number (required)", valueName: "NUMBER")) var ino: String?
     @Option(name: .shortAndLong, help: pathHelp) var path: String?
@@ -221,7 +225,8 @@ struct GetAllocatedInosCommand: ParsableCommand {
 
 /// `scoutfs stat [-s FIELD] FILE`: STAT_MORE.
 struct StatCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stat", abstract: "Show ScoutFS extra inode information")
+    static let configuration = CommandConfiguration(commandName: "stat", abstract: "Show ScoutFS extra inode information",
+        usage: "scoutfs stat [-s FIELD-NAME] FILE")
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Specify single field to print", valueName: "FIELD-NAME")) var singleField: String?
     @Argument(help: ArgumentHelp("The file", valueName: "FILE")) var args: [String] = []
@@ -321,7 +326,8 @@ struct DfCommand: ParsableCommand {
 /// `scoutfs get-fiemap [-P|-L] [-b] FILE`: the private GET_FIEMAP, printed as the original's
 /// FS_IOC_FIEMAP walk.
 struct GetFiemapCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "get-fiemap", abstract: "Print fiemap extent mapping")
+    static let configuration = CommandConfiguration(commandName: "get-fiemap", abstract: "Print fiemap extent mapping",
+        usage: "scoutfs get-fiemap [-P] [-L] [-b] FILE")
 
     @Flag(name: [.customShort("P"), .customLong("physical")], help: "Output physical offsets only") var physical = false
     @Flag(name: [.customShort("L"), .customLong("logical")], help: "Output logical offsets only") var logical = false

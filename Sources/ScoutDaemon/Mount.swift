@@ -175,7 +175,7 @@ public final class Mount: @unchecked Sendable {
             link.volume = vol
             try vol.deleteOrphans()
         } catch {
-            throw MountError(error.errno, "mount failed: \(error)")
+            throw MountError(error.errno, "cannot open the volume: \(error)")
         }
         volume = vol
         for (what, direct) in [("metadata", metaDev.direct), ("data", vol.dataDeviceIsDirect)] where !direct {

@@ -97,7 +97,9 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
         // every short option said to take a value is one of the command's options
         for (name, letters) in ScoutCommand.argpValueOptions {
             for c in letters {
-                let words = [name] + ScoutCommand.getoptWords(["-\(c)7"], valueOptions: letters)
+                // (mount's two positionals are required by the parser)
+                let positionals = name == "mount" ? ["DATA-DEV", "MOUNTPOINT"] : []
+                let words = [name] + ScoutCommand.getoptWords(["-\(c)7"], valueOptions: letters) + positionals
                 #expect(throws: Never.self, "\(words)") { _ = try ScoutCommand.parseAsRoot(words) }
             }
         }
@@ -529,8 +531,12 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
     @Test func binaryReportsTheOriginalsWay() throws {
         try #require(access(Proc.binary, X_OK) == 0, "build the scoutfs binary first (swift build --build-tests)")
         let usage = ScoutCommand.usageLines().joined(separator: "\n") + "\n"
-        #expect(try Proc.run([Proc.binary]) == (1, usage))
-        #expect(try Proc.run([Proc.binary, "walk_inodes"]) == (1, "scoutfs: unrecognized command: 'walk_inodes'\n" + usage))
+        // (ours: a missing or unknown command is a usage error, exit 64, and an unknown one
+        // is named with the closest command instead of the whole usage)
+        #expect(try Proc.run([Proc.binary]) == (64, usage))
+        #expect(try Proc.run([Proc.binary, "walk_inodes"]) == (
+            64, "scoutfs: unknown command 'walk_inodes' (did you mean 'walk-inodes'?)\nTry `scoutfs --help' for the list of commands.\n"
+        ))
         #expect(try Proc.run([Proc.binary, "walk-inodes"]) == (
             64, "walk-inodes: no index given\nTry `walk-inodes --help' or `walk-inodes --usage' for more information.\n"
         ))

@@ -98,10 +98,11 @@ import Testing
 
         let (unknownCode, unknown) = try f.scoutfs(["mount-option", "-p", f.dir, "warp_speed"])
         #expect(unknownCode == 1)
-        #expect(unknown == "scoutfs: mount-option failed: unknown mount option 'warp_speed' (\(ENOENT))\n")
+        #expect(unknown == "scoutfs: mount-option failed: unknown mount option 'warp_speed': \(String(cString: strerror(ENOENT))) (\(ENOENT))\n")
 
+        // a usage error: argp's message and exit 64
         let (spaceCode, space) = try f.scoutfs(["mount-option", "-p", f.dir, "lock_idle_count", "1 2"])
-        #expect(spaceCode == 1)
-        #expect(space.hasPrefix("scoutfs: mount-option failed: "))
+        #expect(spaceCode == 64)
+        #expect(space.hasPrefix("mount-option: names and values cannot be empty or hold white space: '1 2'\n"))
     }
 }

@@ -78,14 +78,14 @@ import Testing
         (["-Q", "0,localhost,42000"], "invalid ipv4 address 'localhost' in quorum slot '0,localhost,42000'"),
         (["-Q", "0,127.0.0.1"], "failed to parse all three NR,ADDR,PORT tokens in quorum slot '0,127.0.0.1'"),
         (["-Q", "0,127.0.0.1,42000,9"], "extra unparsed trailing characters in quorum slot '0,127.0.0.1,42000,9'"),
-        (["-Q", "0,127.0.0.1,42000", "-Q", "0,127.0.0.2,42000"], "scoutfs mkfs: Quorum slot 0 already specified before slot '0,127.0.0.2,42000'\n"),
+        (["-Q", "0,127.0.0.1,42000", "-Q", "0,127.0.0.2,42000"], "mkfs: Quorum slot 0 already specified before slot '0,127.0.0.2,42000'\n"),
         (["-Q", "0,127.0.0.1,42000", "-Q", "1,127.0.0.1,42000"], "quorum slot nr 0 and 1 have the same address 127.0.0.1:42000"),
-        (["-Q", "0,127.0.0.1,42000", "-V", "3"], "scoutfs mkfs: format-version 3 is outside supported range of 1-2"),
-        (["-Q", "0,127.0.0.1,42000", "-V", "0"], "scoutfs mkfs: format-version 0 is outside supported range of 1-2"),
-        (["-Q", "0,127.0.0.1,42000", "-z", "0"], "scoutfs mkfs: must provide non-zero data-alloc-zone-blocks"),
+        (["-Q", "0,127.0.0.1,42000", "-V", "3"], "mkfs: format-version 3 is outside supported range of 1-2"),
+        (["-Q", "0,127.0.0.1,42000", "-V", "0"], "mkfs: format-version 0 is outside supported range of 1-2"),
+        (["-Q", "0,127.0.0.1,42000", "-z", "0"], "mkfs: must provide non-zero data-alloc-zone-blocks"),
         (["-Q", "0,127.0.0.1,42000", "-z", "1000"], "setting data_alloc_zone_blocks to '1000' failed, must be at least 1048576 mount data allocation target blocks"),
         (["-Q", "0,127.0.0.1,42000", "-m", "10Q"], "unknown suffix: 'Q'"),
-        ([], "scoutfs mkfs: must specify at least one quorum slot with --quorum-slot|-Q"),
+        ([], "mkfs: must specify at least one quorum slot with --quorum-slot|-Q"),
     ])
     func badInput(args: [String], message: String) throws {
         let (dir, m, d) = try Self.devices()
