@@ -275,6 +275,7 @@ extension ScoutCommand {
         ("data-wait-err", .agent, "--inode INODE-NUM --version VER-NUM --offset OFF-NUM --count COUNT --op OP --err ERR",
          "Return error from matching waiters"),
         ("walk-inodes", .search, "<meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY", "Print range of indexed inodes"),
+        ("trigger", .debug, "[-p PATH] NAME", "Arm a debugging trigger of the server a mount runs"),
     ]
 
     /// The original's usage (printed on standard error when no command or an unknown one is

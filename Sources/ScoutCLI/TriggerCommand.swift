@@ -7,13 +7,13 @@ struct TriggerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trigger", abstract: "Arm a debugging trigger of the server a mount runs")
 
-    @Option(name: .short, help: ArgumentHelp("A path in the filesystem", valueName: "PATH"))
-    var path: String = "."
+    @Option(name: .short, help: ArgumentHelp("A path in the filesystem (default $SCOUTFS_MOUNT_PATH, then .)", valueName: "PATH"))
+    var path: String?
 
     @Argument(help: ArgumentHelp("The trigger: log_merge_force_finalize_ours", valueName: "NAME"))
     var name: String
 
     func run() throws {
-        _ = try control(path, "trigger \(name)", what: "trigger")
+        _ = try control(mountPath(path), "trigger \(name)")
     }
 }
