@@ -307,6 +307,9 @@ extension ServerCore {
     /// GET_LOG_MERGE: the next piece of merge work for `rid`, nil when there is none now.
     /// Splices completions first when a batch is ready or no range is left.
     public func getLogMerge(rid: UInt64) throws(ServerError) -> LogMergeRequest? {
+        // a mount works on one request at a time: one it still has was answered by a server
+        // that died before the reply arrived, and its range goes back
+        try cancelLogMerges(rid: rid)
         while true {
             guard var stat = try mergeStatus() else { return nil }
             let rng = try nextRange(from: stat.nextRangeKey)
@@ -406,17 +409,20 @@ extension ServerCore {
         try commit()
     }
 
-    /// A departed mount's merge requests: their ranges go back and their pools are taken.
+    /// A departed mount's merge requests (or a mount's stale one): their ranges go back and
+    /// their pools are taken.
     func cancelLogMerges(rid: UInt64) throws(ServerError) {
         guard var stat = try mergeStatus() else { return }
+        var cancelled = false
         while let (key, req) = try mergeItem(KeyZone.logMergeRequest, rid, 0, as: LogMergeRequest.self), key.first == rid {
             try deleteMergeItem(key)
             try putMergeItem(Self.rangeKey(req.start), LogMergeRange(start: req.start, end: req.end).encoded())
             try freeMetaList(req.metaAvail)
             stat.nrRequests -= 1
             stat.nextRangeKey = .zero
+            cancelled = true
         }
-        try putStatus(stat)
+        if cancelled { try putStatus(stat) }
     }
 
     /// Splices every completion into the fs root, rebalances where a partial one stopped and

@@ -162,4 +162,55 @@ struct LogMergeTests {
         #expect(try Self.fsRootNames(core) == ["from-dead", "mine"])
         #expect(try core.allLogTrees().allSatisfy { $0.rid == 0x1111 })
     }
+
+    /// Merges stopped early at a tiny dirty limit hand back their rest (REMAIN) and the merge
+    /// still ends with every item; a request whose reply was lost (a mount asks again) and a
+    /// failed merge (ERROR) both put their range back.
+    @Test func partialStaleAndFailedRequestsAllConverge() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try Self.open(tv)
+        let link = LocalLink(core: core, rid: 0x1111)
+        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let root = Format.rootIno
+        var live: Set<String> = []
+        for i in 0..<2000 {
+            _ = try vol.makeNode(parent: root, name: b("n\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            live.insert("n\(i)")
+        }
+        try vol.sync()
+        link.forceFinalize = true
+        try vol.sync(force: true)
+        link.forceFinalize = false
+        #expect(try core.mergeStatus() != nil)
+
+        // a request that is never answered, then asked for again: the first goes back
+        let lost = try #require(try core.getLogMerge(rid: 0x1111))
+        let again = try #require(try core.getLogMerge(rid: 0x1111))
+        #expect(again.start == lost.start && again.seq != lost.seq)
+        #expect(try core.mergeStatus()?.nrRequests == 1)
+        // a failed merge: its range goes back too
+        try core.commitLogMerge(rid: 0x1111, LogMergeComplete(
+            metaAvail: again.metaAvail, metaFreed: AllocListHead(), root: again.root, start: again.start, end: again.end,
+            remain: Key(), rid: 0x1111, seq: again.seq, flags: LogMergeComplete.flagError))
+        #expect(core.counters.logMergeErrors == 1)
+        #expect(try core.mergeStatus()?.nrRequests == 0)
+
+        let merger = LogMerger(device: md, link: link)
+        merger.dirtyLimit = 4
+        var partial = 0
+        var rounds = 0
+        while let done = try merger.mergeOnce() {
+            if done.partial { partial += 1 }
+            rounds += 1
+            if rounds > 5000 { break }
+        }
+        #expect(partial > 1, "\(rounds) requests, \(partial) partial")
+        #expect(core.counters.logMergeComplete == 1)
+        #expect(try Self.fsRootNames(core) == live)
+        while try core.freeMergedStep() {}
+        try core.commit()
+        let other = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0x2222))
+        #expect(try Self.names(other, root) == live)
+    }
 }
