@@ -64,3 +64,75 @@ struct LogMergeMountTests {
     }
 }
 }
+
+extension RealMounts.LogMergeMountTests {
+    /// Rounds of fsync'd writes and unlinks on three mounts, a forced merge, and a SIGKILL of
+    /// the leader (its server) or of another merging mount at a random moment of the merge;
+    /// the killed member mounts again. Every fsync'd file reads back whole on every mount
+    /// after every round, unlinked ones stay gone, and the merge finishes on the next server.
+    /// SCOUT_MERGE_KILLS=N sets the rounds (default 4), SCOUT_MERGE_SEED=S replays one run.
+    @Test func mergesSurviveKillsOfTheServerAndOfMergingMounts() throws {
+        let kills = getenv("SCOUT_MERGE_KILLS").flatMap { Int(String(cString: $0)) } ?? 4
+        let seed = getenv("SCOUT_MERGE_SEED").flatMap { UInt64(String(cString: $0)) } ?? UInt64.random(in: 1...1_000_000)
+        var rng = SplitMix64(seed: seed)
+        let c = try Cluster.make()
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        var files: [String: [UInt8]] = [:]
+        func content(_ name: String) -> [UInt8] {
+            var g = SplitMix64(seed: UInt64(truncatingIfNeeded: name.hashValue) ^ seed)
+            return (0..<(4096 + Int(g.next() % 20000))).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+        }
+        func verify(_ round: Int) -> Bool {
+            for slot in 0..<3 {
+                for (name, data) in files where readFile("\(c.mnt(slot))/\(name)") != data {
+                    Issue.record("seed \(seed) round \(round): \(name) differs on mount \(slot)\n\(c.logs())")
+                    return false
+                }
+            }
+            return true
+        }
+        for round in 0..<kills {
+            for slot in 0..<3 {
+                let dir = "r\(round)-m\(slot)"
+                #expect(mkdir("\(c.mnt(slot))/\(dir)", 0o755) == 0)
+                for i in 0..<100 {
+                    let name = "\(dir)/f\(i)"
+                    let data = content(name)
+                    try writeFile("\(c.mnt(slot))/\(name)", data, fsync: true)
+                    files[name] = data
+                }
+                // unlink some of the previous round's files from another mount
+                if round > 0 {
+                    for i in stride(from: 0, to: 100, by: 4) {
+                        let name = "r\(round - 1)-m\((slot + 1) % 3)/f\(i)"
+                        #expect(unlink("\(c.mnt(slot))/\(name)") == 0, "seed \(seed): unlink \(name): errno \(errno)")
+                        files[name] = nil
+                    }
+                }
+            }
+            let leader = try #require(c.leader(among: [0, 1, 2]), "seed \(seed)\n\(c.logs())")
+            #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+            for slot in 0..<3 { _ = MountEnv.sh("\(c.bin) sync -p \(c.mnt(slot))") }
+            // the merge is under way on every mount: kill the server or a merging mount
+            usleep(UInt32(rng.next() % 1_500_000))
+            let victim = round % 2 == 0 ? leader : (leader + 1 + Int(rng.next() % 2)) % 3
+            let pid = try #require(c.daemonPid(victim))
+            kill(pid, SIGKILL)
+            #expect(waitFor(seconds: 10) { kill(pid, 0) != 0 } != nil, "seed \(seed): daemon \(pid) still there")
+            MountEnv.sh("umount -l \(c.mnt(victim))")
+            try c.mount([victim])
+            guard verify(round) else { return }
+        }
+        // the last merge finishes on whichever server leads now
+        let leader = try #require(c.leader(among: [0, 1, 2]), "seed \(seed)\n\(c.logs())")
+        let before = Self.counter(c, leader, "log_merge_complete") ?? 0
+        #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+        let merged = waitFor(seconds: 120) { (Self.counter(c, leader, "log_merge_complete") ?? 0) > before }
+        #expect(merged != nil, "seed \(seed): no merge completed on the last server\n\(c.logs())")
+        _ = verify(kills)
+        #expect(c.unmount([0, 1, 2]) == 0, "seed \(seed)\n\(c.logs())")
+        let (prc, printed) = MountEnv.sh("\(c.bin) print \(c.meta(0)) > /dev/null")
+        #expect(prc == 0, "seed \(seed): print of the volume failed: \(printed)")
+    }
+}
