@@ -166,9 +166,22 @@ echo "  the reader finished: $(cat "$var/reader.out") (archived copy: $(md5sum <
 [ "$(cat "$var/reader.out")" = "$(md5sum < "$arch/$tino")" ] || { echo "checksum mismatch" >&2; exit 1; }
 scoutfs stat "$m/$target" | grep -E 'online|offline' | sed 's/^/    /'
 echo
-echo "== files out, quorum status and unmount of all three together"
+echo "== files out, then log merging folds every node's log tree into the shared fs root"
 rm -r "$var/mnt$old/archive/2026"
 ls -la "$var/mnt$new/archive"
+logtrees() { scoutfs print "$meta" 2>/dev/null | grep -cE '^    rid [0-9]+ nr ' || true; }
+before=$(logtrees)
+merged() { scoutfs counters -p "$var/mnt$new" | awk '$1 == "log_merge_complete" { print $2 }'; }
+done_before=$(merged)
+scoutfs trigger -p "$var/mnt$new" log_merge_force_finalize_ours
+for _ in $(seq 1 300); do [ "$(merged)" -gt "$done_before" ] && break; sleep 0.2; done
+[ "$(merged)" -gt "$done_before" ] || { echo "no log merge completed in 60 s" >&2; exit 1; }
+items=0
+for n in 0 1 2; do items=$((items + $(scoutfs counters -p "$var/mnt$n" | awk '$1 == "log_merge_items" { print $2 }'))); done
+echo "  log trees on the volume: $before before the merge, $(logtrees) after; the nodes merged $items items"
+echo "  (scoutfs trigger forced it; by itself a tree is merged once it outgrows two levels or its node leaves)"
+echo
+echo "== quorum status and unmount of all three together"
 scoutfs quorum-status -p "$var/mnt$new" | head -12
 pids=""
 for n in 0 1 2; do umount "$var/mnt$n" & pids="$pids $!"; done
@@ -177,5 +190,6 @@ trap - EXIT
 pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
 detach_loops
 echo
-echo "== scoutfs print var/meta.img | grep dirent names (the unmounted volume, read by print)"
+echo "== scoutfs print var/meta.img | grep dirent names (the unmounted volume, read by print):"
+echo "   only live names: the deleted and renamed ones went with the merge"
 scoutfs print "$meta" | grep -A1 'dirent:' | grep 'name' | sort | uniq -c | head -20
