@@ -244,7 +244,8 @@ extension ServerCore {
         for lt in trees where !Self.isFinalized(lt) {
             if Self.isOpen(lt) {
                 open = true
-                if lt.getTransSeq > finalizeSentSeq { d.sync.append(lt.rid) }
+                // (a GET_LOG_TREES of an open tree is a resend: that mount commits by itself)
+                if lt.getTransSeq > finalizeSentSeq && lt.rid != rid { d.sync.append(lt.rid) }
             } else {
                 try finalizeIdle(rid: lt.rid)
             }
