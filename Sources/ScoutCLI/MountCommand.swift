@@ -36,6 +36,12 @@ struct MountCommand: ParsableCommand {
             printErr("scoutfs: mount failed: \(error) (\(EINVAL))")
             throw ExitCode(32)
         }
+        // A mount whose daemon on this host is provably gone (killed: its mount answers
+        // ENOTCONN) is cleared off the mountpoint first, so the volume mounts again at once.
+        // Its registry entry stays: the new server fences its rid with it (LocalFence).
+        if !foreground, let dead = LocalFence.clearDeadMount(at: mountpoint) {
+            printErr("scoutfs: mount: cleared the dead mount of rid \(dead) from \(mountpoint)")
+        }
         var st = stat()
         guard stat(mountpoint, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             printErr("scoutfs: mount failed: mount point \(mountpoint) is not a directory (\(ENOTDIR))")

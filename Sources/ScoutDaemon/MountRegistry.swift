@@ -201,9 +201,24 @@ public struct MountRegistry: Sendable {
             controlSocket: fields["control_socket"] ?? "")
     }
 
+    /// Whether the daemon of `entry` still runs: its pid exists, is not a zombie, and has the
+    /// recorded start time (a reused pid is another process). An entry without a start time
+    /// counts as running: nothing can prove it gone.
+    public static func isRunning(_ entry: Entry) -> Bool {
+        guard entry.pidStart != 0 else { return true }
+        guard let (state, start) = stateAndStartTime(pid: entry.pid) else { return false }
+        return start == entry.pidStart && state != "Z" && state != "X" && state != "x"
+    }
+
     /// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot); nil when the
     /// process does not exist.
     public static func startTime(pid: Int32) -> UInt64? {
+        stateAndStartTime(pid: pid)?.start
+    }
+
+    /// Fields 3 (state) and 22 (start time) of `/proc/PID/stat`; nil when the process does not
+    /// exist.
+    static func stateAndStartTime(pid: Int32) -> (state: Character, start: UInt64)? {
         let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -215,8 +230,8 @@ public struct MountRegistry: Sendable {
         guard let close = text.lastIndex(of: ")") else { return nil }
         let rest = text[text.index(after: close)...].split(separator: " ")
         // rest[0] is field 3 (state), so field 22 is rest[19]
-        guard rest.count > 19 else { return nil }
-        return UInt64(rest[19])
+        guard rest.count > 19, let state = rest[0].first, let start = UInt64(rest[19]) else { return nil }
+        return (state, start)
     }
 
     static func hex(_ v: UInt64) -> String { v.paddedHex }
