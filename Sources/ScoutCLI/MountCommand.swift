@@ -48,6 +48,8 @@ struct MountCommand: ParsableCommand {
             throw ExitCode(32)
         }
         if !foreground { throw ExitCode(spawnDaemon()) }
+        // before any thread starts: SIGTERM and SIGINT are the clean unmount, never a crash
+        Mount.blockTerminationSignals()
         closeInheritedDescriptors(keeping: readyFd)
         // The daemon logs to its file and syslog (DaemonLog). Started by `scoutfs mount`, it
         // leaves the command's terminal: standard input and output go to /dev/null and standard

@@ -360,12 +360,7 @@ public final class Mount: @unchecked Sendable {
     /// in state D and the mount would hang until aborted through fusectl. A child waiting
     /// there is released by the connection's end when the daemon dies.
     static func watchSignals(_ mountpoint: String) {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        sigaddset(&set, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        let blocked = set
+        let blocked = blockTerminationSignals()
         ClientLink.onThread {
             var s = blocked
             var sig: Int32 = 0
@@ -374,6 +369,20 @@ public final class Mount: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts from now on
+    /// (``watchSignals(_:)`` takes them with sigwait). Call it first thing in the daemon,
+    /// before any thread exists: a process-directed signal goes to any thread that does not
+    /// block it, and its default action would end the daemon like a crash. Returns the set.
+    @discardableResult
+    public static func blockTerminationSignals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
     }
 
     /// Unmounts `path` from a child process (retrying for 5 s while busy) and reaps it; see
