@@ -425,9 +425,10 @@ public final class Mount: @unchecked Sendable {
                 }
                 var blocks = QuorumBlockSet()
                 for slot in SlotSet(configuredIn: config) { blocks[slot] = try? store.read(slot: slot) }
-                let stuck = blocks.fenceTargets(term: blocks.greatestTerm &+ 1, rid: rid).first {
-                    localFence.verdict(rid: $0.rid) == .notHere
-                }
+                // the oldest first: a leader that failed to fence it may be on record too
+                let stuck = blocks.fenceTargets(term: blocks.greatestTerm &+ 1, rid: rid)
+                    .sorted { $0.term < $1.term }
+                    .first { localFence.verdict(rid: $0.rid) == .notHere }
                 guard let stuck else {
                     since = nil
                     continue

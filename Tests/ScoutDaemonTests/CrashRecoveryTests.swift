@@ -1,0 +1,132 @@
+import Glibc
+import ScoutFormat
+import ScoutTestSupport
+import Testing
+
+@testable import ScoutDaemon
+
+/// Crash recovery that needs no setup (issue 11, item 1): no fencing agent runs in these
+/// tests. A rid whose daemon registered on this host and is provably gone is fenced by the
+/// new server itself; a fence that only an agent could carry out fails the mount within a
+/// bound, with one message.
+extension RealMounts {
+@Suite(
+    "crash recovery without a fencing agent", .serialized,
+    .enabled(if: MountEnv.usable, "needs root, /dev/fuse and a built scoutfs"), .timeLimit(.minutes(5)))
+struct CrashRecoveryTests {
+    /// The live registry entry of a volume's only mount.
+    static func liveEntry(_ runDir: String) -> MountRegistry.Entry? {
+        MountRegistry(runDirectory: runDir).entries().first { MountRegistry.isRunning($0) }
+    }
+
+    /// (a) mkfs a one-slot volume, mount, write and fsync, kill -9 the daemon, mount again at
+    /// the same path with no agent running: it mounts within 5 s, every fsync'd byte is there,
+    /// and the server logged why it fenced the dead rid itself. Twice in a row, and then a
+    /// clean unmount leaves no mount, registry entry nor daemon behind.
+    @Test func aKilledOneNodeMountRemountsAtOnceWithoutAnAgent() throws {
+        let v = try MountedVolume.make()
+        defer { v.cleanup() }
+        let runDir = v.dir + "/run"
+        var rng = SplitMix64(seed: UInt64(getpid()))
+        var synced: [String: [UInt8]] = [:]
+        try v.mount()
+        for round in 0..<2 {
+            let entry = try #require(Self.liveEntry(runDir), "no live registry entry")
+            for i in 0..<4 {
+                let name = "r\(round)-f\(i)"
+                let data = (0..<(1 + rng.below(300_000))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                try writeFile(v.mnt + "/" + name, data, fsync: true)
+                synced[name] = data
+            }
+            kill(entry.pid, SIGKILL)
+            #expect(waitFor(seconds: 10) { !MountRegistry.isRunning(entry) } != nil, "daemon \(entry.pid) still runs")
+
+            let start = monotonicSeconds()
+            try v.mount()
+            let took = monotonicSeconds() - start
+            #expect(took < 5, "round \(round): the remount took \(took) s\n\(Self.log(v))")
+            for (name, data) in synced {
+                #expect(readFile(v.mnt + "/" + name) == data, "round \(round): \(name) lost or changed after kill -9")
+            }
+            let log = Self.log(v)
+            #expect(
+                log.contains("fenced rid \(entry.rid.paddedHex)") && log.contains("without an agent"),
+                "round \(round): no local fence of \(entry.rid.paddedHex) in the log\n\(log)")
+            #expect(try MountRegistry(runDirectory: runDir).lookup(rid: entry.rid) == nil, "the dead rid's entry is left")
+        }
+        let last = try #require(Self.liveEntry(runDir))
+        #expect(v.unmount() == 0)
+        #expect(waitFor(seconds: 10) { !MountRegistry.isRunning(last) } != nil)
+        #expect(MountRegistry(runDirectory: runDir).entries().isEmpty)
+        #expect(FUSEMountTable.top(MountRegistry.canonical(v.mnt)) == nil, "a mount is left at \(v.mnt)")
+        #expect(MountEnv.sh("\(MountEnv.binary) print \(v.dir)/meta").0 == 0)
+    }
+
+    /// (b) A three-slot volume whose last leader was on another host (its rid has no registry
+    /// entry here) and no agent: the two other members mount again, the one elected cannot
+    /// fence the old leader, and both mounts fail within the bound (60 s and some), each
+    /// with one message naming the rid, its address, the reason and what to run.
+    @Test func anUnfenceableLeaderFailsTheMountWithinTheBound() throws {
+        var c = try Cluster.make()
+        defer { c.cleanup() }
+        // no agent: stop the one the cluster helper started (our own child)
+        kill(c.fenced, SIGKILL)
+        c.fenced = 0
+        try c.mount([0, 1, 2])
+        let leader = try #require(c.leader(among: [0, 1, 2]), "\(c.logs())")
+        let entries = (0..<3).map { c.liveEntry($0) }
+        let leaderRid = try #require(entries[leader]).rid
+        for e in entries.compactMap({ $0 }) { kill(e.pid, SIGKILL) }
+        for e in entries.compactMap({ $0 }) {
+            #expect(waitFor(seconds: 10) { !MountRegistry.isRunning(e) } != nil, "daemon \(e.pid) still runs")
+        }
+        // the leader was on another host: nothing here knows its rid
+        MountRegistry(runDirectory: c.dir + "/run").unregister(rid: leaderRid)
+
+        let others = [0, 1, 2].filter { $0 != leader }
+        let offsets = others.map { ((try? TempDir.readText("\(c.dir)/log.\($0)")) ?? "").utf8.count }
+        let start = monotonicSeconds()
+        let rcs = try c.inBackground(others.map { (c.mountCommand($0), "remount.\($0)") }, seconds: 110)
+        let took = monotonicSeconds() - start
+        #expect(rcs.allSatisfy { $0 != 0 && $0 != -1 }, "exit statuses \(rcs)\n\(c.logs())")
+        #expect(took < 75, "the mounts took \(took) s to fail")
+        for (i, slot) in others.enumerated() {
+            let text = String(((try? TempDir.readText("\(c.dir)/log.\(slot)")) ?? "").utf8.dropFirst(offsets[i])) ?? ""
+            let failures = text.split(separator: "\n").filter { $0.hasPrefix("scoutfs: mount failed") }
+            #expect(failures.count == 1, "slot \(slot): \(failures.count) failure lines\n\(text)")
+            let line = failures.first.map(String.init) ?? ""
+            #expect(line.contains("rid \(leaderRid.paddedHex)"), "slot \(slot): \(line)")
+            #expect(line.contains("at \(c.address(leader))"), "slot \(slot): \(line)")
+            #expect(line.contains("quorum_block_leader"), "slot \(slot): \(line)")
+            #expect(line.contains("scoutfs fenced"), "slot \(slot): \(line)")
+        }
+        // nothing of the failed mounts is left running
+        for slot in others {
+            #expect(c.liveEntry(slot) == nil, "slot \(slot) still has a live daemon")
+        }
+    }
+
+    static func log(_ v: MountedVolume) -> String {
+        let dir = v.dir + "/run/log"
+        guard let d = opendir(dir) else { return "" }
+        var names: [String] = []
+        while let ent = readdir(d) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasSuffix(".log") { names.append(name) }
+        }
+        closedir(d)
+        return names.sorted().map { "--- \($0)\n" + ((try? TempDir.readText(dir + "/" + $0)) ?? "") }.joined(separator: "\n")
+    }
+}
+}
+
+/// The top mount of a path, from the mount table (never a stat of the mount).
+enum FUSEMountTable {
+    static func top(_ path: String) -> String? {
+        let text = (try? TempDir.readText("/proc/self/mountinfo")) ?? ""
+        return text.split(separator: "\n").last { $0.split(separator: " ").dropFirst(4).first.map(String.init) == path }
+            .map(String.init)
+    }
+}
