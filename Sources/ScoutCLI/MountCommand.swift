@@ -39,7 +39,8 @@ struct MountCommand: ParsableCommand {
         // A mount whose daemon on this host is provably gone (killed: its mount answers
         // ENOTCONN) is cleared off the mountpoint first, so the volume mounts again at once.
         // Its registry entry stays: the new server fences its rid with it (LocalFence).
-        if !foreground, let dead = LocalFence.clearDeadMount(at: mountpoint) {
+        // (The daemon started by `mount` finds nothing left to clear.)
+        if let dead = LocalFence.clearDeadMount(at: mountpoint), readyFd == nil {
             printErr("scoutfs: mount: cleared the dead mount of rid \(dead) from \(mountpoint)")
         }
         var st = stat()

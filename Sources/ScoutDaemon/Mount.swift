@@ -127,7 +127,7 @@ public final class Mount: @unchecked Sendable {
             let r = ServerRunner(
                 device: metaDev, fsid: sb.hdr.fsid, config: sb.qconf, slot: slot,
                 keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs), logger: log,
-                localFence: localFence,
+                localFence: Self.localFenceEnabled ? localFence : nil,
                 onFenceFailure: { message in startup.fail(MountError(ETIMEDOUT, message)) })
             let q = try Self.startQuorum(
                 QuorumServiceConfiguration(
@@ -446,6 +446,13 @@ public final class Mount: @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// Whether this daemon's servers fence provably gone mounts of this host themselves
+    /// (``LocalFence``): yes unless `SCOUTFS_LOCAL_FENCE=0`, which sends every fence request to
+    /// the fencing agent (for tests and demos of an agent with all members on one host).
+    static var localFenceEnabled: Bool {
+        getenv("SCOUTFS_LOCAL_FENCE").map { String(cString: $0) } != "0"
     }
 
     /// How long a starting mount waits for a server while an earlier leader that cannot be

@@ -72,6 +72,7 @@ struct CrashRecoveryTests {
         // no agent: stop the one the cluster helper started (our own child)
         kill(c.fenced, SIGKILL)
         c.fenced = 0
+        c.localFence = true
         try c.mount([0, 1, 2])
         let leader = try #require(c.leader(among: [0, 1, 2]), "\(c.logs())")
         let entries = (0..<3).map { c.liveEntry($0) }
