@@ -157,7 +157,13 @@ public final class Mount: @unchecked Sendable {
         defer {
             if !mountedOK {
                 early?.stop()
-                if let quorum { Self.blockingVoid { await quorum.shutdown() } }
+                // leaving is bounded as for an unmount; past that the member stops at once
+                if let quorum,
+                    (try? Self.blocking(seconds: Self.quorumLeaveSeconds, { await quorum.shutdown() })) == nil
+                {
+                    log.error("leaving the quorum took over \(Int(Self.quorumLeaveSeconds)) s: stopping it at once")
+                    Self.blockingVoid { await quorum.forceShutdown() }
+                }
             }
         }
 
