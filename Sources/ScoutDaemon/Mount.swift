@@ -281,6 +281,10 @@ public final class Mount: @unchecked Sendable {
             abandon(0)
             throw MountError(5, "the kernel did not initialise the FUSE connection")
         }
+        // The root inode read in this process (its lock taken), as the first stat of the
+        // mountpoint would: mounts then answer a stat of their root from the lock they hold,
+        // also while a new server is still starting. Never a stat of our own mountpoint.
+        _ = try? vol.getattr(Format.rootIno)
         if device != 0 {
             fs.deviceNumber = UInt64(device)
             do {
