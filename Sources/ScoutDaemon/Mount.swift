@@ -224,7 +224,7 @@ public final class Mount: @unchecked Sendable {
         defer { source.finished() }
         // Ends this mount when nothing serves it: abort the connection first, so that the
         // detach (whose last reference may send DESTROY from this thread) never waits for us.
-        let abandon = { (_: Int32) in
+        let abandon = {
             if device != 0 {
                 try? FUSEMount.abortConnection(
                     id: FUSEMount.connectionID(major: ControlSocket.major(device), minor: ControlSocket.minor(device)))
@@ -274,11 +274,11 @@ public final class Mount: @unchecked Sendable {
         do {
             try session.start()
         } catch {
-            abandon(0)
+            abandon()
             throw MountError(error.errno, "FUSE session: \(error)")
         }
         guard session.waitForInitialization(timeout: .seconds(30)) != nil else {
-            abandon(0)
+            abandon()
             throw MountError(5, "the kernel did not initialise the FUSE connection")
         }
         // The root inode read in this process (its lock taken), as the first stat of the
