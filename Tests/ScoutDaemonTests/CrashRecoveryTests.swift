@@ -107,6 +107,51 @@ struct CrashRecoveryTests {
         }
     }
 
+    /// Three members on this host and no agent: the leader and a follower are killed with
+    /// SIGKILL at once (no majority is left), the follower mounts again at its path: the new
+    /// server fences the old leader (`quorum_block_leader`) and the killed follower's rid
+    /// (pending recovery) itself, at once, without waiting for the 30 s recovery timeout; the
+    /// data written before is read on every member, and all three unmount.
+    @Test func aClusterOnOneHostRecoversFromTwoKilledMembersWithoutAnAgent() throws {
+        var c = try Cluster.make()
+        defer { c.cleanup() }
+        kill(c.fenced, SIGKILL)
+        c.fenced = 0
+        c.localFence = true
+        try c.mount([0, 1, 2])
+        let all = [0, 1, 2]
+        let leader = try #require(c.leader(among: all), "\(c.logs())")
+        let follower = all.first { $0 != leader }!
+        let survivor = all.first { $0 != leader && $0 != follower }!
+        let data = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try writeFile(c.mnt(follower) + "/from-follower", data, fsync: true)
+        try writeFile(c.mnt(leader) + "/from-leader", data, fsync: true)
+        let dead = [leader, follower].compactMap { c.liveEntry($0) }
+        #expect(dead.count == 2)
+        for e in dead { kill(e.pid, SIGKILL) }
+        for e in dead { #expect(waitFor(seconds: 10) { !MountRegistry.isRunning(e) } != nil) }
+
+        let start = monotonicSeconds()
+        let rcs = try c.inBackground([(c.mountCommand(follower), "remount.\(follower)")], seconds: 60)
+        let took = monotonicSeconds() - start
+        #expect(rcs == [0], "\(c.logs())")
+        // heartbeat timeout (2 s), an election, local fences: no recovery timeout (30 s)
+        #expect(took < 15, "the remount took \(took) s\n\(c.logs())")
+        let logs = c.logs()
+        for e in dead {
+            #expect(logs.contains("fenced rid \(e.rid.paddedHex)") && logs.contains("without an agent"), "\(e.rid.paddedHex) not fenced locally\n\(logs)")
+        }
+        #expect(!logs.contains("recovery timeout"), "\(logs)")
+        for m in [follower, survivor] {
+            #expect(readFile(c.mnt(m) + "/from-follower") == data, "member \(m)")
+            #expect(readFile(c.mnt(m) + "/from-leader") == data, "member \(m)")
+        }
+        try c.mount([leader])
+        #expect(readFile(c.mnt(leader) + "/from-follower") == data)
+        #expect(c.unmount(all) == 0, "\(c.logs())")
+        #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+    }
+
     /// SIGTERM is the clean unmount: the daemon, whatever thread the signal reaches, unmounts
     /// from a child process (never with a system call into its own mount), commits, says
     /// farewell, and leaves no mount, registry entry nor daemon; the data is there on the
