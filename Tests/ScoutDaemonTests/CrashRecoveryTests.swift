@@ -1,5 +1,6 @@
 import Glibc
 import ScoutFormat
+import ScoutIoctl
 import ScoutTestSupport
 import Testing
 
@@ -172,6 +173,42 @@ struct CrashRecoveryTests {
         try v.mount()
         #expect(readFile(v.mnt + "/before-term") == data, "unsynced data lost by a clean SIGTERM unmount")
         #expect(!Self.log(v).contains("fenced rid \(entry.rid.paddedHex)"), "the cleanly unmounted rid was fenced")
+        #expect(v.unmount() == 0)
+    }
+
+    /// An ioctl whose buffer the caller mapped from a file of the same mount is refused with
+    /// EFAULT at once: filling it would fault the file's pages in through a FUSE request to the
+    /// daemon itself. The same call into anonymous memory works.
+    @Test func anIoctlBufferMappedFromTheMountIsRefused() throws {
+        let v = try MountedVolume.make()
+        defer { v.cleanup() }
+        try v.mount()
+        let size = 1 << 20
+        try writeFile(v.mnt + "/mapped", [UInt8](repeating: 0, count: size), fsync: true)
+        let fd = open(v.mnt + "/mapped", O_RDWR | O_CLOEXEC)
+        let dir = open(v.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(fd >= 0 && dir >= 0)
+        let map = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        #expect(map != MAP_FAILED)
+        let anon = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
+        defer { anon.deallocate() }
+        func walk(into buffer: UnsafeMutableRawPointer?) -> (Int32, Int32) {
+            var arg = WalkInodesArgs(
+                first: WalkInodesEntry(major: 0, ino: 0), last: WalkInodesEntry(major: .max, minor: .max, ino: .max),
+                entriesPtr: UInt64(UInt(bitPattern: buffer)), nrEntries: 16, index: WalkInodesArgs.metaSeq
+            ).encoded
+            let r = arg.withUnsafeMutableBytes { ioctl(dir, UInt(IoctlCommand.walkInodes.rawValue), $0.baseAddress!) }
+            return (r, r < 0 ? errno : 0)
+        }
+        let start = monotonicSeconds()
+        let (r, e) = walk(into: map)
+        #expect(r < 0 && e == EFAULT, "ioctl into a mapping of the mount: \(r), errno \(e)")
+        #expect(monotonicSeconds() - start < 5)
+        let (r2, e2) = walk(into: anon.baseAddress)
+        #expect(r2 > 0, "ioctl into anonymous memory: \(r2), errno \(e2)")
+        munmap(map, size)
+        close(fd)
+        close(dir)
         #expect(v.unmount() == 0)
     }
 
