@@ -9,7 +9,8 @@ import ScoutFormat
 /// ticks since boot, field 22 of `/proc/PID/stat`, so a reused pid is never mistaken for the
 /// daemon), `mountpoint`, `device` (the mount's device number `MAJ:MIN`, as `stat` and
 /// `/proc/self/mountinfo` show it; it names the FUSE connection), `data_device`,
-/// `control_socket`. Values are single lines.
+/// `control_socket`, `pid_namespace` (the pid's namespace: a pid is judged only in its own).
+/// Values are single lines.
 ///
 /// Deviation: the original's test fence script finds the mount by reading every
 /// `/sys/fs/scoutfs/*/rid`; a FUSE daemon has no sysfs directory, so the daemon records itself
@@ -26,10 +27,13 @@ public struct MountRegistry: Sendable {
         public var device: String
         public var dataDevice: String
         public var controlSocket: String
+        /// The pid namespace the pid belongs to (`readlink /proc/self/ns/pid`, e.g.
+        /// `pid:[4026531836]`); empty when unknown. A pid is only looked up in its own namespace.
+        public var pidNamespace: String
 
         public init(
             rid: UInt64, pid: Int32, pidStart: UInt64 = 0, mountpoint: String, device: String = "",
-            dataDevice: String, controlSocket: String
+            dataDevice: String, controlSocket: String, pidNamespace: String = MountRegistry.ownPidNamespace
         ) {
             self.rid = rid
             self.pid = pid
@@ -38,6 +42,7 @@ public struct MountRegistry: Sendable {
             self.device = device
             self.dataDevice = dataDevice
             self.controlSocket = controlSocket
+            self.pidNamespace = pidNamespace
         }
     }
 
@@ -99,7 +104,7 @@ public struct MountRegistry: Sendable {
     /// Records an entry as given.
     public func register(_ entry: Entry) throws(MountError) {
         for (name, v) in [("mountpoint", entry.mountpoint), ("device", entry.device), ("data_device", entry.dataDevice),
-                          ("control_socket", entry.controlSocket)]
+                          ("control_socket", entry.controlSocket), ("pid_namespace", entry.pidNamespace)]
         where v.contains("\n") || v.contains("\0") {
             throw MountError(EINVAL, "cannot register a mount whose \(name) contains a newline or NUL")
         }
@@ -112,6 +117,7 @@ public struct MountRegistry: Sendable {
             device=\(entry.device)
             data_device=\(entry.dataDevice)
             control_socket=\(entry.controlSocket)
+            pid_namespace=\(entry.pidNamespace)
 
             """
         let final = path(rid: entry.rid)
@@ -198,7 +204,7 @@ public struct MountRegistry: Sendable {
         return Entry(
             rid: rid, pid: pid, pidStart: fields["pid_start"].flatMap { UInt64($0) } ?? 0,
             mountpoint: mountpoint, device: fields["device"] ?? "", dataDevice: fields["data_device"] ?? "",
-            controlSocket: fields["control_socket"] ?? "")
+            controlSocket: fields["control_socket"] ?? "", pidNamespace: fields["pid_namespace"] ?? "")
     }
 
     /// Whether the daemon of `entry` still runs: its pid exists, is not a zombie, and has the
@@ -206,8 +212,18 @@ public struct MountRegistry: Sendable {
     /// counts as running: nothing can prove it gone.
     public static func isRunning(_ entry: Entry) -> Bool {
         guard entry.pidStart != 0 else { return true }
+        // a pid of another pid namespace says nothing here
+        guard entry.pidNamespace.isEmpty || entry.pidNamespace == ownPidNamespace else { return true }
         guard let (state, start) = stateAndStartTime(pid: entry.pid) else { return false }
         return start == entry.pidStart && state != "Z" && state != "X" && state != "x"
+    }
+
+    /// This process's pid namespace (`readlink /proc/self/ns/pid`); empty when unreadable.
+    public static var ownPidNamespace: String {
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/self/ns/pid", &buf, buf.count - 1)
+        guard n > 0 else { return "" }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot); nil when the

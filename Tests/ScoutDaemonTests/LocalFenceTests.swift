@@ -33,6 +33,14 @@ import Testing
             #expect(fence.fence(rid: rid) == nil, "rid \(rid)")
             #expect(try reg.lookup(rid: rid) != nil, "rid \(rid)")
         }
+        // a pid of another pid namespace (a container sharing the run directory) proves nothing
+        var other = Self.entry(rid: 10, pid: parent, start: parentStart + 1)
+        other.pidNamespace = "pid:[1]"
+        try reg.register(other)
+        #expect(fence.verdict(rid: 10) == .running(pid: parent))
+        #expect(try reg.lookup(rid: 10)?.pidNamespace == "pid:[1]")
+        #expect(try reg.lookup(rid: 2)?.pidNamespace == MountRegistry.ownPidNamespace)
+        #expect(MountRegistry.ownPidNamespace.hasPrefix("pid:["))
         // a reused pid (another start time) is not the daemon: it is gone
         try reg.register(Self.entry(rid: 5, pid: parent, start: parentStart + 1))
         let why = try #require(fence.fence(rid: 5))
