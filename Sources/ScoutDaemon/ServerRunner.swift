@@ -21,6 +21,11 @@ import Synchronization
 ///    most 15 s (`SCOUTFS_QUORUM_FENCE_TO_MS`); an errored or timed-out fence fails the start;
 /// 2. open the volume as it is on disk now, build the server core, listen on the slot's address;
 /// 3. report `up`.
+/// Every instance's fence requests are first offered to ``LocalFence`` (a rid whose daemon
+/// ran on this host and is provably gone is fenced at once, with the reason logged); a fence
+/// that fails or goes unanswered is reported through `onFenceFailure` with the one message for
+/// the operator, which fails the mount while it is still starting (docs/cluster.md, "Crash
+/// recovery without an agent").
 /// A failed start reports `down` (quorum goes on, e4dca8dd). A stop cancels a start still in
 /// progress, shuts the listener down and reports `stopping` then `down`. A server that must
 /// stop on its own (an errored fence request) does the same through the same queue.

@@ -58,9 +58,9 @@ public struct FenceRequest: Sendable, Hashable {
 
     /// What an operator runs when a fence cannot complete.
     public static let whatToRun =
-        "start `scoutfs fenced` on every quorum member (docs/cluster.md, Fencing), or make sure that mount is stopped "
-        + "(its host powered off or cut from the devices) and fence it by hand with `scoutfs fenced --once` "
-        + "and a script that exits 0"
+        "start `scoutfs fenced` on every quorum member (docs/cluster.md, Fencing) and mount again; "
+        + "if that mount is certainly stopped (its host powered off or cut from the devices), "
+        + "fence it by hand with a `scoutfs fenced` whose SCOUTFS_FENCED_RUN is /bin/true while mounting"
 }
 
 /// The fence requests of one server instance (the original's `fence.c`): the leader's server
