@@ -7,7 +7,9 @@ import ScoutFormat
 ///
 /// Rules (docs/cluster.md, "Fencing without an agent"):
 /// * Only a rid with a registry entry on this host is considered; a rid of another host (no
-///   entry) is always left to the fencing agent.
+///   entry) is always left to the fencing agent. An entry whose boot-surviving copy shows it
+///   was registered on this installation (machine id) in an earlier boot (boot id) is gone
+///   with that boot: a power cut or a reboot ended its daemon and its mount.
 /// * Its daemon is gone when its pid no longer exists, is a zombie, or has another start time
 ///   (field 22 of `/proc/PID/stat`) than the entry records. An entry without a start time
 ///   proves nothing. A daemon that is gone writes nothing more: it was the only writer of
@@ -37,6 +39,9 @@ public struct LocalFence: Sendable {
         case running(pid: Int32)
         /// Its daemon is provably gone.
         case gone(MountRegistry.Entry)
+        /// Its daemon registered on this host in an earlier boot (a power cut, a reboot): it
+        /// ended with that boot, and so did its mount.
+        case goneWithAnEarlierBoot(MountRegistry.Entry)
     }
 
     init(registry: MountRegistry = MountRegistry()) {
@@ -45,7 +50,9 @@ public struct LocalFence: Sendable {
 
     /// What this host knows about `rid`, without changing anything.
     func verdict(rid: UInt64) -> Verdict {
-        guard let entry = try? registry.lookup(rid: rid) else { return .notHere }
+        guard let entry = try? registry.lookup(rid: rid) else {
+            return registry.entryOfAnEarlierBoot(rid: rid).map { .goneWithAnEarlierBoot($0) } ?? .notHere
+        }
         if entry.pid == getpid() || MountRegistry.isRunning(entry) { return .running(pid: entry.pid) }
         return .gone(entry)
     }
@@ -54,7 +61,18 @@ public struct LocalFence: Sendable {
     /// FUSE connection and mount, removes its entry and returns why it counts as fenced.
     /// Nil (nothing changed) otherwise.
     func fence(rid: UInt64) -> String? {
-        guard case .gone(let entry) = verdict(rid: rid) else { return nil }
+        let entry: MountRegistry.Entry
+        switch verdict(rid: rid) {
+        case .notHere, .running:
+            return nil
+        case .goneWithAnEarlierBoot(let e):
+            // nothing of it is left to clear: no mount or connection outlives a boot
+            registry.unregister(rid: rid)
+            return "its daemon (pid \(e.pid)) registered on this host in an earlier boot (boot id \(e.bootID), "
+                + "this one \(MountRegistry.currentBootID))"
+        case .gone(let e):
+            entry = e
+        }
         var why = "its daemon (pid \(entry.pid), start time \(entry.pidStart)) on this host is gone"
         let cleared = clearDeadMount(entry)
         if !cleared.isEmpty { why += "; " + cleared.joined(separator: ", ") }

@@ -1,4 +1,5 @@
 import Glibc
+import ScoutFormat
 import ScoutServer
 import ScoutTestSupport
 import Synchronization
@@ -58,6 +59,23 @@ import Testing
         try reg.register(Self.entry(rid: 6, pid: child, start: childStart))
         #expect(fence.verdict(rid: 6) == .gone(Self.entry(rid: 6, pid: child, start: childStart)))
         #expect(fence.fence(rid: 6) != nil)
+
+        // the boot-surviving copy (a reboot emptied the run directory): an entry of an earlier
+        // boot of this installation is gone; of this boot, or of another installation, not
+        for (rid, boot, machine, gone) in [
+            (UInt64(20), "another-boot", MountRegistry.currentMachineID, true),
+            (21, MountRegistry.currentBootID, MountRegistry.currentMachineID, false),
+            (22, "another-boot", "another-machine", false),
+        ] {
+            var e = Self.entry(rid: rid, pid: parent, start: parentStart)
+            e.bootID = boot
+            e.machineID = machine
+            try reg.register(e)
+            unlink(reg.path(rid: rid))
+            #expect((fence.verdict(rid: rid) == .notHere) == !gone, "rid \(rid)")
+            #expect((fence.fence(rid: rid) != nil) == gone, "rid \(rid)")
+            #expect(access(reg.stateDirectory + "/" + rid.paddedHex, F_OK) == (gone ? -1 : 0), "rid \(rid)")
+        }
     }
 
     @Test func aLocallyFencedRequestIsAnsweredAtOnce() {
