@@ -48,8 +48,10 @@ for n in 0 1 2; do
 done
 
 mount_node() {  # slot
-    # the daemon logs to /run/scoutfs/log/<rid>.log and syslog; keep a copy per node here too
-    SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 mount -t scoutfs \
+    # the daemon logs to /run/scoutfs/log/<rid>.log and syslog; keep a copy per node here too.
+    # SCOUTFS_LOCAL_FENCE=0: the nodes stand for separate hosts, so the agent fences a killed
+    # one (a server would otherwise fence a dead daemon of its own host itself)
+    SCOUTFS_LOCAL_FENCE=0 SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 mount -t scoutfs \
         -o "metadev_path=${node_meta[$1]},quorum_slot_nr=$1,quorum_heartbeat_timeout_ms=2000" "${node_data[$1]}" "$var/mnt$1" \
         2>>"$var/node$1.log"
 }

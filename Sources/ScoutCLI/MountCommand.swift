@@ -35,6 +35,13 @@ struct MountCommand: ParsableCommand {
         } catch {
             throw ArgpError.failed(EINVAL, error.message, status: 32)
         }
+        // A mount whose daemon on this host is provably gone (killed: its mount answers
+        // ENOTCONN) is cleared off the mountpoint first, so the volume mounts again at once.
+        // Its registry entry stays: the new server fences its rid with it (LocalFence).
+        // (The daemon started by `mount` finds nothing left to clear.)
+        if let dead = LocalFence.clearDeadMount(at: mountpoint), readyFd == nil {
+            printErr("scoutfs: mount: cleared the dead mount of rid \(dead) from \(mountpoint)")
+        }
         var st = stat()
         guard stat(mountpoint, &st) == 0 else {
             throw ArgpError.failed(errno, "cannot mount on '\(mountpoint)'", status: 32)
@@ -43,6 +50,8 @@ struct MountCommand: ParsableCommand {
             throw ArgpError.failed(ENOTDIR, "cannot mount on '\(mountpoint)'", status: 32)
         }
         if !foreground { throw ExitCode(spawnDaemon()) }
+        // before any thread starts: SIGTERM and SIGINT are the clean unmount, never a crash
+        Mount.blockTerminationSignals()
         closeInheritedDescriptors(keeping: readyFd)
         // The daemon logs to its file and syslog (DaemonLog). Started by `scoutfs mount`, it
         // leaves the command's terminal: standard input and output go to /dev/null and standard

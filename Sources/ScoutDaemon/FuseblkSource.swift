@@ -53,8 +53,14 @@ struct FuseblkSource {
 
     /// Picks the source for the volume `fsid` on `dataPath` and mounts fuseblk on it at
     /// `mountpoint`. Returns the source, the mount and its /dev/fuse descriptor.
+    ///
+    /// `mounted` is called, still under the host-wide lock, with the new mount's device number
+    /// (the source's `st_rdev`, read from the block device, never from the mount), so that the
+    /// mount registry names the device before anyone else may choose a device or take a
+    /// registered one for a dead mount's (``LocalFence``).
     static func mount(
-        dataPath: String, fsid: UInt64, at mountpoint: String, options: FUSEMountOptions, logger: Logger
+        dataPath: String, fsid: UInt64, at mountpoint: String, options: FUSEMountOptions, logger: Logger,
+        mounted: (dev_t) -> Void = { _ in }
     ) throws(MountError) -> (FuseblkSource, FUSEMount, Int32) {
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if lock >= 0 {
@@ -67,6 +73,7 @@ struct FuseblkSource {
         if Self.isUnclaimedBlockDevice(dataPath) {
             do {
                 let (m, fd) = try FUSEMount.mount(at: mountpoint, source: .block(devicePath: dataPath), options: options)
+                mounted(Self.deviceNumber(dataPath))
                 return (FuseblkSource(path: dataPath, loop: nil, fsid: fsid), m, fd)
             } catch where error.errno == EBUSY {
                 logger.info("data device \(dataPath) is busy: mounting on a loop device over it")
@@ -87,6 +94,7 @@ struct FuseblkSource {
         }
         do {
             let (m, fd) = try FUSEMount.mount(at: mountpoint, source: .block(devicePath: loop.path), options: options)
+            mounted(Self.deviceNumber(loop.path))
             loop.releaseHold()
             return (FuseblkSource(path: loop.path, loop: loop, fsid: fsid), m, fd)
         } catch {
@@ -94,6 +102,13 @@ struct FuseblkSource {
             if loop.isPreferred { LoopDevice.remove(number: loop.number) }
             throw MountError(error.errno, "\(error)")
         }
+    }
+
+    /// The device number of the block device `path` (a fuseblk mount's `st_dev`); 0 when it
+    /// cannot be read.
+    static func deviceNumber(_ path: String) -> dev_t {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_rdev : 0
     }
 
     /// Whether `path` is a block device that no one holds exclusively (mounted filesystems,

@@ -108,12 +108,28 @@ public final class Mount: @unchecked Sendable {
         logM[metadataKey: "fsid"] = "\(String(sb.hdr.fsid, radix: 16))"
         let log = logM
 
+        // This daemon is on record from the start (pid and start time; the device once it
+        // is mounted), so that if it dies at any point the next server on this host can fence
+        // its rid without an agent (LocalFence).
+        let registry = MountRegistry()
+        let localFence = LocalFence(registry: registry)
+        let earlySocket = "\(ControlSocket.directory)/rid-\(rid.paddedHex).sock"
+        try? registry.register(MountRegistry.Entry(
+            rid: rid, pid: getpid(), pidStart: MountRegistry.startTime(pid: getpid()) ?? 0,
+            mountpoint: MountRegistry.canonical(mountpoint), dataDevice: MountRegistry.canonical(dataPath),
+            controlSocket: earlySocket))
+        let startup = StartupGate()
+        var mountedOK = false
+        defer { if !mountedOK { registry.unregister(rid: rid) } }
+
         // the quorum member and its server, when this mount holds a slot
         if let slot = options.quorumSlotNr {
             let r = ServerRunner(
                 device: metaDev, fsid: sb.hdr.fsid, config: sb.qconf, slot: slot,
                 keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs),
-                logMergeWaitTimeout: .milliseconds(options.logMergeWaitTimeoutMs), logger: log)
+                logMergeWaitTimeout: .milliseconds(options.logMergeWaitTimeoutMs), logger: log,
+                localFence: Self.localFenceEnabled ? localFence : nil,
+                onFenceFailure: { message in startup.fail(MountError(ETIMEDOUT, message)) })
             let q = try Self.startQuorum(
                 QuorumServiceConfiguration(
                     fsid: sb.hdr.fsid, slot: slot, rid: rid, quorumConfig: sb.qconf,
@@ -123,7 +139,6 @@ public final class Mount: @unchecked Sendable {
             quorum = q
         }
         let quorum = self.quorum
-        var mountedOK = false
 
         // The control socket serves from the start, under a name of its own until the mount
         // exists: a member elected while mounting must show its fence requests to the agent
@@ -145,13 +160,17 @@ public final class Mount: @unchecked Sendable {
                 service.forceFinalize = true
                 return true
             })
-        let registry = MountRegistry()
-        let early = try? ControlServer.start(
-            path: "\(ControlSocket.directory)/rid-\(rid.paddedHex).sock", volume: nil, sources: sources, logger: log)
+        let early = try? ControlServer.start(path: earlySocket, volume: nil, sources: sources, logger: log)
         defer {
             if !mountedOK {
                 early?.stop()
-                if let quorum { Self.blockingVoid { await quorum.shutdown() } }
+                // leaving is bounded as for an unmount; past that the member stops at once
+                if let quorum,
+                    (try? Self.blocking(seconds: Self.quorumLeaveSeconds, { await quorum.shutdown() })) == nil
+                {
+                    log.error("leaving the quorum took over \(Int(Self.quorumLeaveSeconds)) s: stopping it at once")
+                    Self.blockingVoid { await quorum.forceShutdown() }
+                }
             }
         }
 
@@ -169,14 +188,21 @@ public final class Mount: @unchecked Sendable {
         }
         let link = ClientLink(client: client)
         client.start(handler: link)
+        // a failed start (an unanswered fence) ends the wait for the server below
+        startup.onFailure { Task { await client.shutdown() } }
+        Self.watchStartup(
+            startup, rid: rid, store: store, config: qconf, client: client, localFence: localFence, logger: log)
         let vol: Volume
         do {
             vol = try Volume(meta: md, dataPath: dataPath, fmtVers: sb.fmtVers, link: link)
             link.volume = vol
             try vol.deleteOrphans()
         } catch {
+            if let failure = startup.failure { throw failure }
             throw MountError(error.errno, "cannot open the volume: \(error)")
         }
+        // from here on the mount goes ahead: a later fence failure is the server's to report
+        guard startup.beginMounting() else { throw startup.failure ?? MountError(EIO, "mount failed") }
         volume = vol
         for (what, direct) in [("metadata", metaDev.direct), ("data", vol.dataDeviceIsDirect)] where !direct {
             log.warning("the \(what) device's filesystem refused O_DIRECT: it is read through this host's page cache, so only mounts on this host see its writes coherently")
@@ -186,9 +212,32 @@ public final class Mount: @unchecked Sendable {
         var mopts = FUSEMountOptions()
         mopts.subtype = "scoutfs"
         mopts.readOnly = options.readOnly
+        // The device number comes from the source block device, never from a stat of the
+        // mountpoint: a system call into our own mount can wait for this very process, and a
+        // thread of a killed daemon stuck in one keeps the daemon (and its mount) alive for ever.
+        var device: dev_t = 0
         let (source, mounted, fd) = try FuseblkSource.mount(
-            dataPath: dataPath, fsid: sb.hdr.fsid, at: mountpoint, options: mopts, logger: log)
+            dataPath: dataPath, fsid: sb.hdr.fsid, at: mountpoint, options: mopts, logger: log
+        ) { dev in
+            device = dev
+            do {
+                try registry.register(
+                    rid: rid, mountpoint: mountpoint, device: dev, dataDevice: dataPath,
+                    controlSocket: ControlSocket.path(device: dev))
+            } catch {
+                log.error("mount registry: \(error)")
+            }
+        }
         defer { source.finished() }
+        // Ends this mount when nothing serves it: abort the connection first, so that the
+        // detach (whose last reference may send DESTROY from this thread) never waits for us.
+        let abandon = {
+            if device != 0 {
+                try? FUSEMount.abortConnection(
+                    id: FUSEMount.connectionID(major: ControlSocket.major(device), minor: ControlSocket.minor(device)))
+            }
+            try? mounted.unmount(.detach)
+        }
         let fs = ScoutFileSystem(volume: vol, logger: log)
         fs.rid = rid
         var fcfg = FUSEConfiguration()
@@ -232,24 +281,26 @@ public final class Mount: @unchecked Sendable {
         do {
             try session.start()
         } catch {
-            try? mounted.unmount(.detach)
+            abandon()
             throw MountError(error.errno, "FUSE session: \(error)")
         }
         guard session.waitForInitialization(timeout: .seconds(30)) != nil else {
-            try? mounted.unmount(.detach)
+            abandon()
             throw MountError(5, "the kernel did not initialise the FUSE connection")
         }
-        var st = stat()
-        if stat(mountpoint, &st) == 0 {
-            fs.deviceNumber = UInt64(st.st_dev)
+        // The root inode read in this process (its lock taken), as the first stat of the
+        // mountpoint would: mounts then answer a stat of their root from the lock they hold,
+        // also while a new server is still starting. Never a stat of our own mountpoint.
+        _ = try? vol.getattr(Format.rootIno)
+        if device != 0 {
+            fs.deviceNumber = UInt64(device)
             do {
-                let c = try ControlServer.start(device: st.st_dev, volume: vol, sources: sources, logger: log)
-                control = c
-                try registry.register(
-                    rid: rid, mountpoint: mountpoint, device: st.st_dev, dataDevice: dataPath, controlSocket: c.path)
+                control = try ControlServer.start(device: device, volume: vol, sources: sources, logger: log)
             } catch {
                 log.error("control socket: \(error)")
             }
+        } else {
+            log.error("the fuseblk source's device number is unknown: no control socket")
         }
         early?.stop()
         Self.startCommitTimer(vol, stop: stop)
@@ -349,25 +400,112 @@ public final class Mount: @unchecked Sendable {
     }
 
     /// SIGTERM and SIGINT unmount the mountpoint (the clean path).
+    ///
+    /// The umount2(2) runs in a child process, never in the daemon: fuseblk's unmount sends
+    /// DESTROY and waits for its answer uninterruptibly, and that answer comes from this
+    /// daemon. A daemon thread waiting there would, once the daemon is killed, keep the
+    /// process (and so the connection's descriptor) from ever going away: the daemon would sit
+    /// in state D and the mount would hang until aborted through fusectl. A child waiting
+    /// there is released by the connection's end when the daemon dies.
     static func watchSignals(_ mountpoint: String) {
+        let blocked = blockTerminationSignals()
+        ClientLink.onThread {
+            var s = blocked
+            var sig: Int32 = 0
+            while sigwait(&s, &sig) == 0 {
+                unmountInChild(mountpoint)
+                return
+            }
+        }
+    }
+
+    /// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts from now on
+    /// (``watchSignals(_:)`` takes them with sigwait). Call it first thing in the daemon,
+    /// before any thread exists: a process-directed signal goes to any thread that does not
+    /// block it, and its default action would end the daemon like a crash. Returns the set.
+    @discardableResult
+    public static func blockTerminationSignals() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
         sigaddset(&set, SIGINT)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let blocked = set
+        return set
+    }
+
+    /// Unmounts `path` from a child process (retrying for 5 s while busy) and reaps it; see
+    /// ``watchSignals(_:)``. Only async-signal-safe calls run in the child.
+    static func unmountInChild(_ path: String) {
+        let cpath = strdup(path)
+        defer { free(cpath) }
+        let pid = fork()
+        if pid == 0 {
+            for _ in 0..<50 {
+                if umount2(cpath, 0) == 0 || errno != EBUSY { _exit(0) }
+                var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+                nanosleep(&ts, nil)
+            }
+            _exit(1)
+        }
+        guard pid > 0 else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+
+    /// Fails the mount while it is still starting when, for `bound` seconds, no server has
+    /// answered it and the quorum blocks name an earlier leader that is not on this host and
+    /// was never stopped or fenced: no server can start until that mount is fenced, and no
+    /// agent did it. The wait never ends silently: one message names the rid, its address,
+    /// the reason and what to run. (A leader on this host fails its own start sooner, when
+    /// its fence request goes unanswered: see ``ServerRunner``.)
+    static func watchStartup(
+        _ startup: StartupGate, rid: UInt64, store: QuorumBlockStore, config: QuorumConfig, client: NetClient,
+        localFence: LocalFence, logger: Logger, bound: Double = startupFenceBoundSeconds
+    ) {
         ClientLink.onThread {
-            var s = blocked
-            var sig: Int32 = 0
-            while sigwait(&s, &sig) == 0 {
-                for _ in 0..<50 {
-                    if umount2(mountpoint, 0) == 0 || errno != EBUSY { break }
-                    usleep(100_000)
+            var since: Double?
+            while startup.isStarting {
+                usleep(1_000_000)
+                guard startup.isStarting else { return }
+                guard client.serverTerm == 0 else {
+                    since = nil
+                    continue
                 }
+                var blocks = QuorumBlockSet()
+                for slot in SlotSet(configuredIn: config) { blocks[slot] = try? store.read(slot: slot) }
+                // the oldest first: a leader that failed to fence it may be on record too
+                let stuck = blocks.fenceTargets(term: blocks.greatestTerm &+ 1, rid: rid)
+                    .sorted { $0.term < $1.term }
+                    .first { localFence.verdict(rid: $0.rid) == .notHere }
+                guard let stuck else {
+                    since = nil
+                    continue
+                }
+                let now = monotonicSeconds()
+                let start = since ?? now
+                since = start
+                guard now - start >= bound else { continue }
+                let address = config.slots[stuck.slot].ipv4String
+                let message = "no server answered for \(Int(bound)) s and the quorum blocks show rid \(stuck.rid.paddedHex) "
+                    + "at \(address) (slot \(stuck.slot), term \(stuck.term)) as a leader that was never stopped nor fenced "
+                    + "(\(FenceReason.quorumBlockLeader.rawValue)); no server starts until it is fenced: \(FenceRequest.whatToRun)"
+                logger.error("\(message)")
+                startup.fail(MountError(ETIMEDOUT, message))
                 return
             }
         }
     }
+
+    /// Whether this daemon's servers fence provably gone mounts of this host themselves
+    /// (``LocalFence``): yes unless `SCOUTFS_LOCAL_FENCE=0`, which sends every fence request to
+    /// the fencing agent (for tests and demos of an agent with all members on one host).
+    static var localFenceEnabled: Bool {
+        getenv("SCOUTFS_LOCAL_FENCE").map { String(cString: $0) } != "0"
+    }
+
+    /// How long a starting mount waits for a server while an earlier leader that cannot be
+    /// fenced here stays unfenced.
+    static let startupFenceBoundSeconds = 60.0
 
     /// Runs async work from this synchronous thread and waits for it.
     static func blocking<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) throws -> R {
@@ -401,6 +539,48 @@ public final class Mount: @unchecked Sendable {
     /// How long a clean unmount waits for the quorum member to leave (its server stopping
     /// included) before it stops it at once.
     static let quorumLeaveSeconds = 30.0
+}
+
+/// Whether a mount is still starting (waiting for its server), and why it failed if it did.
+/// A failure counts only while starting; once the mount goes ahead (``beginMounting()``), a
+/// failure is the server's to log and the election's to handle.
+final class StartupGate: Sendable {
+    private enum State { case starting, mounting, failed(MountError) }
+    private let state = Mutex<State>(.starting)
+    private let failureActions = Mutex<[@Sendable () -> Void]>([])
+
+    /// Still waiting for the server.
+    var isStarting: Bool { state.withLock { if case .starting = $0 { true } else { false } } }
+
+    /// Why the start failed, if it did.
+    var failure: MountError? { state.withLock { if case .failed(let e) = $0 { e } else { nil } } }
+
+    /// Runs `action` (on the failing thread) when the start fails.
+    func onFailure(_ action: @escaping @Sendable () -> Void) {
+        failureActions.withLock { $0.append(action) }
+        if failure != nil { action() }
+    }
+
+    /// Fails the start with `error` (the first failure wins); false once the mount goes ahead.
+    @discardableResult
+    func fail(_ error: MountError) -> Bool {
+        let won = state.withLock { s -> Bool in
+            guard case .starting = s else { return false }
+            s = .failed(error)
+            return true
+        }
+        if won { for action in failureActions.withLock({ $0 }) { action() } }
+        return won
+    }
+
+    /// The mount goes ahead; false when the start failed first.
+    func beginMounting() -> Bool {
+        state.withLock { s in
+            guard case .starting = s else { return false }
+            s = .mounting
+            return true
+        }
+    }
 }
 
 /// A flag set once, read from any thread.

@@ -9,7 +9,9 @@ import ScoutFormat
 /// ticks since boot, field 22 of `/proc/PID/stat`, so a reused pid is never mistaken for the
 /// daemon), `mountpoint`, `device` (the mount's device number `MAJ:MIN`, as `stat` and
 /// `/proc/self/mountinfo` show it; it names the FUSE connection), `data_device`,
-/// `control_socket`. Values are single lines.
+/// `control_socket`, `pid_namespace` (the pid's namespace: a pid is judged only in its own),
+/// `boot_id` and `machine_id` (this host's boot and installation). Values are single lines. A
+/// copy of each entry is kept where it survives a reboot (``stateDirectory``).
 ///
 /// Deviation: the original's test fence script finds the mount by reading every
 /// `/sys/fs/scoutfs/*/rid`; a FUSE daemon has no sysfs directory, so the daemon records itself
@@ -26,11 +28,21 @@ public struct MountRegistry: Sendable {
         public var device: String
         public var dataDevice: String
         public var controlSocket: String
+        /// The pid namespace the pid belongs to (`readlink /proc/self/ns/pid`, e.g.
+        /// `pid:[4026531836]`); empty when unknown. A pid is only looked up in its own namespace.
+        public var pidNamespace: String
+        /// The boot the daemon registered in (`/proc/sys/kernel/random/boot_id`) and the
+        /// installation (`/etc/machine-id`); empty when unknown.
+        public var bootID: String
+        public var machineID: String
 
         public init(
             rid: UInt64, pid: Int32, pidStart: UInt64 = 0, mountpoint: String, device: String = "",
-            dataDevice: String, controlSocket: String
+            dataDevice: String, controlSocket: String, pidNamespace: String = MountRegistry.ownPidNamespace,
+            bootID: String = MountRegistry.currentBootID, machineID: String = MountRegistry.currentMachineID
         ) {
+            self.bootID = bootID
+            self.machineID = machineID
             self.rid = rid
             self.pid = pid
             self.pidStart = pidStart
@@ -38,16 +50,32 @@ public struct MountRegistry: Sendable {
             self.device = device
             self.dataDevice = dataDevice
             self.controlSocket = controlSocket
+            self.pidNamespace = pidNamespace
         }
     }
 
     /// The directory holding the entries: `<run dir>/mounts`.
     public let directory: String
+    /// Where a copy of each entry survives a reboot (`<state dir>/mounts`): `/run` is emptied at
+    /// boot, and a mount that a power cut ended must still be known as this host's, and as gone
+    /// (its boot is over), to the next server (``LocalFence``).
+    public let stateDirectory: String
 
     /// The registry under `runDirectory` (by default ``ControlSocket/directory``:
-    /// `$SCOUTFS_RUN_DIR` or `/run/scoutfs`).
+    /// `$SCOUTFS_RUN_DIR` or `/run/scoutfs`), with its boot-surviving copies under
+    /// `$SCOUTFS_STATE_DIR`, else `/var/lib/scoutfs` for the default run directory, else
+    /// `<run dir>/state`.
     public init(runDirectory: String = ControlSocket.directory) {
         directory = runDirectory + "/mounts"
+        let state: String
+        if let v = getenv("SCOUTFS_STATE_DIR"), v.pointee != 0 {
+            state = String(cString: v)
+        } else if runDirectory == ControlSocket.defaultDirectory {
+            state = "/var/lib/scoutfs"
+        } else {
+            state = runDirectory + "/state"
+        }
+        stateDirectory = state + "/mounts"
     }
 
     /// The file of `rid`.
@@ -99,11 +127,10 @@ public struct MountRegistry: Sendable {
     /// Records an entry as given.
     public func register(_ entry: Entry) throws(MountError) {
         for (name, v) in [("mountpoint", entry.mountpoint), ("device", entry.device), ("data_device", entry.dataDevice),
-                          ("control_socket", entry.controlSocket)]
+                          ("control_socket", entry.controlSocket), ("pid_namespace", entry.pidNamespace)]
         where v.contains("\n") || v.contains("\0") {
             throw MountError(EINVAL, "cannot register a mount whose \(name) contains a newline or NUL")
         }
-        ControlServer.makeDirectories(directory)
         let text = """
             rid=\(Self.hex(entry.rid))
             pid=\(entry.pid)
@@ -112,9 +139,19 @@ public struct MountRegistry: Sendable {
             device=\(entry.device)
             data_device=\(entry.dataDevice)
             control_socket=\(entry.controlSocket)
+            pid_namespace=\(entry.pidNamespace)
+            boot_id=\(entry.bootID)
+            machine_id=\(entry.machineID)
 
             """
-        let final = path(rid: entry.rid)
+        ControlServer.makeDirectories(stateDirectory)
+        try? Self.writeFile(text, to: stateDirectory + "/" + Self.hex(entry.rid))
+        ControlServer.makeDirectories(directory)
+        try Self.writeFile(text, to: path(rid: entry.rid))
+    }
+
+    /// Writes `text` to `final` whole (aside, then renamed).
+    private static func writeFile(_ text: String, to final: String) throws(MountError) {
         let temp = final + ".tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -142,15 +179,30 @@ public struct MountRegistry: Sendable {
         }
     }
 
-    /// Removes the entry of `rid` (nothing happens when there is none).
+    /// Removes the entry of `rid` and its boot-surviving copy (nothing happens when there is
+    /// none).
     public func unregister(rid: UInt64) {
         unlink(path(rid: rid))
+        unlink(stateDirectory + "/" + Self.hex(rid))
+    }
+
+    /// The boot-surviving copy of `rid`'s entry when it was registered on this installation
+    /// in an earlier boot (its boot id differs from this boot's; both ids known): its daemon
+    /// ended with that boot. Nil otherwise.
+    public func entryOfAnEarlierBoot(rid: UInt64) -> Entry? {
+        guard let e = try? Self.readEntry(stateDirectory + "/" + Self.hex(rid)), !e.bootID.isEmpty, !e.machineID.isEmpty,
+            !Self.currentBootID.isEmpty, e.bootID != Self.currentBootID, e.machineID == Self.currentMachineID
+        else { return nil }
+        return e
     }
 
     /// The entry of `rid`; nil when there is none. Throws EINVAL for an unreadable or
     /// malformed file.
     public func lookup(rid: UInt64) throws(MountError) -> Entry? {
-        let p = path(rid: rid)
+        try Self.readEntry(path(rid: rid))
+    }
+
+    private static func readEntry(_ p: String) throws(MountError) -> Entry? {
         let fd = open(p, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
@@ -198,12 +250,54 @@ public struct MountRegistry: Sendable {
         return Entry(
             rid: rid, pid: pid, pidStart: fields["pid_start"].flatMap { UInt64($0) } ?? 0,
             mountpoint: mountpoint, device: fields["device"] ?? "", dataDevice: fields["data_device"] ?? "",
-            controlSocket: fields["control_socket"] ?? "")
+            controlSocket: fields["control_socket"] ?? "", pidNamespace: fields["pid_namespace"] ?? "",
+            bootID: fields["boot_id"] ?? "", machineID: fields["machine_id"] ?? "")
+    }
+
+    /// Whether the daemon of `entry` still runs: its pid exists, is not a zombie, and has the
+    /// recorded start time (a reused pid is another process). An entry without a start time
+    /// counts as running: nothing can prove it gone.
+    public static func isRunning(_ entry: Entry) -> Bool {
+        guard entry.pidStart != 0 else { return true }
+        // a pid of another pid namespace says nothing here
+        guard entry.pidNamespace.isEmpty || entry.pidNamespace == ownPidNamespace else { return true }
+        guard let (state, start) = stateAndStartTime(pid: entry.pid) else { return false }
+        return start == entry.pidStart && state != "Z" && state != "X" && state != "x"
+    }
+
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`); empty when unreadable.
+    public static let currentBootID = firstLine("/proc/sys/kernel/random/boot_id")
+
+    /// This installation's id (`/etc/machine-id`); empty when unreadable.
+    public static let currentMachineID = firstLine("/etc/machine-id")
+
+    static func firstLine(_ path: String) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0 else { return "" }
+        return String(decoding: buf[0..<n].prefix { $0 != 10 }, as: UTF8.self)
+    }
+
+    /// This process's pid namespace (`readlink /proc/self/ns/pid`); empty when unreadable.
+    public static var ownPidNamespace: String {
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/self/ns/pid", &buf, buf.count - 1)
+        guard n > 0 else { return "" }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Field 22 of `/proc/PID/stat` (start time in clock ticks after boot); nil when the
     /// process does not exist.
     public static func startTime(pid: Int32) -> UInt64? {
+        stateAndStartTime(pid: pid)?.start
+    }
+
+    /// Fields 3 (state) and 22 (start time) of `/proc/PID/stat`; nil when the process does not
+    /// exist.
+    static func stateAndStartTime(pid: Int32) -> (state: Character, start: UInt64)? {
         let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -215,8 +309,8 @@ public struct MountRegistry: Sendable {
         guard let close = text.lastIndex(of: ")") else { return nil }
         let rest = text[text.index(after: close)...].split(separator: " ")
         // rest[0] is field 3 (state), so field 22 is rest[19]
-        guard rest.count > 19 else { return nil }
-        return UInt64(rest[19])
+        guard rest.count > 19, let state = rest[0].first, let start = UInt64(rest[19]) else { return nil }
+        return (state, start)
     }
 
     static func hex(_ v: UInt64) -> String { v.paddedHex }

@@ -21,6 +21,11 @@ import Synchronization
 ///    most 15 s (`SCOUTFS_QUORUM_FENCE_TO_MS`); an errored or timed-out fence fails the start;
 /// 2. open the volume as it is on disk now, build the server core, listen on the slot's address;
 /// 3. report `up`.
+/// Every instance's fence requests are first offered to ``LocalFence`` (a rid whose daemon
+/// ran on this host and is provably gone is fenced at once, with the reason logged); a fence
+/// that fails or goes unanswered is reported through `onFenceFailure` with the one message for
+/// the operator, which fails the mount while it is still starting (docs/cluster.md, "Crash
+/// recovery without an agent").
 /// A failed start reports `down` (quorum goes on, e4dca8dd). A stop cancels a start still in
 /// progress, shuts the listener down and reports `stopping` then `down`. A server that must
 /// stop on its own (an errored fence request) does the same through the same queue.
@@ -38,14 +43,15 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
     final class Instance: Sendable {
         let term: UInt64
         let reporter: QuorumServerReporter
-        let fences = FenceRequests()
+        let fences: FenceRequests
         // Invariant: `task` is only touched by the runner's command loop.
         nonisolated(unsafe) var task: Task<Void, Never>?
         let service = Mutex<ServerService?>(nil)
 
-        init(term: UInt64, reporter: QuorumServerReporter) {
+        init(term: UInt64, reporter: QuorumServerReporter, localFencer: FenceRequests.LocalFencer?) {
             self.term = term
             self.reporter = reporter
+            self.fences = FenceRequests(localFencer: localFencer)
         }
     }
 
@@ -55,6 +61,11 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
     let slot: Int
     let keepalive: Duration
     let logger: Logger
+    /// Fences, without an agent, mounts of this host whose daemon is provably gone.
+    let localFence: LocalFence?
+    /// Told, with the one message for the operator, when a fence request failed or went
+    /// unanswered (the mount fails with it while it is still starting).
+    let onFenceFailure: @Sendable (String) -> Void
     private let commands: AsyncStream<Command>.Continuation
     private let current = Mutex<Instance?>(nil)
 
@@ -63,7 +74,8 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
 
     init(
         device: any BlockDevice, fsid: UInt64, config: QuorumConfig, slot: Int, keepalive: Duration,
-        logMergeWaitTimeout: Duration = .milliseconds(500), logger: Logger
+        logMergeWaitTimeout: Duration = .milliseconds(500), logger: Logger,
+        localFence: LocalFence? = nil, onFenceFailure: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.logMergeWaitTimeout = logMergeWaitTimeout
         self.device = device
@@ -72,6 +84,8 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         self.slot = slot
         self.keepalive = keepalive
         self.logger = logger
+        self.localFence = localFence
+        self.onFenceFailure = onFenceFailure
         let (stream, continuation) = AsyncStream.makeStream(of: Command.self)
         self.commands = continuation
         Task { [self] in
@@ -80,6 +94,18 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
     }
 
     deinit { commands.finish() }
+
+    /// The local fencer handed to every instance's fence requests: it logs what it fenced.
+    private var localFencer: FenceRequests.LocalFencer? {
+        guard let localFence else { return nil }
+        let logger = self.logger
+        return { request in
+            guard let why = localFence.fence(rid: request.rid) else { return nil }
+            logger.notice(
+                "fenced rid \(request.ridString) at \(request.ipv4String) (\(request.reason.rawValue)) on this host without an agent: \(why)")
+            return why
+        }
+    }
 
     /// The fence requests of the server running now (nil when none is).
     var fences: FenceRequests? { current.withLock { $0?.fences } }
@@ -107,7 +133,7 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
                 // the election never starts a second server before the first is down; be safe
                 await shutdown(old, why: "a new term \(term) started")
             }
-            let instance = Instance(term: term, reporter: reporter)
+            let instance = Instance(term: term, reporter: reporter, localFencer: localFencer)
             current.withLock { $0 = instance }
             reporter.report(.starting)
             instance.task = Task { [self] in await self.start(instance, fencing: fencing) }
@@ -116,6 +142,10 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
             await shutdown(instance, why: "the election asked it to stop")
         case .failed(let term, let why):
             guard let instance = current.withLock({ $0 }), instance.term == term else { return }
+            if let failed = instance.fences.list().first(where: { $0.error }) {
+                logger.error("\(failed.failureMessage)")
+                onFenceFailure(failed.failureMessage)
+            }
             await shutdown(instance, why: why)
         }
     }
@@ -141,17 +171,25 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
         }
         if !fencing.isEmpty {
             for f in fencing {
-                instance.fences.start(rid: f.rid, ipv4: config.slots[f.slot].ipv4, reason: .quorumBlockLeader)
                 logger.notice("fencing earlier leader rid \(String(f.rid, radix: 16)) of slot \(f.slot) term \(f.term)")
+                instance.fences.start(rid: f.rid, ipv4: config.slots[f.slot].ipv4, reason: .quorumBlockLeader)
             }
             let result = await instance.fences.wait(
                 rids: fencing.map(\.rid), timeoutNs: UInt64(Format.quorumFenceTimeoutMs) * 1_000_000)
             switch result {
-            case .fenced: break
+            case .fenced:
+                break
             case .failed(let rid):
+                if let r = instance.fences.request(rid: rid) { onFenceFailure(r.failureMessage) }
                 return fail("fencing rid \(String(rid, radix: 16)) failed")
             case .timedOut(let pending):
                 if Task.isCancelled { return }
+                if let r = pending.first.flatMap({ instance.fences.request(rid: $0) }) {
+                    let message = "no fencing agent answered the request to fence rid \(r.ridString) at \(r.ipv4String) "
+                        + "(\(r.reason.rawValue)) within \(Format.quorumFenceTimeoutMs / 1000) s: \(FenceRequest.whatToRun)"
+                    logger.error("\(message)")
+                    onFenceFailure(message)
+                }
                 return fail("fencing \(pending.map { String($0, radix: 16) }) did not finish within \(Format.quorumFenceTimeoutMs) ms")
             }
         }

@@ -174,8 +174,24 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                     self?.recoveryTimedOut()
                 }
             }
-            reclaimWorker = Task { [weak self] in await self?.reclaimLoop() }
+            reclaimWorker = Task { [weak self] in
+                self?.fencePendingGoneLocally()
+                await self?.reclaimLoop()
+            }
             return true
+        }
+    }
+
+    /// Mounts still to recover whose daemon ran on this host and is provably gone are fenced
+    /// at once (``FenceRequests/startIfFencedLocally(rid:ipv4:reason:)``), not after the
+    /// recovery timeout: a one-node volume remounts after a crash without waiting.
+    func fencePendingGoneLocally() {
+        let pending = mutex.withLock { () -> [(UInt64, UInt32)] in
+            guard !stopping else { return [] }
+            return recovery.pendingRids().compactMap { rid in (try? fenceAddressLocked(rid: rid)).map { (rid, $0) } }
+        }
+        for (rid, ipv4) in pending {
+            fences.startIfFencedLocally(rid: rid, ipv4: ipv4, reason: .clientRecovery)
         }
     }
 

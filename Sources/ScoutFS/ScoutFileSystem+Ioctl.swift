@@ -25,7 +25,7 @@ extension ScoutFileSystem {
         let inBytes = input.withUnsafeBytes { Array($0) }
         let call = IoctlCall(
             context: context, ino: nodeID, openFlags: handles.flags(fileHandle), argument: argument, input: inBytes,
-            memory: CallerMemory(pid: context.pid))
+            memory: CallerMemory(pid: context.pid, servedDevice: deviceNumber))
         do {
             return try serve(cmd, call)
         } catch let e as IoctlDecodeError {

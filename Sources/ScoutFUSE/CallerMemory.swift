@@ -6,12 +6,22 @@ import Glibc
 /// a restricted ioctl, so the buffers behind the pointers are read and written here with
 /// `process_vm_readv`/`process_vm_writev`, which check the caller's mappings: an address it
 /// has not mapped (or not writable, for a write) gives `EFAULT`, never a crash here.
+///
+/// Memory that the caller mapped from a file of the mount this daemon serves (`servedDevice`)
+/// is refused with `EFAULT`: moving it would fault its pages in through a FUSE request to this
+/// very daemon, a system call into its own mount that waits for itself (and keeps a killed
+/// daemon in state D for ever).
 public struct CallerMemory: Sendable {
     public let pid: pid_t
+    /// The `st_dev` of the mount the daemon serves (glibc's makedev encoding); 0 when unknown.
+    public let servedDevice: UInt64
     /// The largest buffer one call moves (a bound on what a caller can make the daemon allocate).
     public static let maxTransfer = 64 << 20
 
-    public init(pid: UInt32) { self.pid = pid_t(bitPattern: pid) }
+    public init(pid: UInt32, servedDevice: UInt64 = 0) {
+        self.pid = pid_t(bitPattern: pid)
+        self.servedDevice = servedDevice
+    }
 
     /// Fills `buffer` from `address` in the caller.
     public func read(_ address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FUSEError) {
@@ -34,6 +44,7 @@ public struct CallerMemory: Sendable {
     private func transfer(_ address: UInt64, _ local: UnsafeMutableRawPointer?, _ count: Int, toCaller: Bool) throws(FUSEError) {
         guard count > 0, let local else { return }
         guard address != 0, address <= UInt64(Int.max) - UInt64(count) else { throw FUSEError(EFAULT) }
+        guard !mapsServedFile(address, count) else { throw FUSEError(EFAULT) }
         var done = 0
         while done < count {
             var mine = iovec(iov_base: local + done, iov_len: count - done)
@@ -46,6 +57,27 @@ public struct CallerMemory: Sendable {
             if n == 0 { throw FUSEError(EFAULT) }
             done += Int(n)
         }
+    }
+
+    /// Whether any of `[address, address + count)` is mapped from a file on the served device
+    /// (`/proc/PID/maps`: `start-end perms offset MAJ:MIN inode path`, the device in hex).
+    private func mapsServedFile(_ address: UInt64, _ count: Int) -> Bool {
+        guard servedDevice != 0 else { return false }
+        let d = servedDevice
+        let major = (d >> 32) & 0xffff_f000 | (d >> 8) & 0xfff
+        let minor = (d >> 12) & 0xffff_ff00 | d & 0xff
+        let end = address + UInt64(count)
+        for l in procLines("maps") ?? [] {
+            let fields = l.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count >= 5 else { continue }
+            let range = fields[0].split(separator: "-")
+            let dev = fields[3].split(separator: ":")
+            guard range.count == 2, let lo = UInt64(range[0], radix: 16), let hi = UInt64(range[1], radix: 16),
+                dev.count == 2, let ma = UInt64(dev[0], radix: 16), let mi = UInt64(dev[1], radix: 16)
+            else { continue }
+            if lo < end && address < hi && ma == major && mi == minor { return true }
+        }
+        return false
     }
 
     /// The lines of `/proc/PID/<name>` (read without touching any file the daemon serves);

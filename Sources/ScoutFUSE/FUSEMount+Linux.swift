@@ -123,6 +123,26 @@ public struct FUSEMount: Sendable, Hashable {
     /// unmounted. This is what a crashed daemon looks like.
     public func abortConnection() throws(FUSEMountError) {
         guard let id = self.connectionID else { throw FUSEMountError(errno: ENOENT, operation: "find connection of \(self.mountpoint)") }
+        try Self.abortConnection(id: id)
+    }
+
+    /// The fusectl connection id of a superblock's device number `major:minor`.
+    public static func connectionID(major: UInt32, minor: UInt32) -> UInt32 { major << 20 | minor }
+
+    /// Whether fusectl lists the connection `id` (its superblock still exists); nil when
+    /// fusectl is not mounted and cannot be, so nothing can be told.
+    public static func connectionExists(id: UInt32) -> Bool? {
+        let dir = "/sys/fs/fuse/connections"
+        if !Self.mountTable().contains(where: { $0.fstype == "fusectl" }) {
+            guard Glibc.mount("fusectl", dir, "fusectl", 0, nil) == 0 || errno == EBUSY else { return nil }
+        }
+        return access("\(dir)/\(id)", F_OK) == 0
+    }
+
+    /// Aborts the connection `id` through fusectl (see ``abortConnection()``). Writing the
+    /// abort file never waits for the daemon; aborting a connection that is already aborted
+    /// changes nothing.
+    public static func abortConnection(id: UInt32) throws(FUSEMountError) {
         let dir = "/sys/fs/fuse/connections"
         if !Self.mountTable().contains(where: { $0.fstype == "fusectl" }) {
             guard Glibc.mount("fusectl", dir, "fusectl", 0, nil) == 0 || errno == EBUSY else {
@@ -195,6 +215,13 @@ public struct FUSEMount: Sendable, Hashable {
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The topmost mount at `path` (as `/proc/self/mountinfo` spells it: absolute, no
+    /// symbolic links), read from the mount table: no request reaches any mount.
+    public static func topMount(at path: String) -> (major: UInt32, minor: UInt32, fstype: String)? {
+        guard let line = mountTable().last(where: { $0.mountpoint == path }) else { return nil }
+        return (line.major, line.minor, line.fstype)
     }
 
     /// The fusectl connection id of the topmost mount at `path`: the kernel's `dev_t` (major << 20 | minor).

@@ -27,6 +27,11 @@ public struct FenceRequest: Sendable, Hashable {
     public var fenced = false
     /// The agent reported a failure, or the request expired unanswered.
     public var error = false
+    /// The request errored because nothing answered it within ``FenceRequests/expiryNs``.
+    public var expired = false
+    /// Why the server fenced it itself, without an agent (its daemon ran on this host and is
+    /// provably gone); nil when an agent answered or nothing has yet.
+    public var localReason: String?
 
     /// The address as a dotted quad.
     public var ipv4String: String { InetAddr(ipv4: ipv4, port: 0).ipv4String }
@@ -39,6 +44,23 @@ public struct FenceRequest: Sendable, Hashable {
 
     /// Neither fenced nor errored yet.
     public var isPending: Bool { !fenced && !error }
+
+    /// The one message for an operator when this request errored: the rid, its address, the
+    /// reason, and what to run.
+    public var failureMessage: String {
+        let who = "rid \(ridString) at \(ipv4String) (\(reason.rawValue))"
+        if expired {
+            return "no fencing agent answered the request to fence \(who) within \(FenceRequests.expiryNs / 1_000_000_000) s: "
+                + FenceRequest.whatToRun
+        }
+        return "the fencing agent failed to fence \(who): see its log; " + FenceRequest.whatToRun
+    }
+
+    /// What an operator runs when a fence cannot complete.
+    public static let whatToRun =
+        "start `scoutfs fenced` on every quorum member (docs/cluster.md, Fencing) and mount again; "
+        + "if that mount is certainly stopped (its host powered off or cut from the devices), "
+        + "fence it by hand with a `scoutfs fenced` whose SCOUTFS_FENCED_RUN is /bin/true while mounting"
 }
 
 /// The fence requests of one server instance (the original's `fence.c`): the leader's server
@@ -52,12 +74,21 @@ public final class FenceRequests: Sendable {
     /// How long an agent has to answer (the original's 30 s).
     public static let expiryNs: UInt64 = 30_000_000_000
 
+    /// Fences a request on this host without an agent, when that is provably safe: returns
+    /// why (logged by the caller's closure), or nil to leave the request to an agent. It must
+    /// return within a few seconds and never wait for a mount.
+    public typealias LocalFencer = @Sendable (FenceRequest) -> String?
+
     private let clock: @Sendable () -> UInt64
     private let requests = Mutex<[UInt64: FenceRequest]>([:])
+    private let localFencer: LocalFencer?
 
-    /// - Parameter clock: monotonic nanoseconds; `CLOCK_MONOTONIC` by default.
-    public init(clock: @escaping @Sendable () -> UInt64 = FenceRequests.monotonicNow) {
+    /// - Parameters:
+    ///   - clock: monotonic nanoseconds; `CLOCK_MONOTONIC` by default.
+    ///   - localFencer: tried on every new request before an agent sees it (see ``LocalFencer``).
+    public init(clock: @escaping @Sendable () -> UInt64 = FenceRequests.monotonicNow, localFencer: LocalFencer? = nil) {
         self.clock = clock
+        self.localFencer = localFencer
     }
 
     /// `CLOCK_MONOTONIC` in nanoseconds.
@@ -72,12 +103,41 @@ public final class FenceRequests: Sendable {
 
     /// Requests that `rid` be fenced. Returns false, changing nothing, when a request for it
     /// already exists.
+    ///
+    /// A new request is first offered to the local fencer: when it fences the mount, the
+    /// request is answered `fenced` at once, with its reason in ``FenceRequest/localReason``.
     @discardableResult
     public func start(rid: UInt64, ipv4: UInt32, reason: FenceReason) -> Bool {
         let now = clock()
+        let request = FenceRequest(rid: rid, ipv4: ipv4, reason: reason, createdNs: now)
+        let added = requests.withLock { table in
+            guard table[rid] == nil else { return false }
+            table[rid] = request
+            return true
+        }
+        if added, let localFencer, let why = localFencer(request) {
+            requests.withLock { table in
+                guard table[rid]?.isPending == true else { return }
+                table[rid]!.fenced = true
+                table[rid]!.localReason = why
+            }
+        }
+        return added
+    }
+
+    /// Fences `rid` only if the local fencer can do it now (its daemon ran on this host and is
+    /// provably gone): then a request answered `fenced` is recorded, as ``start(rid:ipv4:reason:)``
+    /// would, and true is returned. Otherwise nothing is recorded (an agent is not asked yet).
+    @discardableResult
+    public func startIfFencedLocally(rid: UInt64, ipv4: UInt32, reason: FenceReason) -> Bool {
+        guard let localFencer else { return false }
+        var request = FenceRequest(rid: rid, ipv4: ipv4, reason: reason, createdNs: clock())
+        guard requests.withLock({ $0[rid] == nil }), let why = localFencer(request) else { return false }
+        request.fenced = true
+        request.localReason = why
         return requests.withLock { table in
             guard table[rid] == nil else { return false }
-            table[rid] = FenceRequest(rid: rid, ipv4: ipv4, reason: reason, createdNs: now)
+            table[rid] = request
             return true
         }
     }
@@ -159,6 +219,7 @@ public final class FenceRequests: Sendable {
     private static func expire(_ table: inout [UInt64: FenceRequest], now: UInt64) {
         for (rid, r) in table where r.isPending && now &- r.createdNs >= expiryNs && now >= r.createdNs {
             table[rid]!.error = true
+            table[rid]!.expired = true
         }
     }
 }

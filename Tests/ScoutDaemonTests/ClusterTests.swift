@@ -15,6 +15,10 @@ struct Cluster {
     let port: Int
     let heartbeatMs: Int
     var fenced: pid_t = 0
+    /// Whether the members' servers fence killed members of this host themselves
+    /// (`LocalFence`); off by default, so that these tests exercise the fencing agent
+    /// (`SCOUTFS_LOCAL_FENCE=0`).
+    var localFence = false
     /// Each member's own loop devices over `dir/meta` and `dir/data`.
     var metaDevices: [String] = []
     var dataDevices: [String] = []
@@ -57,7 +61,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
