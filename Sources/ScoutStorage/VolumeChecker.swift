@@ -1,0 +1,719 @@
+public import ScoutBlockIO
+import ScoutBTree
+import ScoutFormat
+import SystemPackage
+
+/// One inconsistency that `scoutfs check` found.
+public struct CheckProblem: Sendable, Equatable, CustomStringConvertible {
+    /// What sort of problem it is (tests look for these; the message names the block or key).
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A device could not be read, or its super block is unusable.
+        case superBlock
+        /// A metadata block failed verification (magic, crc, fsid, blkno, seq) or could not be read.
+        case badBlock
+        /// A btree block breaks the btree's rules (level, AVL, key order, parent keys, values).
+        case btree
+        /// A metadata block is referenced by two structures.
+        case referencedTwice
+        /// A metadata block is referenced and also listed free.
+        case referencedAndFree
+        /// A metadata block is listed free twice.
+        case freeTwice
+        /// A metadata block is neither referenced nor free.
+        case lost
+        /// A block number lies outside its device or in the reserved header blocks.
+        case outsideDevice
+        /// An allocator's recorded totals or items disagree with what it holds.
+        case allocator
+        /// An item's value does not decode for its zone and type, or the item is unknown.
+        case item
+        /// An inode's own fields are inconsistent (items without an inode, directory size,
+        /// symlink size).
+        case inode
+        /// A dirent, readdir or link backref item without its partners or its inode.
+        case dirent
+        /// An inode's link count differs from its links.
+        case linkCount
+        /// A file data extent that is invalid, outside the data device or overlapping another.
+        case extent
+        /// Data blocks that are neither in a file nor free, or the data totals do not add up.
+        case dataAccounting
+        /// An orphan item without its inode, or for an inode that still has links; or an
+        /// unlinked inode without its orphan item.
+        case orphan
+        /// A meta_seq or data_seq index item that does not match its inode.
+        case seqIndex
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// What a check run counted.
+public struct CheckSummary: Sendable, Equatable {
+    /// Meta device blocks the allocators manage (total minus the reserved header blocks).
+    public var metaBlocks: UInt64 = 0
+    public var metaReferenced: UInt64 = 0
+    public var metaFree: UInt64 = 0
+    public var metaLost: UInt64 = 0
+    /// Data device blocks the allocators manage (total minus the reserved header blocks).
+    public var dataBlocks: UInt64 = 0
+    public var dataInFiles: UInt64 = 0
+    public var dataFree: UInt64 = 0
+    public var dataLost: UInt64 = 0
+    /// Btrees walked and their blocks.
+    public var trees = 0
+    public var btreeBlocks = 0
+    /// Log trees found in logs_root.
+    public var logTrees = 0
+    /// Live fs items after merging the fs root with every log tree.
+    public var fsItems = 0
+    public var inodes = 0
+    /// Every problem found (also those beyond `VolumeChecker.keptProblems`).
+    public var problems = 0
+
+    public init() {}
+}
+
+/// Progress of a check run, for a progress line.
+public struct CheckProgress: Sendable, Equatable {
+    /// What is being checked ("allocators", "log trees", "fs items", …).
+    public var phase: String
+    /// Metadata blocks read so far.
+    public var blocksRead: UInt64
+    /// Metadata blocks of the device, for a rough fraction.
+    public var totalBlocks: UInt64
+}
+
+/// `scoutfs check`: an offline consistency check of a whole volume (the original has none).
+///
+/// It reads every metadata block reachable from the meta device's super block once, never
+/// writes, and verifies:
+/// - every block (btree blocks of every root, log trees with their item trees, bloom blocks,
+///   allocator btrees and list blocks, srch files, log merge items) verifies and is referenced
+///   exactly once and is never also free; blocks neither referenced nor free are lost;
+/// - each allocator's totals match the extents or blknos it holds, free extents do not
+///   overlap and lie inside their device; data in files plus free data is the whole data device;
+/// - every btree keeps the btree's rules (`BTreeChecker.checkBlockStructure` per block, plus
+///   levels, key ranges and parent keys across blocks), and every item decodes;
+/// - the file system items, read as mounts read them (the fs root merged with every log tree's
+///   items, the newest version of a key winning and deletion items hiding older ones), agree:
+///   see `FSItemChecker`.
+///
+/// Memory: two 16-bit owner entries per metadata block (who references it, which allocator
+/// lists it free), the data extents, and a few facts per inode and link.
+public final class VolumeChecker {
+    /// Problems kept in `problems`; later ones are only counted (and passed to `onProblem`).
+    public static let keptProblems = 100_000
+
+    public let meta: any BlockDevice
+    public let data: (any BlockDevice)?
+    /// Called with each problem as it is found.
+    public var onProblem: ((CheckProblem) -> Void)?
+    /// Called now and then while the check runs.
+    public var onProgress: ((CheckProgress) -> Void)?
+
+    public private(set) var problems: [CheckProblem] = []
+    public internal(set) var summary = CheckSummary()
+
+    var sb = SuperBlock(hdr: BlockHeader(magic: 0, fsid: 0, seq: 0, blkno: 0), fmtVers: 0, flags: 0, uuid: Array(repeating: 0, count: 16))
+    var fsid: UInt64 = 0
+    var totalMeta: UInt64 = 0
+    /// Per metadata block: index into `owners` of the structure referencing it (0: none).
+    var refOwner: [UInt16] = []
+    /// Per metadata block: index into `owners` of the allocator listing it free (0: none).
+    var freeOwner: [UInt16] = []
+    var owners: [String] = ["(none)"]
+    /// Referenced blocks that could not be read or verified (their subtrees are unknown).
+    var unreadable = 0
+    var phase = ""
+    /// Data extents: free ones (owner is an `owners` index) and file ones (ino, iblock).
+    var dataRuns: [DataRun] = []
+
+    struct DataRun {
+        var start: UInt64
+        var len: UInt64
+        /// 0 for a free extent.
+        var ino: UInt64
+        /// File block of a file extent, or the `owners` index of a free one.
+        var where_: UInt64
+    }
+
+    /// A checker of the volume on `meta` (and its data device, whose super and size are then
+    /// checked too). Open the devices read-only.
+    public init(meta: any BlockDevice, data: (any BlockDevice)?) {
+        self.meta = meta
+        self.data = data
+    }
+
+    // MARK: - reporting
+
+    func report(_ kind: CheckProblem.Kind, _ message: String) {
+        let p = CheckProblem(kind, message)
+        summary.problems += 1
+        if problems.count < Self.keptProblems { problems.append(p) }
+        onProblem?(p)
+    }
+
+    func owner(_ name: String) -> UInt16 {
+        if owners.count >= Int(UInt16.max) { return UInt16.max }
+        owners.append(name)
+        return UInt16(owners.count - 1)
+    }
+
+    func ownerName(_ o: UInt16) -> String { o == UInt16.max ? "(many)" : owners[Int(o)] }
+
+    func progress(_ phase: String) {
+        self.phase = phase
+        onProgress?(CheckProgress(phase: phase, blocksRead: summary.metaReferenced, totalBlocks: totalMeta))
+    }
+
+    // MARK: - the run
+
+    /// Checks the whole volume; returns the summary (problems are in `problems` and were passed
+    /// to `onProblem`). Returns early, with a `.superBlock` problem, when the meta super block
+    /// is unusable.
+    @discardableResult
+    public func run() -> CheckSummary {
+        summary = CheckSummary()
+        problems = []
+        guard checkSupers() else { return summary }
+
+        progress("allocators")
+        for (i, root) in sb.metaAlloc.enumerated() {
+            walkAllocRoot(root, name: "meta_alloc[\(i)]", meta: true)
+        }
+        walkAllocRoot(sb.dataAlloc, name: "data_alloc", meta: false)
+        for (i, head) in sb.serverMetaAvail.enumerated() { walkList(head, name: "server_meta_avail[\(i)]") }
+        for (i, head) in sb.serverMetaFreed.enumerated() { walkList(head, name: "server_meta_freed[\(i)]") }
+
+        progress("server trees")
+        walkMountedClients()
+        walkSrchRoot()
+        walkLogMerge()
+
+        progress("log trees")
+        let logTrees = walkLogsRoot()
+
+        progress("fs items")
+        checkFSItems(logTrees)
+
+        progress("accounting")
+        checkMetaAccounting()
+        checkDataAccounting()
+        return summary
+    }
+
+    // MARK: - super blocks
+
+    func checkSupers() -> Bool {
+        let b = BlockBuffer(size: Format.smallBlockSize)
+        guard meta.size >= UInt64(Format.superBlkno + 1) << UInt64(Format.smallShift) else {
+            report(.superBlock, "meta device: \(meta.size) bytes is too small to hold a super block")
+            return false
+        }
+        do {
+            try meta.read(into: b, at: Format.superBlkno << UInt64(Format.smallShift))
+        } catch {
+            report(.superBlock, "meta super block: read failed: errno \(error.rawValue)")
+            return false
+        }
+        do {
+            try b.verify(magic: .superBlock, fsid: b.header.fsid, blkno: Format.superBlkno, seq: nil)
+            sb = try b.decode(SuperBlock.self)
+        } catch {
+            report(.superBlock, "meta super block: \(error)")
+            return false
+        }
+        fsid = sb.hdr.fsid
+        guard sb.flags & Format.flagIsMetaBdev != 0 else {
+            report(.superBlock, "meta super block: the device is a data device (IS_META_BDEV not set)")
+            return false
+        }
+        guard sb.fmtVers >= Format.versionMin && sb.fmtVers <= Format.versionMax else {
+            report(.superBlock, "meta super block: format version \(sb.fmtVers) is not \(Format.versionMin)...\(Format.versionMax)")
+            return false
+        }
+        let deviceBlocks = meta.size >> UInt64(Format.largeShift)
+        totalMeta = sb.totalMetaBlocks
+        if totalMeta > deviceBlocks {
+            report(.superBlock, "meta super block: total_meta_blocks \(totalMeta) but the device holds \(deviceBlocks)")
+            totalMeta = deviceBlocks
+        }
+        if totalMeta <= Format.metaDevStartBlkno {
+            report(.superBlock, "meta super block: total_meta_blocks \(sb.totalMetaBlocks) leaves no metadata blocks")
+            return false
+        }
+        refOwner = Array(repeating: 0, count: Int(totalMeta))
+        freeOwner = Array(repeating: 0, count: Int(totalMeta))
+        summary.metaBlocks = totalMeta - Format.metaDevStartBlkno
+        summary.dataBlocks = sb.totalDataBlocks > Format.dataDevStartBlkno ? sb.totalDataBlocks - Format.dataDevStartBlkno : 0
+
+        guard let data else { return true }
+        let d = BlockBuffer(size: Format.smallBlockSize)
+        do {
+            try data.read(into: d, at: Format.superBlkno << UInt64(Format.smallShift))
+            try d.verify(magic: .superBlock, fsid: fsid, blkno: Format.superBlkno, seq: nil)
+            let dsb = try d.decode(SuperBlock.self)
+            if dsb.flags & Format.flagIsMetaBdev != 0 {
+                report(.superBlock, "data super block: the data device is a meta device (IS_META_BDEV set)")
+            }
+            if dsb.uuid != sb.uuid {
+                report(.superBlock, "data super block: uuid \(dsb.uuidString) is not the meta device's \(sb.uuidString)")
+            }
+        } catch let e as FormatError {
+            report(.superBlock, "data super block: \(e)")
+        } catch let e as Errno {
+            report(.superBlock, "data super block: read failed: errno \(e.rawValue)")
+        } catch {
+            report(.superBlock, "data super block: \(error)")
+        }
+        let dataDeviceBlocks = data.size >> UInt64(Format.smallShift)
+        if sb.totalDataBlocks > dataDeviceBlocks {
+            report(.superBlock, "meta super block: total_data_blocks \(sb.totalDataBlocks) but the data device holds \(dataDeviceBlocks)")
+        }
+        return true
+    }
+
+    // MARK: - marking blocks
+
+    /// Whether `blkno` is a metadata block the allocators manage; reports it when not.
+    func inside(_ blkno: UInt64, _ what: @autoclosure () -> String) -> Bool {
+        if blkno < Format.metaDevStartBlkno || blkno >= totalMeta {
+            report(.outsideDevice, "meta block \(blkno): \(what()) is outside the metadata blocks \(Format.metaDevStartBlkno)..<\(totalMeta)")
+            return false
+        }
+        return true
+    }
+
+    /// Records that `owner` references `blkno`; false (after reporting) when it cannot be
+    /// used: outside the device, or already referenced (never walked twice, so loops end).
+    func markReferenced(_ blkno: UInt64, _ o: UInt16) -> Bool {
+        guard inside(blkno, "referenced by \(ownerName(o))") else { return false }
+        let i = Int(blkno)
+        if refOwner[i] != 0 {
+            report(.referencedTwice, "meta block \(blkno): referenced twice (\(ownerName(refOwner[i])), \(ownerName(o)))")
+            return false
+        }
+        refOwner[i] = o
+        summary.metaReferenced += 1
+        if freeOwner[i] != 0 {
+            report(.referencedAndFree, "meta block \(blkno): referenced by \(ownerName(o)) but free in \(ownerName(freeOwner[i]))")
+        }
+        if summary.metaReferenced & 1023 == 0 { progress(phase) }
+        return true
+    }
+
+    /// Records that `owner` lists `blkno` as free.
+    func markFree(_ blkno: UInt64, _ o: UInt16) {
+        guard inside(blkno, "free in \(ownerName(o))") else { return }
+        let i = Int(blkno)
+        if freeOwner[i] != 0 {
+            report(.freeTwice, "meta block \(blkno): free twice (\(ownerName(freeOwner[i])), \(ownerName(o)))")
+            return
+        }
+        freeOwner[i] = o
+        if refOwner[i] != 0 {
+            report(.referencedAndFree, "meta block \(blkno): referenced by \(ownerName(refOwner[i])) but free in \(ownerName(o))")
+        }
+    }
+
+    /// Marks and reads one 64 KiB block, verified; nil (after reporting) when unusable.
+    func readBlock(_ ref: BlockRef, magic: BlockMagic, _ o: UInt16) -> BlockBuffer? {
+        guard markReferenced(ref.blkno, o) else { return nil }
+        let b = BlockBuffer(size: Format.largeBlockSize)
+        do {
+            try meta.read(into: b, at: ref.blkno << UInt64(Format.largeShift))
+        } catch {
+            unreadable += 1
+            report(.badBlock, "meta block \(ref.blkno): read failed (errno \(error.rawValue)) in \(ownerName(o))")
+            return nil
+        }
+        do {
+            try b.verify(magic: magic, fsid: fsid, blkno: ref.blkno, seq: ref.seq)
+        } catch {
+            unreadable += 1
+            report(.badBlock, "meta block \(ref.blkno): \(Self.verifyText(error)) in \(ownerName(o))")
+            return nil
+        }
+        return b
+    }
+
+    static func verifyText(_ e: FormatError) -> String {
+        switch e {
+        case .badMagic(_, let expected, let found):
+            return "bad magic \(hex(found, width: 8)), expected \(hex(expected, width: 8))"
+        case .badCRC(_, let stored, let computed):
+            return "bad checksum \(hex(stored, width: 8)), computed \(hex(computed, width: 8))"
+        case .badFSID(_, let expected, let found):
+            return "fsid \(hex(found)) is not the volume's \(hex(expected))"
+        case .badBlkno(_, let found):
+            return "header blkno \(found) is not where it was read"
+        case .stale(_, let expectedSeq, let foundSeq):
+            return "seq \(foundSeq) does not match the reference's seq \(expectedSeq)"
+        default:
+            return e.description
+        }
+    }
+
+    // MARK: - allocators
+
+    /// A list allocator: its list blocks are referenced, its blknos free.
+    func walkList(_ head: AllocListHead, name: String) {
+        let listOwner = owner(name + " list block")
+        let freeName = owner(name)
+        var ref = head.ref
+        var count: UInt64 = 0
+        var blocks = 0
+        var first = true
+        while !ref.isNull {
+            guard let b = readBlock(ref, magic: .allocList, listOwner) else { return }
+            blocks += 1
+            guard let lh = try? b.decode(AllocListBlockHeader.self), lh.isValid else {
+                report(.allocator, "meta block \(ref.blkno): \(name) list block start \(b.u32(48)) nr \(b.u32(52)) outside its array")
+                return
+            }
+            if first && lh.nr != head.firstNr {
+                report(.allocator, "\(name): first_nr \(head.firstNr) but its first block holds \(lh.nr)")
+            }
+            first = false
+            for i in 0..<Int(lh.nr) {
+                markFree(b.u64(AllocListBlockHeader.encodedSize + (Int(lh.start) + i) * 8), freeName)
+            }
+            count += UInt64(lh.nr)
+            ref = lh.next
+        }
+        if count != head.totalNr {
+            report(.allocator, "\(name): total_nr \(head.totalNr) but its \(blocks) list blocks hold \(count)")
+        }
+    }
+
+    /// An extent allocator btree: its blocks are referenced; its extents free (meta blocks in
+    /// the bitmap, data extents kept for the data accounting).
+    func walkAllocRoot(_ root: AllocRoot, name: String, meta isMeta: Bool) {
+        let treeOwner = owner(name + " btree")
+        let freeName = owner(name)
+        var byBlkno: [(end: UInt64, len: UInt64)] = []
+        var byOrder: Set<[UInt64]> = []
+        walkTree(root.root, name: name, treeOwner) { item in
+            let k = item.key
+            if item.flags & Format.itemFlagDeletion != 0 || !item.value.isEmpty {
+                self.report(.item, "\(name) item \(k): free extent item with flags \(item.flags) and a \(item.value.count)-byte value")
+            }
+            switch k.zone {
+            case KeyZone.freeExtentBlkno:
+                guard k.second > 0, k.second <= k.first &+ 1 else {
+                    self.report(.allocator, "\(name) item \(k): invalid free extent (end \(k.first) len \(k.second))")
+                    return
+                }
+                byBlkno.append((k.first, k.second))
+            case KeyZone.freeExtentOrder:
+                guard k.third > 0, k.third <= k.second &+ 1, ~k.first == FreeExtentKey.order(of: k.third) else {
+                    self.report(.allocator, "\(name) item \(k): invalid free extent order item")
+                    return
+                }
+                byOrder.insert([k.second, k.third])
+            default:
+                self.report(.item, "\(name) item \(k): not a free extent item")
+            }
+        }
+        var total: UInt64 = 0
+        var prevEnd: UInt64? = nil
+        for e in byBlkno {
+            let start = e.end - e.len + 1
+            if byOrder.remove([e.end, e.len]) == nil {
+                report(.allocator, "\(name): free extent \(start)+\(e.len) has no order item")
+            }
+            if let p = prevEnd, start <= p {
+                report(.allocator, "\(name): free extent \(start)+\(e.len) overlaps the one ending at \(p)")
+            }
+            prevEnd = e.end
+            total += e.len
+            if isMeta {
+                if start < Format.metaDevStartBlkno || e.end >= totalMeta {
+                    report(.outsideDevice, "\(name): free extent \(start)+\(e.len) is outside the metadata blocks \(Format.metaDevStartBlkno)..<\(totalMeta)")
+                }
+                let lo = max(start, Format.metaDevStartBlkno)
+                let hi = min(e.end, totalMeta &- 1)
+                if lo <= hi {
+                    for blkno in lo...hi { markFree(blkno, freeName) }
+                }
+            } else {
+                dataRuns.append(DataRun(start: start, len: e.len, ino: 0, where_: UInt64(freeName)))
+            }
+        }
+        for o in byOrder.sorted(by: { $0[0] < $1[0] }) {
+            report(.allocator, "\(name): order item for free extent \(o[0] - o[1] + 1)+\(o[1]) has no blkno item")
+        }
+        if total != root.totalLen {
+            report(.allocator, "\(name): total_len \(root.totalLen) but its extents hold \(total) blocks")
+        }
+    }
+
+    // MARK: - server trees
+
+    func walkMountedClients() {
+        let o = owner("mounted_clients")
+        walkTree(sb.mountedClients, name: "mounted_clients", o) { item in
+            if item.key.zone != KeyZone.mountedClient || item.value.count != MountedClientValue.encodedSize {
+                self.report(.item, "mounted_clients item \(item.key): not a mounted client (\(item.value.count)-byte value)")
+            }
+        }
+    }
+
+    func walkSrchRoot() {
+        let o = owner("srch_root")
+        var files: [(Key, SrchFile)] = []
+        var compacts: [(Key, SrchCompact)] = []
+        walkTree(sb.srchRoot, name: "srch_root", o) { item in
+            let k = item.key
+            guard k.zone == KeyZone.srch else {
+                self.report(.item, "srch_root item \(k): not a srch item")
+                return
+            }
+            switch k.type {
+            case KeyType.srchBusy:
+                if let c = try? SrchCompact.decode(item.value) { compacts.append((k, c)) } else { self.report(.item, "srch_root item \(k): busy value does not decode") }
+            case KeyType.srchLog, KeyType.srchBlocks, KeyType.srchPending:
+                if let f = try? SrchFile.decode(item.value) { files.append((k, f)) } else { self.report(.item, "srch_root item \(k): srch file value does not decode") }
+            default:
+                self.report(.item, "srch_root item \(k): unknown srch item type")
+            }
+        }
+        for (k, f) in files { walkSrchFile(f, name: "srch file \(k)") }
+        for (k, c) in compacts {
+            walkList(c.metaAvail, name: "srch compact \(k) meta_avail")
+            walkList(c.metaFreed, name: "srch compact \(k) meta_freed")
+            walkSrchFile(c.out, name: "srch compact \(k) output")
+        }
+    }
+
+    /// A srch file: parent blocks of refs down to the entry blocks.
+    func walkSrchFile(_ f: SrchFile, name: String) {
+        if f.ref.isNull { return }
+        let o = owner(name)
+        func walk(_ ref: BlockRef, level: Int, depth: Int) {
+            guard let b = readBlock(ref, magic: level > 0 ? .srchParent : .srchBlock, o) else { return }
+            guard level > 0 else { return }
+            if depth >= Format.btreeMaxHeight {
+                report(.btree, "meta block \(ref.blkno): \(name) deeper than \(Format.btreeMaxHeight) levels")
+                return
+            }
+            for i in 0..<SrchParent.refs {
+                let off = BlockHeader.encodedSize + i * BlockRef.encodedSize
+                let child = BlockRef(blkno: b.u64(off), seq: b.u64(off + 8))
+                if !child.isNull { walk(child, level: level - 1, depth: depth + 1) }
+            }
+        }
+        walk(f.ref, level: Int(f.height) - 1, depth: 0)
+    }
+
+    /// log_merge: our servers write none yet; its allocator lists and its own trees are
+    /// accounted (a request's `logs_root` and `root` are copies of other roots, not walked).
+    func walkLogMerge() {
+        let o = owner("log_merge")
+        var lists: [(AllocListHead, String)] = []
+        var roots: [(BTreeRoot, String)] = []
+        walkTree(sb.logMerge, name: "log_merge", o) { item in
+            let k = item.key
+            switch k.zone {
+            case KeyZone.logMergeStatus:
+                if (try? LogMergeStatus.decode(item.value)) == nil { self.report(.item, "log_merge item \(k): status does not decode") }
+            case KeyZone.logMergeRange:
+                if (try? LogMergeRange.decode(item.value)) == nil { self.report(.item, "log_merge item \(k): range does not decode") }
+            case KeyZone.logMergeRequest:
+                if let r = try? LogMergeRequest.decode(item.value) {
+                    lists += [(r.metaAvail, "log_merge request \(k) meta_avail"), (r.metaFreed, "log_merge request \(k) meta_freed")]
+                } else {
+                    self.report(.item, "log_merge item \(k): request does not decode")
+                }
+            case KeyZone.logMergeComplete:
+                if let c = try? LogMergeComplete.decode(item.value) {
+                    lists += [(c.metaAvail, "log_merge complete \(k) meta_avail"), (c.metaFreed, "log_merge complete \(k) meta_freed")]
+                    roots.append((c.root, "log_merge complete \(k) root"))
+                } else {
+                    self.report(.item, "log_merge item \(k): complete does not decode")
+                }
+            case KeyZone.logMergeFreeing:
+                if let f = try? LogMergeFreeing.decode(item.value) {
+                    roots.append((f.root, "log_merge freeing \(k) root"))
+                } else {
+                    self.report(.item, "log_merge item \(k): freeing does not decode")
+                }
+            default:
+                self.report(.item, "log_merge item \(k): not a log merge item")
+            }
+        }
+        for (head, name) in lists { walkList(head, name: name) }
+        for (root, name) in roots { walkTree(root, name: name, owner(name)) { _ in } }
+    }
+
+    /// The log trees items, each with its allocators, bloom block and srch file walked.
+    func walkLogsRoot() -> [(name: String, lt: LogTrees)] {
+        let o = owner("logs_root")
+        var out: [(name: String, lt: LogTrees)] = []
+        walkTree(sb.logsRoot, name: "logs_root", o) { item in
+            let k = item.key
+            guard k.zone == KeyZone.logTrees, let lt = try? LogTrees.decode(item.value) else {
+                self.report(.item, "logs_root item \(k): not a log trees item (\(item.value.count)-byte value)")
+                return
+            }
+            if lt.rid != k.first || lt.nr != k.second {
+                self.report(.item, "logs_root item \(k): holds rid \(hex(lt.rid)) nr \(lt.nr)")
+            }
+            out.append(("log tree rid \(hex(k.first)) nr \(k.second)", lt))
+        }
+        summary.logTrees = out.count
+        for (name, lt) in out {
+            walkList(lt.metaAvail, name: name + " meta_avail")
+            walkList(lt.metaFreed, name: name + " meta_freed")
+            walkAllocRoot(lt.dataAvail, name: name + " data_avail", meta: false)
+            walkAllocRoot(lt.dataFreed, name: name + " data_freed", meta: false)
+            if !lt.bloomRef.isNull {
+                if let b = readBlock(lt.bloomRef, magic: .bloom, owner(name + " bloom block")),
+                    let h = try? b.decode(BloomBlockHeader.self)
+                {
+                    var set: UInt64 = 0
+                    for off in stride(from: BloomBlockHeader.encodedSize, to: Format.largeBlockSize, by: 8) {
+                        set += UInt64(b.u64(off).nonzeroBitCount)
+                    }
+                    if set != h.totalSet {
+                        report(.item, "meta block \(lt.bloomRef.blkno): \(name) bloom block total_set \(h.totalSet) but \(set) bits are set")
+                    }
+                }
+            }
+            walkSrchFile(lt.srchFile, name: name + " srch file")
+        }
+        return out
+    }
+
+    // MARK: - fs items
+
+    /// Merges the fs root with every log tree's items, as reads do, and checks them.
+    func checkFSItems(_ logTrees: [(name: String, lt: LogTrees)]) {
+        var cursors: [TreeCursor] = [TreeCursor(checker: self, root: sb.fsRoot, name: "fs_root", owner: owner("fs_root"))]
+        for (name, lt) in logTrees {
+            let itemsName = name + " items"
+            cursors.append(TreeCursor(checker: self, root: lt.itemRoot, name: itemsName, owner: owner(itemsName)))
+        }
+        var fs = FSItemChecker(formatVersion: sb.fmtVers, totalDataBlocks: sb.totalDataBlocks) { [unowned self] kind, msg in
+            self.report(kind, msg)
+        }
+        var heads: [LeafItem?] = cursors.indices.map { cursors[$0].next() }
+        while true {
+            // the least key, and the newest version of it (the first tree wins a tie, as in Forest)
+            var least = -1
+            for i in heads.indices {
+                guard let h = heads[i] else { continue }
+                if least < 0 || h.key < heads[least]!.key { least = i }
+            }
+            guard least >= 0 else { break }
+            let k = heads[least]!.key
+            var newest = least
+            for i in heads.indices where i != least {
+                if let h = heads[i], h.key == k, h.seq > heads[newest]!.seq { newest = i }
+            }
+            let it = heads[newest]!
+            if it.flags & Format.itemFlagDeletion == 0 {
+                summary.fsItems += 1
+                fs.add(it.key, it.value)
+            }
+            for i in heads.indices where heads[i]?.key == k {
+                heads[i] = cursors[i].next()
+            }
+        }
+        fs.finish()
+        summary.inodes = fs.inodeCount
+        for e in fs.extents {
+            dataRuns.append(DataRun(start: e.blkno, len: e.len, ino: e.ino, where_: e.iblock))
+        }
+    }
+
+    // MARK: - accounting
+
+    func checkMetaAccounting() {
+        var free: UInt64 = 0
+        var lost: UInt64 = 0
+        var runStart: UInt64? = nil
+        func endRun(_ end: UInt64) {
+            guard let s = runStart else { return }
+            if unreadable == 0 {
+                report(.lost, s == end ? "meta block \(s): lost (neither referenced nor free)" : "meta blocks \(s)-\(end): lost (neither referenced nor free, \(end - s + 1) blocks)")
+            }
+            runStart = nil
+        }
+        for blkno in Format.metaDevStartBlkno..<totalMeta {
+            let i = Int(blkno)
+            if freeOwner[i] != 0 { free += 1 }
+            if refOwner[i] == 0 && freeOwner[i] == 0 {
+                lost += 1
+                if runStart == nil { runStart = blkno }
+            } else {
+                endRun(blkno - 1)
+            }
+        }
+        endRun(totalMeta - 1)
+        summary.metaFree = free
+        summary.metaLost = lost
+        if unreadable > 0 && lost > 0 {
+            report(.lost, "\(lost) meta blocks neither referenced nor free, not listed: \(unreadable) referenced blocks could not be read and may reference them")
+        }
+    }
+
+    func checkDataAccounting() {
+        let first = Format.dataDevStartBlkno
+        let last = sb.totalDataBlocks
+        var runs = dataRuns
+        dataRuns = []
+        runs.sort { $0.start < $1.start || ($0.start == $1.start && $0.len < $1.len) }
+        func name(_ r: DataRun) -> String {
+            r.ino == 0 ? "free in \(ownerName(UInt16(r.where_)))" : "ino \(r.ino) iblock \(r.where_)"
+        }
+        var covered: UInt64 = 0
+        var reach = first  // the first block not yet covered by a run
+        var reachRun: DataRun? = nil
+        var lostRuns = 0
+        for r in runs {
+            if r.ino == 0 { summary.dataFree += r.len } else { summary.dataInFiles += r.len }
+            let end = r.start &+ r.len
+            if r.start < first || end > last || end < r.start {
+                report(r.ino == 0 ? .allocator : .extent, "data blocks \(r.start)+\(r.len) (\(name(r))): outside the data blocks \(first)..<\(last)")
+                continue
+            }
+            if r.start < reach, let prev = reachRun {
+                report(r.ino == 0 && prev.ino == 0 ? .allocator : .extent,
+                       "data blocks \(r.start)+\(r.len) (\(name(r))) overlap data blocks \(prev.start)+\(prev.len) (\(name(prev)))")
+            } else if r.start > reach {
+                lostRuns += 1
+                if lostRuns <= 1000 {
+                    report(.dataAccounting, "data blocks \(reach)-\(r.start - 1): lost (neither in a file nor free, \(r.start - reach) blocks)")
+                }
+                summary.dataLost += r.start - reach
+            }
+            if end > reach {
+                covered += end - max(reach, r.start)
+                reach = end
+                reachRun = r
+            }
+        }
+        if reach < last {
+            summary.dataLost += last - reach
+            report(.dataAccounting, "data blocks \(reach)-\(last - 1): lost (neither in a file nor free, \(last - reach) blocks)")
+        }
+        if lostRuns > 1000 {
+            report(.dataAccounting, "\(lostRuns - 1000) more runs of lost data blocks not listed")
+        }
+        if last > first, summary.dataInFiles + summary.dataFree != last - first {
+            report(.dataAccounting, "data blocks: \(summary.dataInFiles) in files + \(summary.dataFree) free = \(summary.dataInFiles + summary.dataFree), the device has \(last - first)")
+        }
+        _ = covered
+    }
+}
+
