@@ -232,7 +232,7 @@ struct FSItemChecker {
             report(.extent, "ino \(ino): extent item \(key) is invalid (\(value.count)-byte value)")
             return
         }
-        let start = end - len + 1
+        let start = end - (len - 1)
         if let prev = groupExtentEnd, start <= prev {
             report(.extent, "ino \(ino): extent at iblock \(start)+\(len) overlaps the extent ending at iblock \(prev)")
         }

@@ -427,7 +427,7 @@ public final class VolumeChecker {
         var total: UInt64 = 0
         var prevEnd: UInt64? = nil
         for e in byBlkno {
-            let start = e.end - e.len + 1
+            let start = e.end - (e.len - 1)
             if byOrder.remove([e.end, e.len]) == nil {
                 report(.allocator, "\(name): free extent \(start)+\(e.len) has no order item")
             }
@@ -450,7 +450,7 @@ public final class VolumeChecker {
             }
         }
         for o in byOrder.sorted(by: { $0[0] < $1[0] }) {
-            report(.allocator, "\(name): order item for free extent \(o[0] - o[1] + 1)+\(o[1]) has no blkno item")
+            report(.allocator, "\(name): order item for free extent \(o[0] - (o[1] - 1))+\(o[1]) has no blkno item")
         }
         if total != root.totalLen {
             report(.allocator, "\(name): total_len \(root.totalLen) but its extents hold \(total) blocks")

@@ -1,0 +1,354 @@
+import Glibc
+import ScoutBTree
+import ScoutBlockIO
+import ScoutFS
+import ScoutFormat
+import ScoutServer
+import ScoutStorage
+import ScoutTestSupport
+import Testing
+
+private let me = Caller(uid: 0, gid: 0, pid: 1)
+private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// `scoutfs check` (VolumeChecker): clean on volumes our code writes, after a clean unmount and
+/// after a crash, and on the original's mkfs volumes; each kind of deliberate damage is found.
+@Suite("Volume check")
+struct VolumeCheckTests {
+    /// What the populated volume holds, for the damage tests.
+    struct Populated {
+        let tv: TestVolume
+        var dir: UInt64 = 0
+        var file: UInt64 = 0
+        var other: UInt64 = 0
+        var sub: UInt64 = 0
+    }
+
+    /// A volume with directories, files with data, a hard link, a symlink, xattrs, renames and
+    /// removals; unmounted cleanly, or left as a crash (committed, no farewell).
+    static func populated(crash: Bool = false, open orphan: Bool = false) throws -> Populated {
+        let tv = try TestVolume.make(metaSize: 1 << 30, dataSize: 1 << 30)
+        var p = Populated(tv: tv)
+        let root = Format.rootIno
+        let (vol, _) = try tv.mount()
+        let d = try vol.makeNode(parent: root, name: b("dir"), mode: UInt32(S_IFDIR) | 0o755, caller: me)
+        p.dir = d.ino
+        p.sub = try vol.makeNode(parent: d.ino, name: b("sub"), mode: UInt32(S_IFDIR) | 0o755, caller: me).ino
+        let f = try vol.makeNode(parent: d.ino, name: b("file"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        p.file = f.ino
+        _ = try vol.open(f.ino, truncate: false)
+        _ = try [UInt8](repeating: 7, count: 200_000).withUnsafeBytes { try vol.write(f.ino, offset: 0, $0) }
+        vol.release(f.ino)
+        let g = try vol.makeNode(parent: root, name: b("other"), mode: UInt32(S_IFREG) | 0o600, caller: me)
+        p.other = g.ino
+        _ = try vol.open(g.ino, truncate: false)
+        _ = try [UInt8](repeating: 9, count: 50_000).withUnsafeBytes { try vol.write(g.ino, offset: 8192, $0) }
+        vol.release(g.ino)
+        try vol.sync()
+        _ = try vol.link(f.ino, newParent: root, newName: b("hard"))
+        _ = try vol.makeNode(parent: root, name: b("link"), mode: UInt32(S_IFLNK) | 0o777, caller: me, symlink: b("dir/file"))
+        try vol.setxattr(f.ino, name: b("user.small"), value: b("v"), flags: 0)
+        try vol.setxattr(f.ino, name: b("user.big"), value: [UInt8](repeating: 3, count: 3000), flags: 0)
+        for i in 0..<300 {
+            _ = try vol.makeNode(parent: p.sub, name: b("entry-\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            if i % 100 == 0 { try vol.sync() }
+        }
+        for i in stride(from: 0, to: 300, by: 4) { try vol.remove(parent: p.sub, name: b("entry-\(i)"), dir: false) }
+        try vol.rename(parent: root, name: b("hard"), newParent: p.sub, newName: b("moved"), flags: [])
+        let gone = try vol.makeNode(parent: root, name: b("gone"), mode: UInt32(S_IFDIR) | 0o755, caller: me)
+        try vol.remove(parent: root, name: b("gone"), dir: true)
+        _ = gone
+        if orphan {
+            let o = try vol.makeNode(parent: root, name: b("orphan"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            _ = try vol.open(o.ino, truncate: false)
+            _ = try b("held open").withUnsafeBytes { try vol.write(o.ino, offset: 0, $0) }
+            try vol.remove(parent: root, name: b("orphan"), dir: false)
+        }
+        if crash {
+            try vol.sync()
+        } else {
+            try vol.unmount()
+        }
+        return p
+    }
+
+    /// Runs the checker on the volume's files, opened read-only.
+    static func check(_ tv: TestVolume) throws -> (CheckSummary, [CheckProblem]) {
+        let meta = try FileBlockDevice(path: tv.meta, writable: false)
+        let data = try FileBlockDevice(path: tv.data, writable: false)
+        let c = VolumeChecker(meta: meta, data: data)
+        let s = c.run()
+        return (s, c.problems)
+    }
+
+    static func expectClean(_ tv: TestVolume, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (s, problems) = try check(tv)
+        #expect(problems.isEmpty, "\(problems.map(\.message).joined(separator: "\n"))", sourceLocation: sourceLocation)
+        #expect(s.problems == 0, sourceLocation: sourceLocation)
+        #expect(s.metaLost == 0 && s.dataLost == 0, sourceLocation: sourceLocation)
+        #expect(s.metaReferenced + s.metaFree == s.metaBlocks, sourceLocation: sourceLocation)
+        #expect(s.dataInFiles + s.dataFree == s.dataBlocks, sourceLocation: sourceLocation)
+    }
+
+    /// Checks the damaged volume and expects a problem of `kind` whose message holds `text`.
+    static func expectFound(
+        _ tv: TestVolume, _ kind: CheckProblem.Kind, _ text: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let (s, problems) = try check(tv)
+        #expect(s.problems > 0, sourceLocation: sourceLocation)
+        #expect(
+            problems.contains { $0.kind == kind && $0.message.contains(text) },
+            "no \(kind) problem with '\(text)' in:\n\(problems.map { "\($0.kind): \($0.message)" }.joined(separator: "\n"))",
+            sourceLocation: sourceLocation)
+    }
+
+    // MARK: - damage, made offline through a server transaction
+
+    /// Opens the volume's server transaction, lets `body` change it, and commits.
+    static func damage(_ tv: TestVolume, _ body: (MetaTransaction) throws -> Void) throws {
+        let dev = try FileBlockDevice(path: tv.meta, writable: true)
+        let txn = try MetaTransaction(device: MetaDevice(device: dev, fsid: tv.fsid, cacheBytes: 0))
+        try body(txn)
+        try txn.commit()
+    }
+
+    /// A seq newer than any item the mounts wrote, so an item written with it wins the merge.
+    static let newest: UInt64 = 1 << 40
+
+    /// Writes an fs item (or, with `deletion`, hides one) in the fs root, newer than the log trees.
+    static func putFS(_ tv: TestVolume, _ key: Key, _ value: [UInt8], deletion: Bool = false) throws {
+        try damage(tv) { txn in
+            try BTree(store: txn).force(&txn.superBlock.fsRoot, key, value, seq: newest, flags: deletion ? Format.itemFlagDeletion : 0)
+        }
+    }
+
+    /// The newest version of an fs item across the fs root and the log trees.
+    static func readFS(_ tv: TestVolume, from key: Key, type: UInt8? = nil) throws -> BTreeItem? {
+        let dev = try FileBlockDevice(path: tv.meta, writable: false)
+        let txn = try MetaTransaction(device: MetaDevice(device: dev, fsid: tv.fsid, cacheBytes: 0))
+        let tree = BTree(store: txn)
+        var roots = [txn.superBlock.fsRoot]
+        try tree.forEach(txn.superBlock.logsRoot) { blk, off in
+            if let lt = try? LogTrees.decode(blk.value(at: off)) { roots.append(lt.itemRoot) }
+            return true
+        }
+        var best: BTreeItem? = nil
+        for r in roots {
+            guard let it = try tree.next(r, key), it.key.zone == key.zone, it.key.first == key.first, it.key.type == (type ?? key.type) else { continue }
+            if best == nil || it.key < best!.key || (it.key == best!.key && it.seq > best!.seq) { best = it }
+        }
+        return best
+    }
+
+    static func inodeKey(_ ino: UInt64) -> Key { Key(zone: KeyZone.fs, first: ino, type: KeyType.inode) }
+
+    static func inode(_ tv: TestVolume, _ ino: UInt64) throws -> Inode {
+        try Inode.decode(try #require(try readFS(tv, from: inodeKey(ino))).value)
+    }
+
+    // MARK: - clean volumes
+
+    @Test func cleanAfterUnmount() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.expectClean(p.tv)
+        let (s, _) = try Self.check(p.tv)
+        #expect(s.inodes > 200 && s.logTrees >= 1 && s.dataInFiles > 0)
+    }
+
+    @Test func cleanAfterCrashWithAnOpenOrphan() throws {
+        let p = try Self.populated(crash: true, open: true)
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.expectClean(p.tv)
+    }
+
+    @Test(arguments: Golden.names)
+    func cleanOnTheOriginalsMkfs(_ name: String) throws {
+        let dir = try Golden.unpack(name)
+        defer { TempDir.remove(String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])) }
+        let meta = try FileBlockDevice(path: dir + "/meta.img", writable: false)
+        let data = try FileBlockDevice(path: dir + "/data.img", writable: false)
+        let c = VolumeChecker(meta: meta, data: data)
+        let s = c.run()
+        #expect(c.problems.isEmpty, "\(c.problems.map(\.message))")
+        #expect(s.inodes == 1 && s.metaLost == 0 && s.dataLost == 0)
+    }
+
+    // MARK: - damage
+
+    @Test func freedBlockStillReferenced() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var blkno: UInt64 = 0
+        try Self.damage(p.tv) { txn in
+            blkno = txn.superBlock.logsRoot.ref.blkno
+            txn.addFreed([blkno])
+        }
+        try Self.expectFound(p.tv, .referencedAndFree, "meta block \(blkno): referenced by logs_root")
+    }
+
+    @Test func lostBlock() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var lost: [UInt64] = []
+        try Self.damage(p.tv) { txn in lost = txn.takeAvail(1) }
+        try Self.expectFound(p.tv, .lost, "meta block \(lost[0]): lost")
+    }
+
+    @Test func blockReferencedTwice() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var blkno: UInt64 = 0
+        try Self.damage(p.tv) { txn in
+            txn.superBlock.srchRoot = txn.superBlock.mountedClients.height > 0 ? txn.superBlock.mountedClients : txn.superBlock.logsRoot
+            blkno = txn.superBlock.srchRoot.ref.blkno
+        }
+        try Self.expectFound(p.tv, .referencedTwice, "meta block \(blkno): referenced twice")
+    }
+
+    @Test func badChecksum() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let dev = try FileBlockDevice(path: p.tv.meta, writable: true)
+        let sb = try MetaDevice.readSuper(from: dev)
+        let blkno = sb.logsRoot.ref.blkno
+        let buf = BlockBuffer(size: Format.largeBlockSize)
+        try dev.read(into: buf, at: blkno << UInt64(Format.largeShift))
+        buf.setU8(Format.largeBlockSize - 1, buf.u8(Format.largeBlockSize - 1) ^ 0xff)
+        try dev.write(buf, at: blkno << UInt64(Format.largeShift))
+        try dev.sync()
+        try Self.expectFound(p.tv, .badBlock, "meta block \(blkno): bad checksum")
+    }
+
+    @Test func allocatorTotalOff() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.damage(p.tv) { txn in txn.superBlock.dataAlloc.totalLen += 5 }
+        try Self.expectFound(p.tv, .allocator, "data_alloc: total_len")
+    }
+
+    @Test func direntWithoutItsInode() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.putFS(p.tv, Self.inodeKey(p.other), [], deletion: true)
+        try Self.expectFound(p.tv, .dirent, "points at ino \(p.other), which has no inode")
+    }
+
+    @Test func missingReaddirPartner() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let name = b("ghost")
+        let hash = Dirent.nameHash(name)
+        let pos: UInt64 = 1 << 30
+        let d = Dirent(ino: p.other, hash: hash, pos: pos, type: Dirent.DType.reg.rawValue, name: name).encoded()
+        try Self.damage(p.tv) { txn in
+            let tree = BTree(store: txn)
+            try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.dirent, second: hash, third: pos), d, seq: Self.newest)
+            try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.other, type: KeyType.linkBackref, second: p.dir, third: pos), d, seq: Self.newest)
+        }
+        try Self.expectFound(p.tv, .dirent, "dir \(p.dir): dirent 'ghost' (pos \(pos)) has no readdir item")
+    }
+
+    @Test func missingBackrefPartner() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let name = b("ghost")
+        let hash = Dirent.nameHash(name)
+        let pos: UInt64 = 1 << 30
+        let d = Dirent(ino: p.other, hash: hash, pos: pos, type: Dirent.DType.reg.rawValue, name: name).encoded()
+        try Self.damage(p.tv) { txn in
+            let tree = BTree(store: txn)
+            try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.dirent, second: hash, third: pos), d, seq: Self.newest)
+            try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.readdir, second: pos), d, seq: Self.newest)
+        }
+        try Self.expectFound(p.tv, .dirent, "ino \(p.other): no link backref for its dirent in dir \(p.dir) at pos \(pos)")
+    }
+
+    @Test func badLinkCount() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var i = try Self.inode(p.tv, p.file)
+        #expect(i.nlink == 2)
+        i.nlink = 3
+        try Self.putFS(p.tv, Self.inodeKey(p.file), i.encoded(version: 2))
+        try Self.expectFound(p.tv, .linkCount, "inode \(p.file): nlink 3 but 2 backrefs")
+    }
+
+    @Test func badDirectoryLinkCount() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var i = try Self.inode(p.tv, p.dir)
+        i.nlink = 2
+        try Self.putFS(p.tv, Self.inodeKey(p.dir), i.encoded(version: 2))
+        try Self.expectFound(p.tv, .linkCount, "inode \(p.dir): nlink 2 but 1 subdirectories")
+    }
+
+    /// The first data extent item of `ino`.
+    static func firstExtent(_ tv: TestVolume, _ ino: UInt64) throws -> (Key, DataExtentValue) {
+        let it = try #require(try readFS(tv, from: Key(zone: KeyZone.fs, first: ino, type: KeyType.dataExtent)))
+        return (it.key, try DataExtentValue.decode(it.value))
+    }
+
+    @Test func extentPastTheDataDevice() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let (key, v) = try Self.firstExtent(p.tv, p.other)
+        let sb = try MetaDevice.readSuper(from: try FileBlockDevice(path: p.tv.meta, writable: false))
+        try Self.putFS(p.tv, key, DataExtentValue(blkno: sb.totalDataBlocks - 1, flags: v.flags).encoded())
+        try Self.expectFound(p.tv, .extent, "(ino \(p.other) iblock \(key.second - (key.third - 1))): outside the data blocks")
+    }
+
+    @Test func overlappingExtents() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let (_, fileExtent) = try Self.firstExtent(p.tv, p.file)
+        let (key, v) = try Self.firstExtent(p.tv, p.other)
+        try Self.putFS(p.tv, key, DataExtentValue(blkno: fileExtent.blkno, flags: v.flags).encoded())
+        try Self.expectFound(p.tv, .extent, "overlap data blocks")
+        // the blocks other's extent held are now in no file and not free
+        try Self.expectFound(p.tv, .dataAccounting, "lost")
+    }
+
+    @Test func extentOverlappingFreeSpace() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let (key, v) = try Self.firstExtent(p.tv, p.other)
+        let sb = try MetaDevice.readSuper(from: try FileBlockDevice(path: p.tv.meta, writable: false))
+        // the last data blocks are free in data_alloc
+        try Self.putFS(p.tv, key, DataExtentValue(blkno: sb.totalDataBlocks - key.third, flags: v.flags).encoded())
+        try Self.expectFound(p.tv, .extent, "free in data_alloc")
+    }
+
+    @Test func orphanWithLinks() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.putFS(p.tv, Key(zone: KeyZone.orphan, type: KeyType.orphan, second: p.other), [])
+        try Self.expectFound(p.tv, .orphan, "orphan item for ino \(p.other): its inode has nlink 1")
+    }
+
+    @Test func seqIndexMismatch() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let i = try Self.inode(p.tv, p.other)
+        try Self.putFS(p.tv, Key(zone: KeyZone.inodeIndex, type: KeyType.inodeIndexMetaSeq, second: i.metaSeq, third: p.other), [], deletion: true)
+        try Self.putFS(p.tv, Key(zone: KeyZone.inodeIndex, type: KeyType.inodeIndexMetaSeq, second: i.metaSeq + 1000, third: p.other), [])
+        try Self.expectFound(p.tv, .seqIndex, "inode \(p.other): no meta_seq index item for its meta_seq \(i.metaSeq)")
+        try Self.expectFound(p.tv, .seqIndex, "meta_seq index item seq \(i.metaSeq + 1000) ino \(p.other): the inode's meta_seq is \(i.metaSeq)")
+    }
+
+    @Test func directorySizeOff() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var i = try Self.inode(p.tv, p.dir)
+        i.size += 3
+        try Self.putFS(p.tv, Self.inodeKey(p.dir), i.encoded(version: 2))
+        try Self.expectFound(p.tv, .inode, "dir \(p.dir): size")
+    }
+
+    @Test func undecodableItem() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        try Self.putFS(p.tv, Self.inodeKey(p.other), [1, 2, 3])
+        try Self.expectFound(p.tv, .item, "inode \(p.other): 3-byte inode value")
+    }
+}
