@@ -80,9 +80,9 @@ struct CheckCommand: ParsableCommand {
         output = out
         diagnostics = diag
 
-        if summary.metaBlocks == 0 {
+        if let e = checker.fatalErrno {
             // the meta super block is unusable: nothing else could be checked
-            return failed(EIO)
+            return failed(e)
         }
         let s = summary
         output.write(

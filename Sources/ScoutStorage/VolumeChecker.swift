@@ -3,6 +3,10 @@ import ScoutBTree
 import ScoutFormat
 import SystemPackage
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One inconsistency that `scoutfs check` found.
 public struct CheckProblem: Sendable, Equatable, CustomStringConvertible {
     /// What sort of problem it is (tests look for these; the message names the block or key).
@@ -125,6 +129,10 @@ public final class VolumeChecker {
     public var onProgress: ((CheckProgress) -> Void)?
 
     public private(set) var problems: [CheckProblem] = []
+    /// Set when the meta super block is unusable and nothing else could be checked: the errno
+    /// of a failed read, `EINVAL` for a device that is not a scoutfs meta device, `EIO` for a
+    /// corrupt super block.
+    public private(set) var fatalErrno: Int32?
     public internal(set) var summary = CheckSummary()
 
     var sb = SuperBlock(hdr: BlockHeader(magic: 0, fsid: 0, seq: 0, blkno: 0), fmtVers: 0, flags: 0, uuid: Array(repeating: 0, count: 16))
@@ -188,6 +196,7 @@ public final class VolumeChecker {
     public func run() -> CheckSummary {
         summary = CheckSummary()
         problems = []
+        fatalErrno = nil
         guard checkSupers() else { return summary }
 
         progress("allocators")
@@ -226,12 +235,14 @@ public final class VolumeChecker {
         let b = BlockBuffer(size: Format.smallBlockSize)
         guard meta.size >= UInt64(Format.superBlkno + 1) << UInt64(Format.smallShift) else {
             report(.superBlock, "meta device: \(meta.size) bytes is too small to hold a super block")
+            fatalErrno = EINVAL
             return false
         }
         do {
             try meta.read(into: b, at: Format.superBlkno << UInt64(Format.smallShift))
         } catch {
             report(.superBlock, "meta super block: read failed: errno \(error.rawValue)")
+            fatalErrno = error.rawValue
             return false
         }
         do {
@@ -239,15 +250,18 @@ public final class VolumeChecker {
             sb = try b.decode(SuperBlock.self)
         } catch {
             report(.superBlock, "meta super block: \(error)")
+            fatalErrno = EIO
             return false
         }
         fsid = sb.hdr.fsid
         guard sb.flags & Format.flagIsMetaBdev != 0 else {
             report(.superBlock, "meta super block: the device is a data device (IS_META_BDEV not set)")
+            fatalErrno = EINVAL
             return false
         }
         guard sb.fmtVers >= Format.versionMin && sb.fmtVers <= Format.versionMax else {
             report(.superBlock, "meta super block: format version \(sb.fmtVers) is not \(Format.versionMin)...\(Format.versionMax)")
+            fatalErrno = EINVAL
             return false
         }
         let deviceBlocks = meta.size >> UInt64(Format.largeShift)
@@ -258,6 +272,7 @@ public final class VolumeChecker {
         }
         if totalMeta <= Format.metaDevStartBlkno {
             report(.superBlock, "meta super block: total_meta_blocks \(sb.totalMetaBlocks) leaves no metadata blocks")
+            fatalErrno = EINVAL
             return false
         }
         refOwner = Array(repeating: 0, count: Int(totalMeta))
@@ -639,6 +654,9 @@ public final class VolumeChecker {
             }
         }
         fs.finish()
+        if unreadable == 0 && fs.inodes[Format.rootIno] == nil {
+            report(.inode, "inode \(Format.rootIno): the root directory has no inode item")
+        }
         summary.inodes = fs.inodeCount
         for e in fs.extents {
             dataRuns.append(DataRun(start: e.blkno, len: e.len, ino: e.ino, where_: e.iblock))
