@@ -180,6 +180,47 @@ struct VolumeCheckTests {
         try Self.expectClean(p.tv)
     }
 
+    /// Offline, unwritten and moved extents, as the archive operations leave them.
+    @Test func cleanAfterArchiveOperations() throws {
+        let tv = try TestVolume.make(metaSize: 1 << 30, dataSize: 1 << 30)
+        defer { TempDir.remove(tv.dir) }
+        let bs = 4096
+        let root = Format.rootIno
+        let (vol, _) = try tv.mount()
+        func file(_ name: String, blocks: Int) throws -> UInt64 {
+            let ino = try vol.makeNode(parent: root, name: b(name), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+            if blocks > 0 {
+                _ = try [UInt8](repeating: 5, count: blocks * bs).withUnsafeBytes { try vol.write(ino, offset: 0, $0) }
+            }
+            return ino
+        }
+        let a = try file("a", blocks: 16)
+        try vol.fallocate(a, mode: FallocMode.keepSize, offset: UInt64(16 * bs), length: UInt64(4 * bs))
+        try vol.fallocate(a, mode: FallocMode.punchHole | FallocMode.keepSize, offset: UInt64(6 * bs), length: UInt64(2 * bs))
+        var v = try vol.getAttrX(a).dataVersion
+        try vol.release(a, offset: UInt64(2 * bs), length: UInt64(4 * bs), dataVersion: v)
+        _ = try [UInt8](repeating: 6, count: bs).withUnsafeBytes { try vol.stage(a, dataVersion: v, offset: UInt64(3 * bs), $0) }
+        try vol.punchOffline(a, offset: UInt64(4 * bs), length: UInt64(bs), dataVersion: v, flags: 0)
+        try vol.sync(force: true)
+        let src = try file("src", blocks: 3)
+        let dst = try file("dst", blocks: 0)
+        try vol.moveBlocks(from: src, fromOffset: 0, length: UInt64(3 * bs), to: dst, toOffset: UInt64(2 * bs), dataVersion: 0, stage: false)
+        let off = try file("off", blocks: 0)
+        var x = AttrX()
+        x.mask = [.dataVersion, .size]
+        x.dataVersion = 1
+        x.size = UInt64(10 * bs)
+        x.flags = AttrX.flagSizeOffline
+        try vol.setAttrX(off, x)
+        v = try vol.getAttrX(off).dataVersion
+        _ = try [UInt8](repeating: 7, count: 2 * bs).withUnsafeBytes { try vol.stage(off, dataVersion: v, offset: UInt64(4 * bs), $0) }
+        try vol.fallocate(src, mode: 0, offset: 0, length: UInt64(8 * bs))
+        try vol.unmount()
+        try Self.expectClean(tv)
+        let (s, _) = try Self.check(tv)
+        #expect(s.dataInFiles > 0)
+    }
+
     @Test(arguments: Golden.names)
     func cleanOnTheOriginalsMkfs(_ name: String) throws {
         let dir = try Golden.unpack(name)
