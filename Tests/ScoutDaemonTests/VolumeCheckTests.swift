@@ -221,6 +221,37 @@ struct VolumeCheckTests {
         #expect(s.dataInFiles > 0)
     }
 
+    /// Enough items for btrees of several levels in the log trees and the allocators.
+    @Test func cleanWithTallTrees() throws {
+        let tv = try TestVolume.make(metaSize: 1 << 30, dataSize: 1 << 30)
+        defer { TempDir.remove(tv.dir) }
+        let root = Format.rootIno
+        var dirs: [UInt64] = []
+        do {
+            let (vol, _) = try tv.mount()
+            for d in 0..<4 { dirs.append(try vol.makeNode(parent: root, name: b("d\(d)"), mode: UInt32(S_IFDIR) | 0o755, caller: me).ino) }
+            for i in 0..<4000 {
+                let f = try vol.makeNode(parent: dirs[i % 4], name: b("file-with-a-longer-name-\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+                if i % 3 == 0 {
+                    _ = try vol.open(f.ino, truncate: false)
+                    // every other block, so the data allocators fragment
+                    for blk in stride(from: 0, to: 6, by: 2) {
+                        _ = try [UInt8](repeating: UInt8(i & 0xff), count: 4096).withUnsafeBytes { try vol.write(f.ino, offset: UInt64(blk * 4096), $0) }
+                    }
+                    vol.release(f.ino)
+                }
+                if i % 1000 == 999 { try vol.sync() }
+            }
+            for i in stride(from: 0, to: 4000, by: 6) { try vol.remove(parent: dirs[i % 4], name: b("file-with-a-longer-name-\(i)"), dir: false) }
+            try vol.unmount()
+        }
+        let (s, problems) = try Self.check(tv)
+        #expect(problems.isEmpty, "\(problems.map(\.message).joined(separator: "\n"))")
+        #expect(s.btreeBlocks > s.trees + 20, "\(s)")
+        // the removed files were still known to the "kernel" (no forget): orphans, kept
+        #expect(s.inodes == 5 + 4000)
+    }
+
     @Test(arguments: Golden.names)
     func cleanOnTheOriginalsMkfs(_ name: String) throws {
         let dir = try Golden.unpack(name)
