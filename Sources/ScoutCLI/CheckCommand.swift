@@ -85,6 +85,9 @@ struct CheckCommand: ParsableCommand {
             return failed(e)
         }
         let s = summary
+        if s.mountedClients > 0 {
+            diagnostics.write("check: note: \(s.mountedClients) mount\(s.mountedClients == 1 ? " is" : "s are") recorded in mounted_clients: a volume that is mounted changes while it is checked, and one left by a crash keeps its mounts' log trees until they are fenced and reclaimed\n")
+        }
         output.write(
             "check: \(s.problems == 0 ? "clean" : "\(s.problems) problem\(s.problems == 1 ? "" : "s") found"): "
                 + "meta \(s.metaReferenced) referenced + \(s.metaFree) free + \(s.metaLost) lost of \(s.metaBlocks) blocks, "

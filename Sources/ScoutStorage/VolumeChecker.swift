@@ -77,6 +77,9 @@ public struct CheckSummary: Sendable, Equatable {
     public var btreeBlocks = 0
     /// Log trees found in logs_root.
     public var logTrees = 0
+    /// Mounts recorded in mounted_clients: mounted now, or gone without unmounting and not
+    /// yet fenced and reclaimed.
+    public var mountedClients = 0
     /// Live fs items after merging the fs root with every log tree.
     public var fsItems = 0
     public var inodes = 0
@@ -486,6 +489,7 @@ public final class VolumeChecker {
     func walkMountedClients() {
         let o = owner("mounted_clients")
         walkTree(sb.mountedClients, name: "mounted_clients", o) { item in
+            self.summary.mountedClients += 1
             if item.key.zone != KeyZone.mountedClient || item.value.count != MountedClientValue.encodedSize {
                 self.report(.item, "mounted_clients item \(item.key): not a mounted client (\(item.value.count)-byte value)")
             }
@@ -658,6 +662,9 @@ public final class VolumeChecker {
             report(.inode, "inode \(Format.rootIno): the root directory has no inode item")
         }
         summary.inodes = fs.inodeCount
+        if unreadable == 0 && UInt64(fs.inodeCount) != sb.inodeCount {
+            report(.inode, "super block: inode_count \(sb.inodeCount) but the fs items hold \(fs.inodeCount) inodes")
+        }
         for e in fs.extents {
             dataRuns.append(DataRun(start: e.blkno, len: e.len, ino: e.ino, where_: e.iblock))
         }
