@@ -170,6 +170,12 @@ struct VolumeCheckTests {
         let p = try Self.populated()
         defer { TempDir.remove(p.tv.dir) }
         try Self.expectClean(p.tv)
+        // progress is reported through each phase
+        let c = VolumeChecker(meta: try FileBlockDevice(path: p.tv.meta, writable: false), data: nil)
+        var phases: [String] = []
+        c.onProgress = { if phases.last != $0.phase { phases.append($0.phase) } }
+        c.run()
+        #expect(phases == ["allocators", "server trees", "log trees", "fs items", "accounting"])
         let (s, _) = try Self.check(p.tv)
         #expect(s.inodes > 200 && s.logTrees == 2 && s.dataInFiles > 0)
     }
@@ -308,6 +314,37 @@ struct VolumeCheckTests {
         try dev.write(buf, at: blkno << UInt64(Format.largeShift))
         try dev.sync()
         try Self.expectFound(p.tv, .badBlock, "meta block \(blkno): bad checksum")
+    }
+
+    @Test func blockFreeTwice() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var blkno: UInt64 = 0
+        try Self.damage(p.tv) { txn in
+            // a block the server may allocate, also listed as freed by this transaction
+            blkno = try #require(txn.avail.first)
+            txn.addFreed([blkno])
+        }
+        try Self.expectFound(p.tv, .freeTwice, "meta block \(blkno): free twice (server_meta_avail[0], server_meta_freed[0])")
+    }
+
+    @Test func btreeKeysOutOfOrder() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let dev = try FileBlockDevice(path: p.tv.meta, writable: true)
+        let sb = try MetaDevice.readSuper(from: dev)
+        let blkno = sb.logsRoot.ref.blkno
+        let buf = BlockBuffer(size: Format.largeBlockSize)
+        try dev.read(into: buf, at: blkno << UInt64(Format.largeShift))
+        let blk = BTreeBlock(buf)
+        let order = try BTreeChecker<MetaTransaction>.checkBlockStructure(blk, blkno: blkno)
+        try #require(order.count == 2)
+        // the second log tree's item gets the first one's key, and the block a valid checksum
+        blk.setKey(at: order[1], blk.key(at: order[0]))
+        buf.seal()
+        try dev.write(buf, at: blkno << UInt64(Format.largeShift))
+        try dev.sync()
+        try Self.expectFound(p.tv, .btree, "meta block \(blkno): logs_root: ")
     }
 
     @Test func allocatorTotalOff() throws {
