@@ -148,6 +148,8 @@ public final class VolumeChecker {
     var owners: [String] = ["(none)"]
     /// Referenced blocks that could not be read or verified (their subtrees are unknown).
     var unreadable = 0
+    /// Whether the last `readBlock` met a block already referenced.
+    var lastReadWasDuplicate = false
     var phase = ""
     /// Data extents: free ones (owner is an `owners` index) and file ones (ino, iblock).
     var dataRuns: [DataRun] = []
@@ -320,14 +322,26 @@ public final class VolumeChecker {
         return true
     }
 
-    /// Records that `owner` references `blkno`; false (after reporting) when it cannot be
-    /// used: outside the device, or already referenced (never walked twice, so loops end).
-    func markReferenced(_ blkno: UInt64, _ o: UInt16) -> Bool {
-        guard inside(blkno, "referenced by \(ownerName(o))") else { return false }
+    /// What marking a block as referenced found.
+    enum Mark {
+        /// Outside the metadata blocks (reported).
+        case outside
+        /// The block's first reference.
+        case first
+        /// The block was already referenced (reported unless quiet).
+        case duplicate
+    }
+
+    /// Records that `owner` references `blkno`. `quiet` leaves a second reference unreported:
+    /// for the blocks under a block already reported as referenced twice.
+    func markReferenced(_ blkno: UInt64, _ o: UInt16, quiet: Bool = false) -> Mark {
+        guard inside(blkno, "referenced by \(ownerName(o))") else { return .outside }
         let i = Int(blkno)
         if refOwner[i] != 0 {
-            report(.referencedTwice, "meta block \(blkno): referenced twice (\(ownerName(refOwner[i])), \(ownerName(o)))")
-            return false
+            if !quiet {
+                report(.referencedTwice, "meta block \(blkno): referenced twice (\(ownerName(refOwner[i])), \(ownerName(o)))")
+            }
+            return .duplicate
         }
         refOwner[i] = o
         summary.metaReferenced += 1
@@ -335,7 +349,7 @@ public final class VolumeChecker {
             report(.referencedAndFree, "meta block \(blkno): referenced by \(ownerName(o)) but free in \(ownerName(freeOwner[i]))")
         }
         if summary.metaReferenced & 1023 == 0 { progress(phase) }
-        return true
+        return .first
     }
 
     /// Records that `owner` lists `blkno` as free.
@@ -353,21 +367,36 @@ public final class VolumeChecker {
     }
 
     /// Marks and reads one 64 KiB block, verified; nil (after reporting) when unusable.
-    func readBlock(_ ref: BlockRef, magic: BlockMagic, _ o: UInt16) -> BlockBuffer? {
-        guard markReferenced(ref.blkno, o) else { return nil }
+    ///
+    /// A block referenced a second time is read again only with `followDuplicate` (btrees and
+    /// srch files, whose levels bound the walk), so that what the second owner holds is
+    /// accounted too; `lastReadWasDuplicate` tells the caller. Lists stop there, which also
+    /// ends a list that loops.
+    func readBlock(_ ref: BlockRef, magic: BlockMagic, _ o: UInt16, followDuplicate: Bool = false, quiet: Bool = false) -> BlockBuffer? {
+        let mark = markReferenced(ref.blkno, o, quiet: quiet)
+        lastReadWasDuplicate = mark == .duplicate
+        switch mark {
+        case .outside: return nil
+        case .duplicate: if !followDuplicate { return nil }
+        case .first: break
+        }
         let b = BlockBuffer(size: Format.largeBlockSize)
         do {
             try meta.read(into: b, at: ref.blkno << UInt64(Format.largeShift))
         } catch {
-            unreadable += 1
-            report(.badBlock, "meta block \(ref.blkno): read failed (errno \(error.rawValue)) in \(ownerName(o))")
+            if mark == .first {
+                unreadable += 1
+                report(.badBlock, "meta block \(ref.blkno): read failed (errno \(error.rawValue)) in \(ownerName(o))")
+            }
             return nil
         }
         do {
             try b.verify(magic: magic, fsid: fsid, blkno: ref.blkno, seq: ref.seq)
         } catch {
-            unreadable += 1
-            report(.badBlock, "meta block \(ref.blkno): \(Self.verifyText(error)) in \(ownerName(o))")
+            if mark == .first {
+                unreadable += 1
+                report(.badBlock, "meta block \(ref.blkno): \(Self.verifyText(error)) in \(ownerName(o))")
+            }
             return nil
         }
         return b
@@ -527,8 +556,9 @@ public final class VolumeChecker {
     func walkSrchFile(_ f: SrchFile, name: String) {
         if f.ref.isNull { return }
         let o = owner(name)
-        func walk(_ ref: BlockRef, level: Int, depth: Int) {
-            guard let b = readBlock(ref, magic: level > 0 ? .srchParent : .srchBlock, o) else { return }
+        func walk(_ ref: BlockRef, level: Int, depth: Int, quiet: Bool) {
+            guard let b = readBlock(ref, magic: level > 0 ? .srchParent : .srchBlock, o, followDuplicate: true, quiet: quiet) else { return }
+            let quiet = quiet || lastReadWasDuplicate
             guard level > 0 else { return }
             if depth >= Format.btreeMaxHeight {
                 report(.btree, "meta block \(ref.blkno): \(name) deeper than \(Format.btreeMaxHeight) levels")
@@ -537,10 +567,10 @@ public final class VolumeChecker {
             for i in 0..<SrchParent.refs {
                 let off = BlockHeader.encodedSize + i * BlockRef.encodedSize
                 let child = BlockRef(blkno: b.u64(off), seq: b.u64(off + 8))
-                if !child.isNull { walk(child, level: level - 1, depth: depth + 1) }
+                if !child.isNull { walk(child, level: level - 1, depth: depth + 1, quiet: quiet) }
             }
         }
-        walk(f.ref, level: Int(f.height) - 1, depth: 0)
+        walk(f.ref, level: Int(f.height) - 1, depth: 0, quiet: false)
     }
 
     /// log_merge: our servers write none yet; its allocator lists and its own trees are

@@ -300,6 +300,10 @@ struct VolumeCheckTests {
             blkno = txn.superBlock.srchRoot.ref.blkno
         }
         try Self.expectFound(p.tv, .referencedTwice, "meta block \(blkno): referenced twice")
+        // the shared tree is walked for both owners, so nothing under it looks lost
+        let (_, problems) = try Self.check(p.tv)
+        #expect(Set(problems.map(\.kind)).isSubset(of: [.referencedTwice, .item]), "\(problems.map(\.message))")
+        #expect(problems.filter { $0.kind == .referencedTwice }.count == 1, "\(problems.map(\.message))")
     }
 
     @Test func badChecksum() throws {
