@@ -366,6 +366,31 @@ public final class VolumeChecker {
         }
     }
 
+    /// `markFree` for every block of `lo...hi` (inside the metadata blocks), in one pass over
+    /// the owner arrays: a large free extent costs no more than a memory sweep.
+    func markFreeRange(_ lo: UInt64, _ hi: UInt64, _ o: UInt16) {
+        var freeConflicts: [(Int, UInt16)] = []
+        var refConflicts: [Int] = []
+        refOwner.withUnsafeBufferPointer { refs in
+            freeOwner.withUnsafeMutableBufferPointer { frees in
+                for i in Int(lo)...Int(hi) {
+                    if frees[i] != 0 {
+                        freeConflicts.append((i, frees[i]))
+                        continue
+                    }
+                    frees[i] = o
+                    if refs[i] != 0 { refConflicts.append(i) }
+                }
+            }
+        }
+        for (i, first) in freeConflicts {
+            report(.freeTwice, "meta block \(i): free twice (\(ownerName(first)), \(ownerName(o)))")
+        }
+        for i in refConflicts {
+            report(.referencedAndFree, "meta block \(i): referenced by \(ownerName(refOwner[i])) but free in \(ownerName(o))")
+        }
+    }
+
     /// Marks and reads one 64 KiB block, verified; nil (after reporting) when unusable.
     ///
     /// A block referenced a second time is read again only with `followDuplicate` (btrees and
@@ -498,9 +523,7 @@ public final class VolumeChecker {
                 }
                 let lo = max(start, Format.metaDevStartBlkno)
                 let hi = min(e.end, totalMeta &- 1)
-                if lo <= hi {
-                    for blkno in lo...hi { markFree(blkno, freeName) }
-                }
+                if lo <= hi { markFreeRange(lo, hi, freeName) }
             } else {
                 dataRuns.append(DataRun(start: start, len: e.len, ino: 0, where_: UInt64(freeName)))
             }
@@ -705,29 +728,45 @@ public final class VolumeChecker {
     func checkMetaAccounting() {
         var free: UInt64 = 0
         var lost: UInt64 = 0
-        var runStart: UInt64? = nil
-        func endRun(_ end: UInt64) {
-            guard let s = runStart else { return }
-            if unreadable == 0 {
-                report(.lost, s == end ? "meta block \(s): lost (neither referenced nor free)" : "meta blocks \(s)-\(end): lost (neither referenced nor free, \(end - s + 1) blocks)")
+        // runs of lost blocks, the first ones kept for the report
+        var runs: [(UInt64, UInt64)] = []
+        var runCount = 0
+        let keptRuns = 10_000
+        let start = Int(Format.metaDevStartBlkno)
+        let end = Int(totalMeta)
+        refOwner.withUnsafeBufferPointer { refs in
+            freeOwner.withUnsafeBufferPointer { frees in
+                var runStart = -1
+                for i in start..<end {
+                    if frees[i] != 0 { free += 1 }
+                    if refs[i] == 0 && frees[i] == 0 {
+                        lost += 1
+                        if runStart < 0 { runStart = i }
+                    } else if runStart >= 0 {
+                        runCount += 1
+                        if runs.count < keptRuns { runs.append((UInt64(runStart), UInt64(i - 1))) }
+                        runStart = -1
+                    }
+                }
+                if runStart >= 0 {
+                    runCount += 1
+                    if runs.count < keptRuns { runs.append((UInt64(runStart), UInt64(end - 1))) }
+                }
             }
-            runStart = nil
         }
-        for blkno in Format.metaDevStartBlkno..<totalMeta {
-            let i = Int(blkno)
-            if freeOwner[i] != 0 { free += 1 }
-            if refOwner[i] == 0 && freeOwner[i] == 0 {
-                lost += 1
-                if runStart == nil { runStart = blkno }
-            } else {
-                endRun(blkno - 1)
-            }
-        }
-        endRun(totalMeta - 1)
         summary.metaFree = free
         summary.metaLost = lost
-        if unreadable > 0 && lost > 0 {
-            report(.lost, "\(lost) meta blocks neither referenced nor free, not listed: \(unreadable) referenced blocks could not be read and may reference them")
+        if unreadable > 0 {
+            if lost > 0 {
+                report(.lost, "\(lost) meta blocks neither referenced nor free, not listed: \(unreadable) referenced blocks could not be read and may reference them")
+            }
+            return
+        }
+        for (s, e) in runs {
+            report(.lost, s == e ? "meta block \(s): lost (neither referenced nor free)" : "meta blocks \(s)-\(e): lost (neither referenced nor free, \(e - s + 1) blocks)")
+        }
+        if runCount > runs.count {
+            report(.lost, "\(runCount - runs.count) more runs of lost meta blocks not listed")
         }
     }
 
