@@ -17,6 +17,8 @@ import ScoutFormat
 ///   i_size bytes and a terminating NUL;
 /// - the meta_seq index holds exactly one item per inode, at its meta_seq, and the data_seq
 ///   index one per inode with a non-zero data_seq;
+/// - an xattr's parts hold exactly its header, name and value, and its key hashes its name;
+/// - an inode's online_blocks and offline_blocks count its extents' blocks;
 /// - a file's extents do not overlap each other and online ones lie on the data device.
 ///   Extents across files and free extents are compared by the caller (`extents`).
 struct FSItemChecker {
@@ -36,6 +38,8 @@ struct FSItemChecker {
         var size: UInt64
         var metaSeq: UInt64
         var dataSeq: UInt64
+        var onlineBlocks: UInt64
+        var offlineBlocks: UInt64
         var backrefs: UInt32 = 0
         var subdirs: UInt32 = 0
         var nameBytes: UInt64 = 0
@@ -80,6 +84,11 @@ struct FSItemChecker {
     var groupSymlinkBytes = 0
     var groupSymlinkParts: UInt64 = 0
     var groupSymlinkLast: UInt8 = 0
+    /// The xattr whose parts are being read: name hash, id, the bytes so far, parts seen.
+    var groupXattr: (hash: UInt64, id: UInt64, bytes: [UInt8], parts: Int)? = nil
+    /// Blocks of the inode's extents: online (with data blocks, unwritten included) and offline.
+    var groupOnline: UInt64 = 0
+    var groupOffline: UInt64 = 0
 
     var inodeCount: Int { inodes.count }
 
@@ -159,7 +168,9 @@ struct FSItemChecker {
                 return
             }
             groupHasInode = true
-            inodes[ino] = InodeFacts(nlink: i.nlink, mode: i.mode, size: i.size, metaSeq: i.metaSeq, dataSeq: i.dataSeq)
+            inodes[ino] = InodeFacts(
+                nlink: i.nlink, mode: i.mode, size: i.size, metaSeq: i.metaSeq, dataSeq: i.dataSeq,
+                onlineBlocks: i.onlineBlocks, offlineBlocks: i.offlineBlocks)
             return
         }
         if !groupHasInode && !groupReportedNoInode {
@@ -170,14 +181,17 @@ struct FSItemChecker {
         case KeyType.xattr:
             if value.isEmpty || value.count > Format.btreeMaxValueLength {
                 report(.item, "xattr item \(key): \(value.count)-byte value")
-            } else if key.fourth == 0 {
-                guard let h = try? XattrHeader.decode(Array(value.prefix(XattrHeader.encodedSize))), h.nameLen > 0,
-                    XattrHeader.encodedSize + Int(h.nameLen) <= value.count || value.count == Format.btreeMaxValueLength
-                else {
-                    report(.item, "xattr item \(key): first part does not start with a valid xattr header")
-                    return
-                }
+                return
             }
+            if let x = groupXattr, x.hash != key.second || x.id != key.third { finishXattr() }
+            if groupXattr == nil {
+                groupXattr = (key.second, key.third, [], 0)
+                if key.fourth != 0 { report(.item, "xattr item \(key): parts before \(key.fourth) are missing") }
+            } else if Int(key.fourth) != groupXattr!.parts {
+                report(.item, "xattr item \(key): part \(key.fourth) after \(groupXattr!.parts) parts")
+            }
+            groupXattr!.bytes += value
+            groupXattr!.parts = Int(key.fourth) + 1
         case KeyType.dirent:
             guard let d = decodeDirent(key, value, "dirent") else { return }
             if d.hash != key.second || d.pos != key.third || d.hash != Dirent.nameHash(d.name) {
@@ -239,6 +253,7 @@ struct FSItemChecker {
         groupExtentEnd = end
         let known = DataExtentValue.flagOffline | DataExtentValue.flagUnwritten
         if v.flags & ~known != 0 { report(.extent, "ino \(ino): extent at iblock \(start)+\(len) has unknown flags \(hex(v.flags))") }
+        if v.flags & DataExtentValue.flagOffline != 0 { groupOffline += len } else { groupOnline += len }
         if v.blkno == 0 {
             if v.flags & DataExtentValue.flagOffline == 0 {
                 report(.extent, "ino \(ino): extent at iblock \(start)+\(len) has no blocks and is not offline")
@@ -251,9 +266,34 @@ struct FSItemChecker {
         extents.append(FileExtent(ino: ino, iblock: start, blkno: v.blkno, len: len))
     }
 
+    /// Checks one whole xattr: its header, name and value fill its parts exactly, every part
+    /// but the last is full, and the key's hash is the name's.
+    mutating func finishXattr() {
+        guard let x = groupXattr, let ino = group else { return }
+        groupXattr = nil
+        let what = "ino \(ino): xattr hash \(hex(x.hash)) id \(x.id)"
+        guard x.bytes.count >= XattrHeader.encodedSize, let h = try? XattrHeader.decode(Array(x.bytes.prefix(XattrHeader.encodedSize))) else {
+            report(.item, "\(what): \(x.bytes.count) bytes do not hold an xattr header")
+            return
+        }
+        let total = XattrHeader.encodedSize + Int(h.nameLen) + Int(h.valLen)
+        guard h.nameLen > 0, x.bytes.count == total else {
+            report(.item, "\(what): name of \(h.nameLen) and value of \(h.valLen) bytes in \(x.bytes.count) bytes of parts")
+            return
+        }
+        if x.parts != XattrHeader.partCount(nameLen: Int(h.nameLen), valLen: Int(h.valLen)) {
+            report(.item, "\(what): \(total) bytes in \(x.parts) parts")
+        }
+        let name = Array(x.bytes[XattrHeader.encodedSize..<(XattrHeader.encodedSize + Int(h.nameLen))])
+        if UInt64(FNV1a.hash32(name)) != x.hash {
+            report(.item, "\(what): name \(Self.nameText(name)) hashes to \(hex(FNV1a.hash32(name)))")
+        }
+    }
+
     /// Checks that need all of one inode number's items.
     mutating func finishGroup() {
         guard let ino = group else { return }
+        finishXattr()
         for (pos, d) in groupDirents.sorted(by: { $0.key < $1.key }) {
             guard let r = groupReaddirs.removeValue(forKey: pos) else {
                 report(.dirent, "dir \(ino): dirent \(Self.nameText(d.name)) (pos \(pos)) has no readdir item")
@@ -277,6 +317,9 @@ struct FSItemChecker {
             } else if groupSymlinkParts > 0 {
                 report(.inode, "ino \(ino): symlink items but not a symlink (mode \(String(i.mode, radix: 8)))")
             }
+            if i.onlineBlocks != groupOnline || i.offlineBlocks != groupOffline {
+                report(.inode, "inode \(ino): online_blocks \(i.onlineBlocks) offline_blocks \(i.offlineBlocks) but its extents hold \(groupOnline) online and \(groupOffline) offline")
+            }
         }
         group = nil
         groupHasInode = false
@@ -287,6 +330,8 @@ struct FSItemChecker {
         groupSymlinkBytes = 0
         groupSymlinkParts = 0
         groupSymlinkLast = 0
+        groupOnline = 0
+        groupOffline = 0
     }
 
     // MARK: - across inodes

@@ -160,7 +160,7 @@ public final class VolumeChecker {
         /// 0 for a free extent.
         var ino: UInt64
         /// File block of a file extent, or the `owners` index of a free one.
-        var where_: UInt64
+        var detail: UInt64
     }
 
     /// A checker of the volume on `meta` (and its data device, whose super and size are then
@@ -525,7 +525,7 @@ public final class VolumeChecker {
                 let hi = min(e.end, totalMeta &- 1)
                 if lo <= hi { markFreeRange(lo, hi, freeName) }
             } else {
-                dataRuns.append(DataRun(start: start, len: e.len, ino: 0, where_: UInt64(freeName)))
+                dataRuns.append(DataRun(start: start, len: e.len, ino: 0, detail: UInt64(freeName)))
             }
         }
         for o in byOrder.sorted(by: { $0[0] < $1[0] }) {
@@ -719,7 +719,7 @@ public final class VolumeChecker {
             report(.inode, "super block: inode_count \(sb.inodeCount) but the fs items hold \(fs.inodeCount) inodes")
         }
         for e in fs.extents {
-            dataRuns.append(DataRun(start: e.blkno, len: e.len, ino: e.ino, where_: e.iblock))
+            dataRuns.append(DataRun(start: e.blkno, len: e.len, ino: e.ino, detail: e.iblock))
         }
     }
 
@@ -777,7 +777,7 @@ public final class VolumeChecker {
         dataRuns = []
         runs.sort { $0.start < $1.start || ($0.start == $1.start && $0.len < $1.len) }
         func name(_ r: DataRun) -> String {
-            r.ino == 0 ? "free in \(ownerName(UInt16(r.where_)))" : "ino \(r.ino) iblock \(r.where_)"
+            r.ino == 0 ? "free in \(ownerName(UInt16(r.detail)))" : "ino \(r.ino) iblock \(r.detail)"
         }
         var reach = first  // the first block not yet covered by a run
         var reachRun: DataRun? = nil

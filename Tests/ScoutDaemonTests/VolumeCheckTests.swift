@@ -476,6 +476,28 @@ struct VolumeCheckTests {
         try Self.expectFound(p.tv, .inode, "dir \(p.dir): size")
     }
 
+    @Test func xattrPartMissing() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        // user.big: 3000 bytes in 4 parts; hide the second
+        let hash = UInt64(FNV1a.hash32(b("user.big")))
+        let first = try #require(try Self.readFS(p.tv, from: Key(zone: KeyZone.fs, first: p.file, type: KeyType.xattr, second: hash)))
+        try #require(first.key.second == hash && first.flags == 0)
+        var k = first.key
+        k.fourth = 1
+        try Self.putFS(p.tv, k, [], deletion: true)
+        try Self.expectFound(p.tv, .item, "xattr item \(Key(zone: KeyZone.fs, first: p.file, type: KeyType.xattr, second: k.second, third: k.third, fourth: 2)): part 2 after 1 parts")
+    }
+
+    @Test func onlineBlocksOff() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        var i = try Self.inode(p.tv, p.other)
+        i.onlineBlocks += 1
+        try Self.putFS(p.tv, Self.inodeKey(p.other), i.encoded(version: 2))
+        try Self.expectFound(p.tv, .inode, "inode \(p.other): online_blocks \(i.onlineBlocks) offline_blocks 0 but its extents hold \(i.onlineBlocks - 1) online")
+    }
+
     @Test func undecodableItem() throws {
         let p = try Self.populated()
         defer { TempDir.remove(p.tv.dir) }
