@@ -202,6 +202,9 @@ public final class VolumeChecker {
         summary = CheckSummary()
         problems = []
         fatalErrno = nil
+        owners = ["(none)"]
+        unreadable = 0
+        dataRuns = []
         guard checkSupers() else { return summary }
 
         progress("allocators")
