@@ -34,9 +34,9 @@ struct CheckCommand: ParsableCommand {
 
     /// Opens the devices read-only and checks the volume; returns the exit status.
     /// With `progress`, a line on `diagnostics` is rewritten as the check goes, once it has
-    /// taken more than a second, and erased at the end.
+    /// taken more than `progressAfter` seconds, and erased at the end.
     static func execute<O: TextOutputStream, E: TextOutputStream>(
-        metaPath: String, dataPath: String, output: inout O, diagnostics: inout E, progress: Bool
+        metaPath: String, dataPath: String, output: inout O, diagnostics: inout E, progress: Bool, progressAfter: Double = 1
     ) -> Int32 {
         func failed(_ code: Int32) -> Int32 {
             diagnostics.write("scoutfs: check failed: \(String(cString: strerror(code))) (\(code))\n")
@@ -66,7 +66,7 @@ struct CheckCommand: ParsableCommand {
         if progress {
             checker.onProgress = { p in
                 let now = monotonicNow()
-                guard now - start > 1, now - lastShown > 0.2 else { return }
+                guard now - start >= progressAfter, now - lastShown > 0.2 else { return }
                 lastShown = now
                 shown = true
                 let pct = p.totalBlocks > 0 ? min(100, p.blocksRead * 100 / p.totalBlocks) : 0

@@ -32,6 +32,23 @@ import Testing
         #expect(try Self.mtime(dir + "/meta.img") == before)
     }
 
+    @Test func progressLineIsRewrittenAndErased() throws {
+        let dir = try Golden.unpack("one-slot-v2")
+        defer { TempDir.remove(String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])) }
+        var out = ""
+        var err = ""
+        let status = CheckCommand.execute(
+            metaPath: dir + "/meta.img", dataPath: dir + "/data.img", output: &out, diagnostics: &err, progress: true, progressAfter: 0)
+        #expect(status == 0)
+        #expect(err.hasPrefix("\rcheck: allocators, 0 metadata blocks read (0% of the device)\u{1b}[K"), "\(err.debugDescription)")
+        #expect(err.hasSuffix("\r\u{1b}[K"))
+        #expect(out.hasPrefix("check: clean: "))
+        // not shown for a check that ends within the delay
+        err = ""
+        _ = CheckCommand.execute(metaPath: dir + "/meta.img", dataPath: dir + "/data.img", output: &out, diagnostics: &err, progress: true)
+        #expect(err == "")
+    }
+
     @Test func damageIsReportedByBlknoAndExitsOne() throws {
         let dir = try Golden.unpack("one-slot-v2")
         defer { TempDir.remove(String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])) }
