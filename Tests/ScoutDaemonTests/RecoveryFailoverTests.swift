@@ -306,6 +306,7 @@ struct RecoveryFailoverTests {
         try await onThread { try m1.vol.unmount() }
         #expect(try bsvc.mountedClientRids().isEmpty)
         await bsvc.stop()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func aMountThatDoesNotReconnectIsFencedAndAnErroredFenceStopsTheServer() async throws {
@@ -366,6 +367,8 @@ struct RecoveryFailoverTests {
         #expect(try svc.mountedClientRids() == [0x2002, 0x2003])
         await m2.client.shutdown()
         await svc.stop()
+        // consistent as the stopped server left it: m1 reclaimed, m2 and m3 still recorded
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func quorumMembersLeaveOnlyAsTheLastMajority() async throws {
