@@ -691,6 +691,7 @@ public final class VolumeChecker {
             self.report(kind, msg)
         }
         var heads: [LeafItem?] = cursors.indices.map { cursors[$0].next() }
+        var reportedSeqs = 0
         while true {
             // the least key, and the newest version of it (the first tree wins a tie, as in Forest)
             var least = -1
@@ -705,6 +706,10 @@ public final class VolumeChecker {
                 if let h = heads[i], h.key == k, h.seq > heads[newest]!.seq { newest = i }
             }
             let it = heads[newest]!
+            if it.seq > sb.seq && reportedSeqs < 10 {
+                reportedSeqs += 1
+                report(.item, "item \(it.key): seq \(it.seq) above the super block's seq \(sb.seq)")
+            }
             if it.flags & Format.itemFlagDeletion == 0 {
                 summary.fsItems += 1
                 fs.add(it.key, it.value)
@@ -718,6 +723,9 @@ public final class VolumeChecker {
             report(.inode, "inode \(Format.rootIno): the root directory has no inode item")
         }
         summary.inodes = fs.inodeCount
+        if let highest = fs.inodes.keys.max(), highest >= sb.nextIno {
+            report(.inode, "inode \(highest): at or above the super block's next_ino \(sb.nextIno)")
+        }
         if unreadable == 0 && UInt64(fs.inodeCount) != sb.inodeCount {
             report(.inode, "super block: inode_count \(sb.inodeCount) but the fs items hold \(fs.inodeCount) inodes")
         }

@@ -137,6 +137,8 @@ struct VolumeCheckTests {
     static func putFS(_ tv: TestVolume, _ key: Key, _ value: [UInt8], deletion: Bool = false) throws {
         try damage(tv) { txn in
             try BTree(store: txn).force(&txn.superBlock.fsRoot, key, value, seq: newest, flags: deletion ? Format.itemFlagDeletion : 0)
+            // the super's seq stays at or above every item's, as a server keeps it
+            txn.superBlock.seq = max(txn.superBlock.seq, newest)
         }
     }
 
@@ -376,6 +378,7 @@ struct VolumeCheckTests {
             let tree = BTree(store: txn)
             try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.dirent, second: hash, third: pos), d, seq: Self.newest)
             try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.other, type: KeyType.linkBackref, second: p.dir, third: pos), d, seq: Self.newest)
+            txn.superBlock.seq = max(txn.superBlock.seq, Self.newest)
         }
         try Self.expectFound(p.tv, .dirent, "dir \(p.dir): dirent 'ghost' (pos \(pos)) has no readdir item")
     }
@@ -391,6 +394,7 @@ struct VolumeCheckTests {
             let tree = BTree(store: txn)
             try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.dirent, second: hash, third: pos), d, seq: Self.newest)
             try tree.force(&txn.superBlock.fsRoot, Key(zone: KeyZone.fs, first: p.dir, type: KeyType.readdir, second: pos), d, seq: Self.newest)
+            txn.superBlock.seq = max(txn.superBlock.seq, Self.newest)
         }
         try Self.expectFound(p.tv, .dirent, "ino \(p.other): no link backref for its dirent in dir \(p.dir) at pos \(pos)")
     }
@@ -496,6 +500,16 @@ struct VolumeCheckTests {
         i.onlineBlocks += 1
         try Self.putFS(p.tv, Self.inodeKey(p.other), i.encoded(version: 2))
         try Self.expectFound(p.tv, .inode, "inode \(p.other): online_blocks \(i.onlineBlocks) offline_blocks 0 but its extents hold \(i.onlineBlocks - 1) online")
+    }
+
+    @Test func itemNewerThanTheSuperBlock() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let i = try Self.inode(p.tv, p.other)
+        try Self.damage(p.tv) { txn in
+            try BTree(store: txn).force(&txn.superBlock.fsRoot, Self.inodeKey(p.other), i.encoded(version: 2), seq: txn.superBlock.seq + 100)
+        }
+        try Self.expectFound(p.tv, .item, "item \(Self.inodeKey(p.other)): seq ")
     }
 
     @Test func undecodableItem() throws {
