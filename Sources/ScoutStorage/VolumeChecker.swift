@@ -49,9 +49,12 @@ public struct CheckProblem: Sendable, Equatable, CustomStringConvertible {
         case seqIndex
     }
 
+    /// What sort of problem it is.
     public var kind: Kind
+    /// One line naming the block or key and what is wrong.
     public var message: String
 
+    /// A problem of `kind` described by `message`.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
@@ -64,16 +67,23 @@ public struct CheckProblem: Sendable, Equatable, CustomStringConvertible {
 public struct CheckSummary: Sendable, Equatable {
     /// Meta device blocks the allocators manage (total minus the reserved header blocks).
     public var metaBlocks: UInt64 = 0
+    /// Metadata blocks referenced by some structure (each counted once).
     public var metaReferenced: UInt64 = 0
+    /// Metadata blocks that an allocator lists free.
     public var metaFree: UInt64 = 0
+    /// Metadata blocks neither referenced nor free.
     public var metaLost: UInt64 = 0
     /// Data device blocks the allocators manage (total minus the reserved header blocks).
     public var dataBlocks: UInt64 = 0
+    /// Data blocks in files' extents (offline extents hold none).
     public var dataInFiles: UInt64 = 0
+    /// Data blocks in free extents (data_alloc and every log tree's data_avail and data_freed).
     public var dataFree: UInt64 = 0
+    /// Data blocks neither in a file nor free.
     public var dataLost: UInt64 = 0
-    /// Btrees walked and their blocks.
+    /// Btrees walked.
     public var trees = 0
+    /// Btree blocks read (each once).
     public var btreeBlocks = 0
     /// Log trees found in logs_root.
     public var logTrees = 0
@@ -82,10 +92,12 @@ public struct CheckSummary: Sendable, Equatable {
     public var mountedClients = 0
     /// Live fs items after merging the fs root with every log tree.
     public var fsItems = 0
+    /// Inode items among them.
     public var inodes = 0
     /// Every problem found (also those beyond `VolumeChecker.keptProblems`).
     public var problems = 0
 
+    /// An empty summary.
     public init() {}
 }
 
@@ -97,6 +109,13 @@ public struct CheckProgress: Sendable, Equatable {
     public var blocksRead: UInt64
     /// Metadata blocks of the device, for a rough fraction.
     public var totalBlocks: UInt64
+
+    /// Progress of `phase` after `blocksRead` of `totalBlocks` blocks.
+    public init(phase: String, blocksRead: UInt64, totalBlocks: UInt64) {
+        self.phase = phase
+        self.blocksRead = blocksRead
+        self.totalBlocks = totalBlocks
+    }
 }
 
 /// `scoutfs check`: an offline consistency check of a whole volume (the original has none).
@@ -120,7 +139,9 @@ public final class VolumeChecker {
     /// Problems kept in `problems`; later ones are only counted (and passed to `onProblem`).
     public static let keptProblems = 100_000
 
+    /// The metadata device.
     public let meta: any BlockDevice
+    /// The data device; nil checks only what the meta device says about it.
     public let data: (any BlockDevice)?
     /// Whether the fs items are checked (merged and cross-checked) and the data accounting
     /// done. Off, only the blocks, btrees and allocators are checked: for volumes whose fs
@@ -131,11 +152,13 @@ public final class VolumeChecker {
     /// Called now and then while the check runs.
     public var onProgress: ((CheckProgress) -> Void)?
 
+    /// The problems found by the last `run`, the first `keptProblems` of them.
     public private(set) var problems: [CheckProblem] = []
     /// Set when the meta super block is unusable and nothing else could be checked: the errno
     /// of a failed read, `EINVAL` for a device that is not a scoutfs meta device, `EIO` for a
     /// corrupt super block.
     public private(set) var fatalErrno: Int32?
+    /// What the last `run` counted.
     public internal(set) var summary = CheckSummary()
 
     var sb = SuperBlock(hdr: BlockHeader(magic: 0, fsid: 0, seq: 0, blkno: 0), fmtVers: 0, flags: 0, uuid: Array(repeating: 0, count: 16))
