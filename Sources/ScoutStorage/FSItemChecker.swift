@@ -201,7 +201,7 @@ struct FSItemChecker {
             direntLinks[Link(ino: d.ino, dir: ino, pos: key.third)] = (d.type, Dirent.nameHash(d.name))
             if inodes[ino] != nil {
                 inodes[ino]!.nameBytes += UInt64(d.name.count)
-                if d.type == Dirent.DType.dir.rawValue { inodes[ino]!.subdirs += 1 }
+                if d.type == Dirent.DType.dir.rawValue { inodes[ino]!.subdirs &+= 1 }
             }
         case KeyType.readdir:
             guard let d = decodeDirent(key, value, "readdir") else { return }
@@ -215,12 +215,12 @@ struct FSItemChecker {
                 report(.dirent, "link backref \(key) \(Self.nameText(d.name)): holds ino \(d.ino) pos \(d.pos)")
             }
             backrefLinks[Link(ino: ino, dir: key.second, pos: key.third)] = Dirent.nameHash(d.name)
-            if inodes[ino] != nil { inodes[ino]!.backrefs += 1 }
+            if inodes[ino] != nil { inodes[ino]!.backrefs &+= 1 }
         case KeyType.symlink:
             if value.isEmpty || value.count > Format.btreeMaxValueLength || key.second != groupSymlinkParts {
                 report(.item, "symlink item \(key): part \(key.second) of \(value.count) bytes after \(groupSymlinkParts) parts")
             }
-            groupSymlinkParts = key.second + 1
+            groupSymlinkParts = key.second &+ 1
             groupSymlinkBytes += value.count
             groupSymlinkLast = value.last ?? 0
         case KeyType.dataExtent:
@@ -253,7 +253,7 @@ struct FSItemChecker {
         groupExtentEnd = end
         let known = DataExtentValue.flagOffline | DataExtentValue.flagUnwritten
         if v.flags & ~known != 0 { report(.extent, "ino \(ino): extent at iblock \(start)+\(len) has unknown flags \(hex(v.flags))") }
-        if v.flags & DataExtentValue.flagOffline != 0 { groupOffline += len } else { groupOnline += len }
+        if v.flags & DataExtentValue.flagOffline != 0 { groupOffline &+= len } else { groupOnline &+= len }
         if v.blkno == 0 {
             if v.flags & DataExtentValue.flagOffline == 0 {
                 report(.extent, "ino \(ino): extent at iblock \(start)+\(len) has no blocks and is not offline")
@@ -311,7 +311,7 @@ struct FSItemChecker {
                 report(.dirent, "ino \(ino): holds dirents but is not a directory (mode \(String(i.mode, radix: 8)))")
             }
             if i.mode & Self.sIFMT == Self.sIFLNK {
-                if groupSymlinkBytes != Int(i.size) + 1 || groupSymlinkLast != 0 {
+                if UInt64(groupSymlinkBytes) != i.size &+ 1 || groupSymlinkLast != 0 {
                     report(.inode, "ino \(ino): symlink of size \(i.size) has \(groupSymlinkBytes) bytes of target parts")
                 }
             } else if groupSymlinkParts > 0 {

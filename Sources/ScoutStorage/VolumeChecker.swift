@@ -193,6 +193,13 @@ public final class VolumeChecker {
         self.data = data
     }
 
+    /// After `run`: the structure that references metadata block `blkno` (as problems name
+    /// it, "fs_root", "log tree rid … items", …), nil when none does.
+    public func referencer(of blkno: UInt64) -> String? {
+        guard blkno < UInt64(refOwner.count), refOwner[Int(blkno)] != 0 else { return nil }
+        return ownerName(refOwner[Int(blkno)])
+    }
+
     // MARK: - reporting
 
     func report(_ kind: CheckProblem.Kind, _ message: String) {
@@ -542,7 +549,7 @@ public final class VolumeChecker {
                 report(.allocator, "\(name): free extent \(start)+\(e.len) overlaps the one ending at \(p)")
             }
             prevEnd = e.end
-            total += e.len
+            total &+= e.len
             if isMeta {
                 if start < Format.metaDevStartBlkno || e.end >= totalMeta {
                     report(.outsideDevice, "\(name): free extent \(start)+\(e.len) is outside the metadata blocks \(Format.metaDevStartBlkno)..<\(totalMeta)")
@@ -817,7 +824,7 @@ public final class VolumeChecker {
         var reachRun: DataRun? = nil
         var lostRuns = 0
         for r in runs {
-            if r.ino == 0 { summary.dataFree += r.len } else { summary.dataInFiles += r.len }
+            if r.ino == 0 { summary.dataFree &+= r.len } else { summary.dataInFiles &+= r.len }
             let end = r.start &+ r.len
             if r.start < first || end > last || end < r.start {
                 report(r.ino == 0 ? .allocator : .extent, "data blocks \(r.start)+\(r.len) (\(name(r))): outside the data blocks \(first)..<\(last)")
@@ -850,8 +857,8 @@ public final class VolumeChecker {
         } else if lostRuns > 1000 {
             report(.dataAccounting, "\(lostRuns - 1000) more runs of lost data blocks not listed")
         }
-        if unreadable == 0, last > first, summary.dataInFiles + summary.dataFree != last - first {
-            report(.dataAccounting, "data blocks: \(summary.dataInFiles) in files + \(summary.dataFree) free = \(summary.dataInFiles + summary.dataFree), the device has \(last - first)")
+        if unreadable == 0, last > first, summary.dataInFiles &+ summary.dataFree != last - first {
+            report(.dataAccounting, "data blocks: \(summary.dataInFiles) in files + \(summary.dataFree) free = \(summary.dataInFiles &+ summary.dataFree), the device has \(last - first)")
         }
     }
 }
