@@ -276,7 +276,7 @@ struct VolumeCheckTests {
 
     /// Random damage to the written metadata blocks, resealed so that the damage reaches the
     /// structure checks: the checker never traps, and finds something for most of it.
-    /// `SCOUT_CHECK_FUZZ_SEED=N` picks the seed.
+    /// `SCOUT_CHECK_FUZZ_SEED=N` picks the seed, `SCOUT_CHECK_FUZZ_ROUNDS=N` the rounds.
     @Test func randomDamageNeverTraps() throws {
         let p = try Self.populated()
         defer { TempDir.remove(p.tv.dir) }
@@ -290,7 +290,7 @@ struct VolumeCheckTests {
         let written = (Format.metaDevStartBlkno..<sb.totalMetaBlocks).filter { clean.referencer(of: $0) != nil }
         try #require(written.count > 10)
         var found = 0
-        let rounds = 150
+        let rounds = getenv("SCOUT_CHECK_FUZZ_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 150
         for round in 0..<rounds {
             let blkno = written[Int(rng.next() % UInt64(written.count))]
             let at = blkno << UInt64(Format.largeShift)
