@@ -258,7 +258,7 @@ public final class VolumeChecker {
             checkFSItems(logTrees)
         } else {
             walkTree(sb.fsRoot, name: "fs_root", owner("fs_root")) { _ in }
-            for (name, lt) in logTrees { walkTree(lt.itemRoot, name: name + " items", owner(name + " items")) { _ in } }
+            for (name, lt, _) in logTrees { walkTree(lt.itemRoot, name: name + " items", owner(name + " items")) { _ in } }
         }
 
         progress("accounting")
@@ -670,7 +670,7 @@ public final class VolumeChecker {
     }
 
     /// The log trees items, each with its allocators, bloom block and srch file walked.
-    func walkLogsRoot() -> [(name: String, lt: LogTrees)] {
+    func walkLogsRoot() -> [(name: String, lt: LogTrees, bloom: BlockBuffer?)] {
         let o = owner("logs_root")
         var out: [(name: String, lt: LogTrees)] = []
         walkTree(sb.logsRoot, name: "logs_root", o) { item in
@@ -685,7 +685,9 @@ public final class VolumeChecker {
             out.append(("log tree rid \(hex(k.first)) nr \(k.second)", lt))
         }
         summary.logTrees = out.count
+        var blooms: [BlockBuffer?] = []
         for (name, lt) in out {
+            blooms.append(nil)
             walkList(lt.metaAvail, name: name + " meta_avail")
             walkList(lt.metaFreed, name: name + " meta_freed")
             walkAllocRoot(lt.dataAvail, name: name + " data_avail", meta: false)
@@ -694,6 +696,7 @@ public final class VolumeChecker {
                 if let b = readBlock(lt.bloomRef, magic: .bloom, owner(name + " bloom block")),
                     let h = try? b.decode(BloomBlockHeader.self)
                 {
+                    blooms[blooms.count - 1] = b
                     var set: UInt64 = 0
                     for off in stride(from: BloomBlockHeader.encodedSize, to: Format.largeBlockSize, by: 8) {
                         set += UInt64(b.u64(off).nonzeroBitCount)
@@ -705,17 +708,52 @@ public final class VolumeChecker {
             }
             walkSrchFile(lt.srchFile, name: name + " srch file")
         }
-        return out
+        return zip(out, blooms).map { ($0.0.name, $0.0.lt, $0.1) }
+    }
+
+    /// The start key of the cluster lock covering `key` (our `LockRange.covering`): the bloom
+    /// filter of a log tree holds the lock start of every item in it.
+    static func lockStart(_ key: Key) -> Key {
+        switch key.zone {
+        case KeyZone.fs: return Key(zone: KeyZone.fs, first: key.first & ~(Format.lockInodeGroupNr - 1))
+        case KeyZone.orphan: return Key(zone: KeyZone.orphan, type: KeyType.orphan)
+        case KeyZone.inodeIndex: return Key(zone: KeyZone.inodeIndex, type: key.type, second: key.second & ~UInt64(1023))
+        default: return key
+        }
+    }
+
+    /// Whether `bloom` (a bloom block) holds `key`: three bit numbers from FNV-1a-64 of the
+    /// encoded key, as mounts set them (our `Bloom`).
+    static func bloomHolds(_ bloom: BlockBuffer, _ key: Key) -> Bool {
+        let bits = UInt32(Format.forestBloomBits)
+        var hash = FNV1a.hash64(key.encoded())
+        for _ in 0..<Format.forestBloomNrs {
+            let n = Int(UInt32(truncatingIfNeeded: hash) % bits)
+            if bloom.u8(BloomBlockHeader.encodedSize + n / 8) & (1 << UInt8(n % 8)) == 0 { return false }
+            hash >>= UInt64(Format.forestBloomFuncBits)
+        }
+        return true
     }
 
     // MARK: - fs items
 
     /// Merges the fs root with every log tree's items, as reads do, and checks them.
-    func checkFSItems(_ logTrees: [(name: String, lt: LogTrees)]) {
+    func checkFSItems(_ logTrees: [(name: String, lt: LogTrees, bloom: BlockBuffer?)]) {
         var cursors: [TreeCursor] = [TreeCursor(checker: self, root: sb.fsRoot, name: "fs_root", owner: owner("fs_root"))]
-        for (name, lt) in logTrees {
+        // each tree's bloom block: items a log tree holds must be in its bloom filter, or
+        // mounts never read them (the fs root has none)
+        var blooms: [(name: String, block: BlockBuffer?, missed: Int)] = [("fs_root", nil, 0)]
+        for (name, lt, bloom) in logTrees {
             let itemsName = name + " items"
             cursors.append(TreeCursor(checker: self, root: lt.itemRoot, name: itemsName, owner: owner(itemsName)))
+            blooms.append((name, bloom, 0))
+            if bloom == nil && lt.itemRoot.height > 0 && !lt.bloomRef.isNull {
+                // unreadable: already reported
+                blooms[blooms.count - 1].missed = Int.max
+            } else if bloom == nil && lt.itemRoot.height > 0 {
+                report(.item, "\(name): items but no bloom block (mounts never read them)")
+                blooms[blooms.count - 1].missed = Int.max
+            }
         }
         var fs = FSItemChecker(formatVersion: sb.fmtVers, totalDataBlocks: sb.totalDataBlocks) { [unowned self] kind, msg in
             self.report(kind, msg)
@@ -745,6 +783,10 @@ public final class VolumeChecker {
                 fs.add(it.key, it.value)
             }
             for i in heads.indices where heads[i]?.key == k {
+                if let bloom = blooms[i].block, blooms[i].missed < 10, !Self.bloomHolds(bloom, Self.lockStart(k)) {
+                    blooms[i].missed += 1
+                    report(.item, "\(blooms[i].name): item \(k) is not in its bloom filter (mounts never read it)")
+                }
                 heads[i] = cursors[i].next()
             }
         }

@@ -394,6 +394,34 @@ struct VolumeCheckTests {
         try Self.expectFound(p.tv, .btree, "meta block \(blkno): logs_root: ")
     }
 
+    @Test func itemMissingFromItsBloomFilter() throws {
+        let p = try Self.populated()
+        defer { TempDir.remove(p.tv.dir) }
+        let dev = try FileBlockDevice(path: p.tv.meta, writable: true)
+        let txn = try MetaTransaction(device: MetaDevice(device: dev, fsid: p.tv.fsid, cacheBytes: 0))
+        var bloom = BlockRef()
+        var rid: UInt64 = 0
+        try BTree(store: txn).forEach(txn.superBlock.logsRoot) { blk, off in
+            let lt = try! LogTrees.decode(blk.value(at: off))
+            if bloom.isNull && !lt.bloomRef.isNull {
+                bloom = lt.bloomRef
+                rid = lt.rid
+            }
+            return true
+        }
+        try #require(!bloom.isNull)
+        // every bit cleared, the block otherwise valid
+        let buf = BlockBuffer(size: Format.largeBlockSize)
+        try dev.read(into: buf, at: bloom.blkno << UInt64(Format.largeShift))
+        buf.zero(BloomBlockHeader.encodedSize, Format.largeBlockSize - BloomBlockHeader.encodedSize)
+        buf.setU64(32, 0)
+        buf.seal()
+        try dev.write(buf, at: bloom.blkno << UInt64(Format.largeShift))
+        try dev.sync()
+        try Self.expectFound(p.tv, .item, "log tree rid \(String(rid, radix: 16)) nr 1: item ")
+        try Self.expectFound(p.tv, .item, "is not in its bloom filter (mounts never read it)")
+    }
+
     @Test func allocatorTotalOff() throws {
         let p = try Self.populated()
         defer { TempDir.remove(p.tv.dir) }
