@@ -133,8 +133,9 @@ public struct CheckProgress: Sendable, Equatable {
 ///   items, the newest version of a key winning and deletion items hiding older ones), agree:
 ///   see `FSItemChecker`.
 ///
-/// Memory: two 16-bit owner entries per metadata block (who references it, which allocator
-/// lists it free), the data extents, and a few facts per inode and link.
+/// Memory: two bits per metadata block (referenced, free), the data extents, and a few facts
+/// per inode and link. A block referenced twice, free twice, or both is named with both of its
+/// owners: a second, silent walk notes the first owner of just those blocks.
 public final class VolumeChecker {
     /// Problems kept in `problems`; later ones are only counted (and passed to `onProblem`).
     public static let keptProblems = 100_000
@@ -164,11 +165,31 @@ public final class VolumeChecker {
     var sb = SuperBlock(hdr: BlockHeader(magic: 0, fsid: 0, seq: 0, blkno: 0), fmtVers: 0, flags: 0, uuid: Array(repeating: 0, count: 16))
     var fsid: UInt64 = 0
     var totalMeta: UInt64 = 0
-    /// Per metadata block: index into `owners` of the structure referencing it (0: none).
-    var refOwner: [UInt16] = []
-    /// Per metadata block: index into `owners` of the allocator listing it free (0: none).
-    var freeOwner: [UInt16] = []
+    /// One bit a metadata block: referenced by some structure.
+    var referenced = BlockBitmap(count: 0)
+    /// One bit a metadata block: listed free by some allocator.
+    var free = BlockBitmap(count: 0)
+    /// The names of the structures and allocators, by index (0 is none).
     var owners: [String] = ["(none)"]
+    /// Blocks referenced twice, free twice, or both referenced and free, with the owner that
+    /// came second; their first owners are found by a second, silent pass (`nameConflicts`).
+    var conflicts: [Conflict] = []
+    var conflictsNotKept = 0
+    /// During the naming pass: the first referencing and freeing owner of each conflict block.
+    var naming: [UInt64: FirstOwners]? = nil
+    /// Reports are dropped (the naming pass).
+    var silent = false
+
+    struct Conflict {
+        var kind: CheckProblem.Kind
+        var blkno: UInt64
+        var owner: UInt16
+    }
+
+    struct FirstOwners {
+        var referencing: UInt16 = 0
+        var freeing: UInt16 = 0
+    }
     /// Referenced blocks that could not be read or verified (their subtrees are unknown).
     var unreadable = 0
     /// Whether the last `readBlock` met a block already referenced.
@@ -193,16 +214,15 @@ public final class VolumeChecker {
         self.data = data
     }
 
-    /// After `run`: the structure that references metadata block `blkno` (as problems name
-    /// it, "fs_root", "log tree rid … items", …), nil when none does.
-    public func referencer(of blkno: UInt64) -> String? {
-        guard blkno < UInt64(refOwner.count), refOwner[Int(blkno)] != 0 else { return nil }
-        return ownerName(refOwner[Int(blkno)])
+    /// After `run`: whether some structure references metadata block `blkno`.
+    public func isReferenced(_ blkno: UInt64) -> Bool {
+        blkno < totalMeta && referenced[Int(blkno)]
     }
 
     // MARK: - reporting
 
     func report(_ kind: CheckProblem.Kind, _ message: String) {
+        if silent { return }
         let p = CheckProblem(kind, message)
         summary.problems += 1
         if problems.count < Self.keptProblems { problems.append(p) }
@@ -218,6 +238,7 @@ public final class VolumeChecker {
     func ownerName(_ o: UInt16) -> String { o == UInt16.max ? "(many)" : owners[Int(o)] }
 
     func progress(_ phase: String) {
+        if silent { return }
         self.phase = phase
         onProgress?(CheckProgress(phase: phase, blocksRead: summary.metaReferenced, totalBlocks: totalMeta))
     }
@@ -235,8 +256,19 @@ public final class VolumeChecker {
         owners = ["(none)"]
         unreadable = 0
         dataRuns = []
+        conflicts = []
+        conflictsNotKept = 0
         guard checkSupers() else { return summary }
+        walkMetadata()
+        progress("accounting")
+        checkMetaAccounting()
+        if checkFileSystem { checkDataAccounting() }
+        nameConflicts()
+        return summary
+    }
 
+    /// Every structure from the super block down: marks each block and checks what it holds.
+    func walkMetadata() {
         progress("allocators")
         for (i, root) in sb.metaAlloc.enumerated() {
             walkAllocRoot(root, name: "meta_alloc[\(i)]", meta: true)
@@ -260,11 +292,48 @@ public final class VolumeChecker {
             walkTree(sb.fsRoot, name: "fs_root", owner("fs_root")) { _ in }
             for (name, lt, _) in logTrees { walkTree(lt.itemRoot, name: name + " items", owner(name + " items")) { _ in } }
         }
+    }
 
-        progress("accounting")
-        checkMetaAccounting()
-        if checkFileSystem { checkDataAccounting() }
-        return summary
+    /// Reports the conflicts of the walk with both of their owners: a second walk, silent
+    /// and identical to the first, notes the first owner of just those blocks. Only a damaged
+    /// volume pays for it; a clean one keeps two bits a block.
+    func nameConflicts() {
+        guard !conflicts.isEmpty else { return }
+        let found = conflicts
+        let notKept = conflictsNotKept
+        let saved = (summary, problems, dataRuns, unreadable, phase)
+        naming = Dictionary(found.map { ($0.blkno, FirstOwners()) }, uniquingKeysWith: { a, _ in a })
+        silent = true
+        referenced = BlockBitmap(count: Int(totalMeta))
+        free = BlockBitmap(count: Int(totalMeta))
+        walkMetadata()
+        let first = naming ?? [:]
+        naming = nil
+        silent = false
+        (summary, problems, dataRuns, unreadable, phase) = saved
+        for c in found {
+            let f = first[c.blkno] ?? FirstOwners()
+            switch c.kind {
+            case .referencedTwice:
+                report(c.kind, "meta block \(c.blkno): referenced twice (\(ownerName(f.referencing)), \(ownerName(c.owner)))")
+            case .freeTwice:
+                report(c.kind, "meta block \(c.blkno): free twice (\(ownerName(f.freeing)), \(ownerName(c.owner)))")
+            default:
+                report(c.kind, "meta block \(c.blkno): referenced by \(ownerName(f.referencing)) but free in \(ownerName(f.freeing))")
+            }
+        }
+        if notKept > 0 {
+            report(.referencedTwice, "\(notKept) more blocks referenced or free more than once, not listed")
+        }
+    }
+
+    func conflict(_ kind: CheckProblem.Kind, _ blkno: UInt64, _ o: UInt16) {
+        if naming != nil { return }
+        if conflicts.count < Self.keptProblems {
+            conflicts.append(Conflict(kind: kind, blkno: blkno, owner: o))
+        } else {
+            conflictsNotKept += 1
+        }
     }
 
     // MARK: - super blocks
@@ -313,8 +382,8 @@ public final class VolumeChecker {
             fatalErrno = EINVAL
             return false
         }
-        refOwner = Array(repeating: 0, count: Int(totalMeta))
-        freeOwner = Array(repeating: 0, count: Int(totalMeta))
+        referenced = BlockBitmap(count: Int(totalMeta))
+        free = BlockBitmap(count: Int(totalMeta))
         summary.metaBlocks = totalMeta - Format.metaDevStartBlkno
         summary.dataBlocks = sb.totalDataBlocks > Format.dataDevStartBlkno ? sb.totalDataBlocks - Format.dataDevStartBlkno : 0
 
@@ -370,17 +439,13 @@ public final class VolumeChecker {
     func markReferenced(_ blkno: UInt64, _ o: UInt16, quiet: Bool = false) -> Mark {
         guard inside(blkno, "referenced by \(ownerName(o))") else { return .outside }
         let i = Int(blkno)
-        if refOwner[i] != 0 {
-            if !quiet {
-                report(.referencedTwice, "meta block \(blkno): referenced twice (\(ownerName(refOwner[i])), \(ownerName(o)))")
-            }
+        if naming?[blkno]?.referencing == 0 { naming![blkno]!.referencing = o }
+        if referenced.testAndSet(i) {
+            if !quiet { conflict(.referencedTwice, blkno, o) }
             return .duplicate
         }
-        refOwner[i] = o
         summary.metaReferenced += 1
-        if freeOwner[i] != 0 {
-            report(.referencedAndFree, "meta block \(blkno): referenced by \(ownerName(o)) but free in \(ownerName(freeOwner[i]))")
-        }
+        if free[i] { conflict(.referencedAndFree, blkno, o) }
         if summary.metaReferenced & 1023 == 0 { progress(phase) }
         return .first
     }
@@ -388,39 +453,32 @@ public final class VolumeChecker {
     /// Records that `owner` lists `blkno` as free.
     func markFree(_ blkno: UInt64, _ o: UInt16) {
         guard inside(blkno, "free in \(ownerName(o))") else { return }
+        markFreeInside(blkno, o)
+    }
+
+    func markFreeInside(_ blkno: UInt64, _ o: UInt16) {
         let i = Int(blkno)
-        if freeOwner[i] != 0 {
-            report(.freeTwice, "meta block \(blkno): free twice (\(ownerName(freeOwner[i])), \(ownerName(o)))")
-            return
-        }
-        freeOwner[i] = o
-        if refOwner[i] != 0 {
-            report(.referencedAndFree, "meta block \(blkno): referenced by \(ownerName(refOwner[i])) but free in \(ownerName(o))")
+        if naming?[blkno]?.freeing == 0 { naming![blkno]!.freeing = o }
+        if free.testAndSet(i) {
+            conflict(.freeTwice, blkno, o)
+        } else if referenced[i] {
+            conflict(.referencedAndFree, blkno, o)
         }
     }
 
-    /// `markFree` for every block of `lo...hi` (inside the metadata blocks), in one pass over
-    /// the owner arrays: a large free extent costs no more than a memory sweep.
+    /// `markFree` for every block of `lo...hi` (inside the metadata blocks), a word of 64
+    /// blocks at a time where none of them is referenced or free yet.
     func markFreeRange(_ lo: UInt64, _ hi: UInt64, _ o: UInt16) {
-        var freeConflicts: [(Int, UInt16)] = []
-        var refConflicts: [Int] = []
-        refOwner.withUnsafeBufferPointer { refs in
-            freeOwner.withUnsafeMutableBufferPointer { frees in
-                for i in Int(lo)...Int(hi) {
-                    if frees[i] != 0 {
-                        freeConflicts.append((i, frees[i]))
-                        continue
-                    }
-                    frees[i] = o
-                    if refs[i] != 0 { refConflicts.append(i) }
-                }
+        var i = Int(lo)
+        let last = Int(hi)
+        while i <= last {
+            if i & 63 == 0 && i + 63 <= last && naming == nil && free.word(i >> 6) == 0 && referenced.word(i >> 6) == 0 {
+                free.setWord(i >> 6, .max)
+                i += 64
+                continue
             }
-        }
-        for (i, first) in freeConflicts {
-            report(.freeTwice, "meta block \(i): free twice (\(ownerName(first)), \(ownerName(o)))")
-        }
-        for i in refConflicts {
-            report(.referencedAndFree, "meta block \(i): referenced by \(ownerName(refOwner[i])) but free in \(ownerName(o))")
+            markFreeInside(UInt64(i), o)
+            i += 1
         }
     }
 
@@ -809,7 +867,7 @@ public final class VolumeChecker {
     // MARK: - accounting
 
     func checkMetaAccounting() {
-        var free: UInt64 = 0
+        var freeCount: UInt64 = 0
         var lost: UInt64 = 0
         // runs of lost blocks, the first ones kept for the report
         var runs: [(UInt64, UInt64)] = []
@@ -817,27 +875,36 @@ public final class VolumeChecker {
         let keptRuns = 10_000
         let start = Int(Format.metaDevStartBlkno)
         let end = Int(totalMeta)
-        refOwner.withUnsafeBufferPointer { refs in
-            freeOwner.withUnsafeBufferPointer { frees in
-                var runStart = -1
-                for i in start..<end {
-                    if frees[i] != 0 { free += 1 }
-                    if refs[i] == 0 && frees[i] == 0 {
-                        lost += 1
-                        if runStart < 0 { runStart = i }
-                    } else if runStart >= 0 {
-                        runCount += 1
-                        if runs.count < keptRuns { runs.append((UInt64(runStart), UInt64(i - 1))) }
-                        runStart = -1
-                    }
-                }
-                if runStart >= 0 {
-                    runCount += 1
-                    if runs.count < keptRuns { runs.append((UInt64(runStart), UInt64(end - 1))) }
+        var runStart = -1
+        func endRun(_ lastLost: Int) {
+            runCount += 1
+            if runs.count < keptRuns { runs.append((UInt64(runStart), UInt64(lastLost))) }
+            runStart = -1
+        }
+        for w in (start >> 6)...((end - 1) >> 6) {
+            // the bits of this word inside start..<end
+            let lo = max(start, w << 6)
+            let hi = min(end, (w + 1) << 6)
+            let valid: UInt64 = (hi - lo == 64 ? .max : ((1 << UInt64(hi - lo)) - 1)) << UInt64(lo & 63)
+            let f = free.word(w) & valid
+            let lostBits = ~(referenced.word(w) | free.word(w)) & valid
+            freeCount += UInt64(f.nonzeroBitCount)
+            lost += UInt64(lostBits.nonzeroBitCount)
+            if lostBits == 0 {
+                if runStart >= 0 { endRun(lo - 1) }
+                continue
+            }
+            if lostBits == valid && runStart >= 0 { continue }
+            for i in lo..<hi {
+                if lostBits & (1 << UInt64(i & 63)) != 0 {
+                    if runStart < 0 { runStart = i }
+                } else if runStart >= 0 {
+                    endRun(i - 1)
                 }
             }
         }
-        summary.metaFree = free
+        if runStart >= 0 { endRun(end - 1) }
+        summary.metaFree = freeCount
         summary.metaLost = lost
         if unreadable > 0 {
             if lost > 0 {
@@ -905,3 +972,25 @@ public final class VolumeChecker {
     }
 }
 
+/// One bit for each metadata block.
+struct BlockBitmap {
+    private var words: [UInt64]
+
+    init(count: Int) {
+        words = Array(repeating: 0, count: (count + 63) / 64)
+    }
+
+    subscript(i: Int) -> Bool { words[i >> 6] & (1 << UInt64(i & 63)) != 0 }
+
+    /// Sets bit `i`; returns whether it was set already.
+    mutating func testAndSet(_ i: Int) -> Bool {
+        let m: UInt64 = 1 << UInt64(i & 63)
+        let was = words[i >> 6] & m != 0
+        words[i >> 6] |= m
+        return was
+    }
+
+    func word(_ w: Int) -> UInt64 { words[w] }
+
+    mutating func setWord(_ w: Int, _ v: UInt64) { words[w] = v }
+}

@@ -287,7 +287,7 @@ struct VolumeCheckTests {
         // the referenced blocks (damage to a free one is rightly not seen)
         let clean = VolumeChecker(meta: try FileBlockDevice(path: p.tv.meta, writable: false), data: nil)
         clean.run()
-        let written = (Format.metaDevStartBlkno..<sb.totalMetaBlocks).filter { clean.referencer(of: $0) != nil }
+        let written = (Format.metaDevStartBlkno..<sb.totalMetaBlocks).filter { clean.isReferenced($0) }
         try #require(written.count > 10)
         var found = 0
         let rounds = getenv("SCOUT_CHECK_FUZZ_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 150
