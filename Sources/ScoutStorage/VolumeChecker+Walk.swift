@@ -65,6 +65,7 @@ struct TreeCursor {
         }
         if Int(b.level) != level {
             fail("level \(b.level), expected \(level)")
+            if !duplicate { checker.unreadable += 1 }
             return
         }
         let order: [Int]
@@ -78,6 +79,8 @@ struct TreeCursor {
                 text = s.hasPrefix(prefix) ? String(s.dropFirst(prefix.count)) : s
             }
             fail(text)
+            // its items and children are unknown, as for an unreadable block
+            if !duplicate { checker.unreadable += 1 }
             return
         }
         if !isRoot && order.isEmpty { fail("non-root block is empty") }

@@ -190,7 +190,8 @@ public final class VolumeChecker {
         var referencing: UInt16 = 0
         var freeing: UInt16 = 0
     }
-    /// Referenced blocks that could not be read or verified (their subtrees are unknown).
+    /// Referenced blocks that could not be read, verified or walked (their subtrees are
+    /// unknown, so lost blocks and missing items are not listed).
     var unreadable = 0
     /// Whether the last `readBlock` met a block already referenced.
     var lastReadWasDuplicate = false
@@ -908,7 +909,7 @@ public final class VolumeChecker {
         summary.metaLost = lost
         if unreadable > 0 {
             if lost > 0 {
-                report(.lost, "\(lost) meta blocks neither referenced nor free, not listed: \(unreadable) referenced blocks could not be read and may reference them")
+                report(.lost, "\(lost) meta blocks neither referenced nor free, not listed: \(unreadable) referenced blocks could not be read or walked and may reference them")
             }
             return
         }
@@ -962,7 +963,7 @@ public final class VolumeChecker {
             }
         }
         if unreadable > 0 && summary.dataLost > 0 {
-            report(.dataAccounting, "\(summary.dataLost) data blocks neither in a file nor free, not listed: \(unreadable) referenced metadata blocks could not be read and may reference them")
+            report(.dataAccounting, "\(summary.dataLost) data blocks neither in a file nor free, not listed: \(unreadable) referenced metadata blocks could not be read or walked and may reference them")
         } else if lostRuns > 1000 {
             report(.dataAccounting, "\(lostRuns - 1000) more runs of lost data blocks not listed")
         }
