@@ -10,7 +10,7 @@ public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
-        subcommands: [MkfsCommand.self, PrintCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
+        subcommands: [MkfsCommand.self, PrintCommand.self, CheckCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
                       QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self,
                       StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
@@ -263,6 +263,7 @@ extension ScoutCommand {
         ("move-blocks", .agent, "FROM_FILE --from-offset OFFSET --length LENGTH TO_FILE --to-offset OFFSET",
          "Move a fixed-size region of extents from one regular file to another"),
         ("print", .debug, "META-DEV", "Print metadata structures"),
+        ("check", .debug, "META-DEVICE DATA-DEVICE", "Check the consistency of an unmounted volume"),
         ("punch-offline", .agent, "PATH", "Make a (sparse) hole in the file at offset and with length"),
         ("quorum-status", .info, "[-p PATH]", "Show a quorum member mount's election status and quorum counters"),
         ("setattr", .agent, "FILE", "Set attributes on newly-created zero-length file"),

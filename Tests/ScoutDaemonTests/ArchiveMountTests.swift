@@ -168,6 +168,8 @@ extension RealMounts {
             #expect(try root.dataWaiting(afterIno: 0, afterIblock: 0).isEmpty)
             root.close()
             #expect(v.unmount() == 0)
+            let check = MountEnv.sh("\(MountEnv.binary) check \(v.dir)/meta \(v.dataPath)")
+            #expect(check.0 == 0, "check: \(check.1)")
         }
 
         @Test(.enabled(if: MountEnv.usable)) func walkInodesReturnsExactlyTheChangesAfterEachCommit() throws {
@@ -272,6 +274,8 @@ extension RealMounts {
             try v.mount()
             for (p, b) in files { #expect(readWhole(p).bytes == b, "\(p) after remount") }
             #expect(v.unmount() == 0)
+            let check = MountEnv.sh("\(MountEnv.binary) check \(v.dir)/meta \(v.dataPath)")
+            #expect(check.0 == 0, "check: \(check.1)")
         }
 
         @Test(.enabled(if: MountEnv.usable)) func fiveHundredWaitingReadersLeaveTheMountResponsive() throws {

@@ -107,6 +107,8 @@ struct ClusterLifecycleTests {
         #expect(c.healthy(member, readOn: leader, name: "after-fence"), "\(c.logs())")
         #expect(try MountRegistry(runDirectory: c.dir + "/run").lookup(rid: new) != nil)
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     /// A member killed with SIGKILL and mounted again at once: the server fences the killed rid
@@ -126,6 +128,8 @@ struct ClusterLifecycleTests {
         #expect(kill(newPid, 0) == 0, "the new mount's daemon was killed\n\(c.logs())")
         #expect(c.healthy(member, readOn: leader, name: "after-reconnect-fence"), "\(c.logs())")
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     /// The three members unmount together right after a leader change, while one of them is
@@ -161,6 +165,8 @@ struct ClusterLifecycleTests {
         #expect(took < 45, "unmounting took \(took) s\n\(c.logs())")
         #expect(!c.logs().contains("farewell not answered"), "\(c.logs())")
         #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 }
 }

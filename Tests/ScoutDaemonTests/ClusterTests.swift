@@ -269,6 +269,8 @@ struct ClusterTests {
 
         #expect(c.unmount(all) == 0, "\(c.logs())")
         #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     /// Members on separate hosts (their own loop devices, so their own page caches) read what
@@ -301,6 +303,8 @@ struct ClusterTests {
         }
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
         #expect(MountEnv.sh("\(c.bin) print \(c.dir)/meta").0 == 0)
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     /// A fence script that takes 10 s, under a 2 s heartbeat timeout, causes no second
@@ -337,6 +341,8 @@ struct ClusterTests {
         #expect((up ?? 0) >= 5, "the server came up before the slow fence finished")
         #expect(c.role(elected) == "leader")
         #expect(c.unmount(survivors) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     /// A slot not in the config, a slot taken by a live mount, and a heartbeat timeout out of

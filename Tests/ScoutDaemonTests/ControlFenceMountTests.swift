@@ -46,6 +46,9 @@ struct ControlFenceMountTests {
         #expect(gone)
         #expect(!Self.mounted(mnt))
         #expect(try MountRegistry(runDirectory: runDir).lookup(rid: rid) == nil)
+        // the killed mount left a consistent volume (its mount still recorded, not yet reclaimed)
+        let check = MountEnv.sh("\(MountEnv.binary) check \(v.dir)/meta \(v.dataPath)")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 }
 }

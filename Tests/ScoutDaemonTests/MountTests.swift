@@ -162,6 +162,8 @@ struct MountTests {
         #expect(v.unmount() == 0)
         // the volume is consistent to our own checker
         #expect(MountEnv.sh("\(MountEnv.binary) print \(v.dir)/meta").0 == 0)
+        let check = MountEnv.sh("\(MountEnv.binary) check \(v.dir)/meta \(v.dataPath)")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     @Test func killNineKeepsEveryFsyncedByte() throws {
@@ -195,6 +197,8 @@ struct MountTests {
         }
         #expect(v.unmount() == 0)
         #expect(MountEnv.sh("\(MountEnv.binary) print \(v.dir)/meta").0 == 0)
+        let check = MountEnv.sh("\(MountEnv.binary) check \(v.dir)/meta \(v.dataPath)")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     @Test func badOptionsAreRefused() throws {

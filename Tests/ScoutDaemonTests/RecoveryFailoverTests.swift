@@ -306,6 +306,7 @@ struct RecoveryFailoverTests {
         try await onThread { try m1.vol.unmount() }
         #expect(try bsvc.mountedClientRids().isEmpty)
         await bsvc.stop()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func aMountThatDoesNotReconnectIsFencedAndAnErroredFenceStopsTheServer() async throws {
@@ -366,6 +367,8 @@ struct RecoveryFailoverTests {
         #expect(try svc.mountedClientRids() == [0x2002, 0x2003])
         await m2.client.shutdown()
         await svc.stop()
+        // consistent as the stopped server left it: m1 reclaimed, m2 and m3 still recorded
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func quorumMembersLeaveOnlyAsTheLastMajority() async throws {
@@ -396,6 +399,7 @@ struct RecoveryFailoverTests {
         if case .failure(let e) = first.value { Issue.record("farewell failed: \(e)") }
         #expect(try s.service.mountedClientRids().isEmpty)
         await s.service.stop()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     /// A member whose connection went away while its farewell was held, and which never came
@@ -429,6 +433,7 @@ struct RecoveryFailoverTests {
         #expect(fences.request(rid: 0x5001) == nil, "\(fences.list())")
         #expect(s.fatal.all.isEmpty)
         await s.service.stop()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     /// The last two members of a new server's cluster say farewell while one of them is still
@@ -468,6 +473,7 @@ struct RecoveryFailoverTests {
         #expect(second.value == "ok")
         #expect(try s.service.mountedClientRids().isEmpty)
         await s.service.stop()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func theRecoveryTimerFencesMountsThatNeverCameBackAtTheirStoredAddress() async throws {
@@ -500,6 +506,7 @@ struct RecoveryFailoverTests {
         // the reclaims are on disk
         let next = try tv.openCore()
         #expect(try next.mountedClients().isEmpty)
+        try VolumeCheckTests.expectClean(tv)
     }
 }
 

@@ -517,6 +517,8 @@ extension RealMounts {
                     Issue.record("seeds \(batch): final walk failed (the remount is still checked): \(monitor.errors)")
                 }
                 #expect(c.unmount([0, 1, 2]) == 0, "unmount\n\(c.logs())")
+                let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+                #expect(check.0 == 0, "seeds \(batch): check after unmounting:\n\(check.1)")
                 try c.mount([0, 1, 2])
                 let conns2 = Array(fuseConnections((0..<3).map { c.mnt($0) }).values)
                 let daemons2 = registeredDaemons(runDir: c.dir + "/run")
@@ -532,6 +534,8 @@ extension RealMounts {
                 }
                 #expect(monitor.errors.isEmpty, "\(monitor.errors)")
                 #expect(c.unmount([0, 1, 2]) == 0, "unmount\n\(c.logs())")
+                let check2 = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+                #expect(check2.0 == 0, "seeds \(batch): check after the remount's unmount:\n\(check2.1)")
             }
             let kinds = StressOp.allCases.filter { ok[$0] != nil || failed[$0] != nil }
             let counts = kinds.map { "\($0.rawValue) \(ok[$0] ?? 0)/\(failed[$0] ?? 0)" }.joined(separator: ", ")

@@ -101,6 +101,13 @@ import Glibc
                 for b in e.start...e.end { claim(b, "free extent") }
             }
         }
+        // and `scoutfs check` agrees, lost blocks included (the fs root holds test items, not
+        // a file system, so only blocks, btrees and allocators are checked)
+        let volumeChecker = VolumeChecker(meta: dev, data: nil)
+        volumeChecker.checkFileSystem = false
+        let summary = volumeChecker.run()
+        #expect(volumeChecker.problems.isEmpty, "check: \(volumeChecker.problems.map(\.message).joined(separator: "\n"))")
+        #expect(summary.metaReferenced + summary.metaFree == summary.metaBlocks)
         return items
     }
 
