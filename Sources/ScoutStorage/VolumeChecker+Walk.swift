@@ -31,11 +31,19 @@ struct TreeCursor {
     }
 
     var stack: [Frame] = []
+    /// Children whose parent key is below this were freed already (a freeing item's progress).
+    var floor: Key?
+    /// Blocks another tree referenced first are shared with it (a merge completion's copy of
+    /// an fs-root subtree shares what it did not change): neither walked nor counted again.
+    var stopAtReferenced = false
 
-    init(checker: VolumeChecker, root: BTreeRoot, name: String, owner: UInt16) {
+    init(checker: VolumeChecker, root: BTreeRoot, name: String, owner: UInt16, floor: Key? = nil, stopAtReferenced: Bool = false) {
         self.checker = checker
         self.name = name
         self.owner = owner
+        self.floor = floor
+        self.stopAtReferenced = stopAtReferenced
+        if stopAtReferenced && checker.isReferenced(root.ref.blkno) { return }
         if root.height == 0 {
             if !root.ref.isNull { checker.report(.btree, "\(name): root of height 0 references meta block \(root.ref.blkno)") }
             return
@@ -112,6 +120,8 @@ struct TreeCursor {
             if b.level == 0 {
                 return LeafItem(key: b.key(at: off), seq: b.seq(at: off), flags: b.flags(at: off), value: b.value(at: off))
             }
+            if let floor, b.key(at: off) < floor { continue }
+            if stopAtReferenced && checker.isReferenced(b.childRef(at: off).blkno) { continue }
             let low = f.index == 0 ? f.low : b.key(at: f.order[f.index - 1])
             descend(
                 b.childRef(at: off), level: Int(b.level) - 1, isRoot: false, low: low, high: b.key(at: off),
@@ -123,8 +133,12 @@ struct TreeCursor {
 
 extension VolumeChecker {
     /// Walks a whole btree, passing each leaf item to `body`.
-    func walkTree(_ root: BTreeRoot, name: String, _ o: UInt16, _ body: (LeafItem) -> Void) {
-        var c = TreeCursor(checker: self, root: root, name: name, owner: o)
+    func walkTree(
+        _ root: BTreeRoot, name: String, _ o: UInt16, floor: Key? = nil, stopAtReferenced: Bool = false,
+        _ body: (LeafItem) -> Void
+    ) {
+        var c = TreeCursor(checker: self, root: root, name: name, owner: o, floor: floor, stopAtReferenced: stopAtReferenced)
         while let it = c.next() { body(it) }
     }
+
 }

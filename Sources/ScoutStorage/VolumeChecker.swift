@@ -215,7 +215,7 @@ public final class VolumeChecker {
         self.data = data
     }
 
-    /// After `run`: whether some structure references metadata block `blkno`.
+    /// Whether some structure walked so far (after `run`: any) references metadata block `blkno`.
     public func isReferenced(_ blkno: UInt64) -> Bool {
         blkno < totalMeta && referenced[Int(blkno)]
     }
@@ -281,7 +281,7 @@ public final class VolumeChecker {
         progress("server trees")
         walkMountedClients()
         walkSrchRoot()
-        walkLogMerge()
+        let merge = walkLogMerge()
 
         progress("log trees")
         let logTrees = walkLogsRoot()
@@ -293,6 +293,7 @@ public final class VolumeChecker {
             walkTree(sb.fsRoot, name: "fs_root", owner("fs_root")) { _ in }
             for (name, lt, _) in logTrees { walkTree(lt.itemRoot, name: name + " items", owner(name + " items")) { _ in } }
         }
+        walkMergeResults(completions: merge.completions, freeing: merge.freeing)
     }
 
     /// Reports the conflicts of the walk with both of their owners: a second walk, silent
@@ -538,8 +539,9 @@ public final class VolumeChecker {
 
     // MARK: - allocators
 
-    /// A list allocator: its list blocks are referenced, its blknos free.
-    func walkList(_ head: AllocListHead, name: String) {
+    /// A list allocator: its list blocks are referenced, its blknos free (with
+    /// `skipReferenced`, those not referenced elsewhere).
+    func walkList(_ head: AllocListHead, name: String, skipReferenced: Bool = false) {
         let listOwner = owner(name + " list block")
         let freeName = owner(name)
         var ref = head.ref
@@ -558,7 +560,9 @@ public final class VolumeChecker {
             }
             first = false
             for i in 0..<Int(lh.nr) {
-                markFree(b.u64(AllocListBlockHeader.encodedSize + (Int(lh.start) + i) * 8), freeName)
+                let blkno = b.u64(AllocListBlockHeader.encodedSize + (Int(lh.start) + i) * 8)
+                if skipReferenced && isReferenced(blkno) { continue }
+                markFree(blkno, freeName)
             }
             count += UInt64(lh.nr)
             ref = lh.next
@@ -688,12 +692,13 @@ public final class VolumeChecker {
         walk(f.ref, level: Int(f.height) - 1, depth: 0, quiet: false)
     }
 
-    /// log_merge: our servers write none yet; its allocator lists and its own trees are
-    /// accounted (a request's `logs_root` and `root` are copies of other roots, not walked).
-    func walkLogMerge() {
+    /// log_merge: its own tree, the pools of requests out (free blocks), and what must wait
+    /// for the fs root to be walked (`walkMergeResults`): completions and freeing items.
+    func walkLogMerge() -> (completions: [(LogMergeComplete, String)], freeing: [(LogMergeFreeing, String)]) {
         let o = owner("log_merge")
         var lists: [(AllocListHead, String)] = []
-        var roots: [(BTreeRoot, String)] = []
+        var completions: [(LogMergeComplete, String)] = []
+        var freeing: [(LogMergeFreeing, String)] = []
         walkTree(sb.logMerge, name: "log_merge", o) { item in
             let k = item.key
             switch k.zone {
@@ -702,6 +707,7 @@ public final class VolumeChecker {
             case KeyZone.logMergeRange:
                 if (try? LogMergeRange.decode(item.value)) == nil { self.report(.item, "log_merge item \(k): range does not decode") }
             case KeyZone.logMergeRequest:
+                // its logs_root and root are copies of roots walked elsewhere
                 if let r = try? LogMergeRequest.decode(item.value) {
                     lists += [(r.metaAvail, "log_merge request \(k) meta_avail"), (r.metaFreed, "log_merge request \(k) meta_freed")]
                 } else {
@@ -709,14 +715,13 @@ public final class VolumeChecker {
                 }
             case KeyZone.logMergeComplete:
                 if let c = try? LogMergeComplete.decode(item.value) {
-                    lists += [(c.metaAvail, "log_merge complete \(k) meta_avail"), (c.metaFreed, "log_merge complete \(k) meta_freed")]
-                    roots.append((c.root, "log_merge complete \(k) root"))
+                    completions.append((c, "log_merge complete \(k)"))
                 } else {
                     self.report(.item, "log_merge item \(k): complete does not decode")
                 }
             case KeyZone.logMergeFreeing:
                 if let f = try? LogMergeFreeing.decode(item.value) {
-                    roots.append((f.root, "log_merge freeing \(k) root"))
+                    freeing.append((f, "log_merge freeing \(k) root"))
                 } else {
                     self.report(.item, "log_merge item \(k): freeing does not decode")
                 }
@@ -725,7 +730,22 @@ public final class VolumeChecker {
             }
         }
         for (head, name) in lists { walkList(head, name: name) }
-        for (root, name) in roots { walkTree(root, name: name, owner(name)) { _ in } }
+        return (completions, freeing)
+    }
+
+    /// After the fs root is walked: a completion's subtree shares every block it did not copy
+    /// with the fs root (only its copies are its own), and its freed list names the fs-root
+    /// blocks it copied (still referenced until the splice) and its pool's old list blocks
+    /// (free); a freeing item's tree is walked only where its blocks are not freed yet.
+    func walkMergeResults(completions: [(LogMergeComplete, String)], freeing: [(LogMergeFreeing, String)]) {
+        for (c, name) in completions {
+            walkList(c.metaAvail, name: name + " meta_avail")
+            walkList(c.metaFreed, name: name + " meta_freed", skipReferenced: true)
+            walkTree(c.root, name: name + " root", owner(name + " root"), stopAtReferenced: true) { _ in }
+        }
+        for (f, name) in freeing {
+            walkTree(f.root, name: name, owner(name), floor: f.key) { _ in }
+        }
     }
 
     /// The log trees items, each with its allocators, bloom block and srch file walked.

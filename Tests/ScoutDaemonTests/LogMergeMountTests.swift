@@ -61,6 +61,8 @@ struct LogMergeMountTests {
             #expect(readFile("\(c.mnt(slot))/d\((slot + 1) % 3)/new-\((slot + 1) % 3)-7") == Array("7\n".utf8))
         }
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 }
 }
@@ -134,5 +136,7 @@ extension RealMounts.LogMergeMountTests {
         #expect(c.unmount([0, 1, 2]) == 0, "seed \(seed)\n\(c.logs())")
         let (prc, printed) = MountEnv.sh("\(c.bin) print \(c.meta(0)) > /dev/null")
         #expect(prc == 0, "seed \(seed): print of the volume failed: \(printed)")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "seed \(seed): check: \(check.1)")
     }
 }
