@@ -15,6 +15,8 @@ struct Cluster {
     let port: Int
     let heartbeatMs: Int
     var fenced: pid_t = 0
+    /// More mount options for every member (`name=value,...`).
+    var mountOptions = ""
     /// Each member's own loop devices over `dir/meta` and `dir/data`.
     var metaDevices: [String] = []
     var dataDevices: [String] = []
@@ -57,7 +59,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
