@@ -84,12 +84,14 @@ extension Volume {
         if state.withLock({ heldLocally(ino) }) { return .heldHere }
         let group = LockRange.inode(ino)
         do {
-            // held across the map request and the deletion: no new reference can appear
+            // held across the map request and the deletion: no new reference can appear; the
+            // bodies run with these holds (`underLocks`), never acquiring them again
             try locks.acquire(.orphan, .writeOnly)
             defer { locks.release(.orphan, .writeOnly) }
             try locks.acquire(group, .write)
             defer { locks.release(group, .write) }
-            let orphaned = try withLocks([ino], write: false) { () throws -> Bool in
+            let held: Set<LockRange> = [group]
+            let orphaned = try underLocks(held, write: false, orphan: true) { () throws -> Bool in
                 guard let v = try cache.get(Self.inodeKey(ino)), let i = try? Inode.decode(v) else { return false }
                 return i.nlink == 0
             }
@@ -98,7 +100,7 @@ extension Volume {
                 return .notOrphan
             }
             if try othersOpenInoMap(ino).contains(ino: ino) { return .heldElsewhere }
-            return try withLocks([ino], write: true, orphans: true) { () throws -> OrphanDeletion in
+            return try underLocks(held, write: true, orphan: true) { () throws -> OrphanDeletion in
                 if heldLocally(ino) { return .heldHere }
                 let before = counters.inodeDeleted
                 try deleteInode(ino)

@@ -190,24 +190,8 @@ public final class Volume: @unchecked Sendable {
                 try locks.acquire(r, mode)
                 taken.append(r)
             }
-            state.lock()
-            opLocks = Set(taken)
-            opWrite = write
-            opOrphanLock = orphanTaken
-            defer {
-                opLocks = []
-                opOrphanLock = false
-                state.unlock()
-            }
             do {
-                if let failed { throw failed }
-                // a transaction opens (and takes its seq) only when an operation may write:
-                // an open transaction holds GET_LAST_SEQ back, so one left open by reads on an
-                // idle mount would keep every mount's walk-inodes from seeing new changes
-                if write { try openIfNeeded() }
-                let r = try body()
-                try maybeCommit()
-                return r
+                return try underLocks(Set(taken), write: write, orphan: orphanTaken, body)
             } catch let e as NeedLocks {
                 for ino in e.inos { want.insert(.inode(ino)) }
                 continue
@@ -218,6 +202,32 @@ public final class Volume: @unchecked Sendable {
             }
         }
         throw FSError(FSError.EAGAIN, "locks kept changing")
+    }
+
+    /// Runs `body` under the state lock for an operation that already acquired `taken` (in
+    /// `mode` write or read) and, with `orphan`, the orphan lock: what `withLocks` does once
+    /// it holds its locks. A caller holding a lock across several bodies (deletion holds the
+    /// inode group across the OPEN_INO_MAP request) uses this rather than acquiring it again:
+    /// an acquire waits behind an invalidation in progress, and that invalidation waits for
+    /// the caller's own hold to end.
+    func underLocks<R>(_ taken: Set<LockRange>, write: Bool, orphan: Bool, _ body: () throws -> R) throws -> R {
+        state.lock()
+        opLocks = taken
+        opWrite = write
+        opOrphanLock = orphan
+        defer {
+            opLocks = []
+            opOrphanLock = false
+            state.unlock()
+        }
+        if let failed { throw failed }
+        // a transaction opens (and takes its seq) only when an operation may write:
+        // an open transaction holds GET_LAST_SEQ back, so one left open by reads on an
+        // idle mount would keep every mount's walk-inodes from seeing new changes
+        if write { try openIfNeeded() }
+        let r = try body()
+        try maybeCommit()
+        return r
     }
 
     /// Throws `NeedLocks` unless this mount holds the group lock of `ino` in `write` mode.

@@ -110,5 +110,58 @@ struct InodeDeletionMountTests {
         #expect(freed != nil, "data blocks not free again: before \(freeBefore ?? 0), now \(Self.dataFree(c, 0) ?? 0)")
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
     }
+
+    /// Unlinked and held open on one mount, merged into the fs root: the other mounts' orphan
+    /// scans see it and leave it (their map request shows it held); once that mount dies and
+    /// is fenced, a scan deletes it and its blocks are free again.
+    @Test func theOrphanScanDeletesWhatACrashedMountHeld() throws {
+        var c = try Cluster.make()
+        c.mountOptions = "orphan_scan_delay_ms=1000"
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        let leader = try #require(c.leader(among: [0, 1, 2]), "no leader: \(c.logs())")
+        let others = [0, 1, 2].filter { $0 != leader }
+        let (holder, other) = (others[0], others[1])
+        Self.syncAll(c)
+        let freeBefore = try #require(Self.dataFree(c, leader))
+        let payload = [UInt8](repeating: 0xa5, count: 4 << 20)
+        let path = c.mnt(holder) + "/held"
+        try writeFile(path, payload, fsync: true)
+        var st = stat()
+        #expect(stat(path, &st) == 0)
+        let ino = UInt64(st.st_ino)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        defer { if fd >= 0 { close(fd) } }
+        #expect(unlink(path) == 0)
+        #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(holder))").0 == 0)
+        #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+        let merged = waitFor(seconds: 90) { Self.counter(c, leader, "log_merge_complete") >= 1 }
+        #expect(merged != nil, "no merge completed: \(c.logs().suffix(3000))")
+        // the other mounts' scans find the orphan in the fs root and see it held
+        let seen = waitFor(seconds: 30) {
+            Self.counter(c, leader, "orphan_scan_omap_set") + Self.counter(c, other, "orphan_scan_omap_set") >= 2
+        }
+        #expect(seen != nil, "scans never saw the held orphan: \(Self.counters(c, "orphan_scan_item"))")
+        #expect(Self.counters(c, "inode_deleted") == [0, 0, 0])
+        #expect(Self.allocated(c, other, ino))
+        var head = [UInt8](repeating: 0, count: 4096)
+        #expect(pread(fd, &head, head.count, 1 << 20) == head.count && head == Array(payload.prefix(4096)))
+
+        // the holder dies: fenced after the reconnect timeout, then a scan deletes the inode
+        let pid = try #require(c.daemonPid(holder))
+        kill(pid, SIGKILL)
+        let gone = waitFor(seconds: 150) {
+            Self.counter(c, leader, "inode_deleted") + Self.counter(c, other, "inode_deleted") == 1
+        }
+        #expect(gone != nil, "the orphan was not deleted after its holder was fenced: \(c.logs().suffix(4000))")
+        #expect(!Self.allocated(c, other, ino))
+        let freed = waitFor(seconds: 30) {
+            for slot in [leader, other] { MountEnv.sh("timeout 30 \(c.bin) sync -p \(c.mnt(slot))") }
+            return (Self.dataFree(c, leader) ?? 0) >= freeBefore
+        }
+        #expect(freed != nil, "data blocks not free again: before \(freeBefore), now \(Self.dataFree(c, leader) ?? 0)")
+        #expect(c.unmount([leader, other]) == 0, "\(c.logs())")
+    }
 }
 }
