@@ -14,7 +14,7 @@ extension Mount {
                     usleep(UInt32(min(250_000, max(1_000, (end - monotonicSeconds()) * 1_000_000))))
                 }
                 if stop.isSet { break }
-                vol.scanOrphans()
+                vol.scanOrphans(stopping: { stop.isSet })
             }
         }
     }

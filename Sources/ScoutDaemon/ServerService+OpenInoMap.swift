@@ -49,27 +49,27 @@ extension ServerService {
             let wait = OpenInoMapWait(gather)
             let timeout = omapTimeout
             mutex.withLock { omapCountersValue.omapRequestSent += UInt64(targets.count) }
-            outcome = await withCheckedContinuation { cont in
-                wait.start(cont)
-                for target in targets {
-                    Task {
-                        do {
-                            let bytes = try await server.request(rid: target, .openInoMap, request)
-                            if let map = try? OpenInoMap.decodePayload(bytes) {
-                                wait.reply(rid: target, map)
-                            } else {
-                                wait.failed(rid: target)
-                            }
-                        } catch {
+            // an event before `start` is kept in the gather and resumes the handler at `start`
+            for target in targets {
+                Task {
+                    do {
+                        let bytes = try await server.request(rid: target, .openInoMap, request)
+                        if let map = try? OpenInoMap.decodePayload(bytes) {
+                            wait.reply(rid: target, map)
+                        } else {
                             wait.failed(rid: target)
                         }
+                    } catch {
+                        wait.failed(rid: target)
                     }
                 }
-                Task {
-                    try? await Task.sleep(for: timeout)
-                    wait.timedOut()
-                }
             }
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { wait.timedOut() }
+            }
+            outcome = await withCheckedContinuation { wait.start($0) }
+            timer.cancel()
         } else {
             return .failure(NetErrno(LinuxErrno.ESHUTDOWN))
         }

@@ -112,10 +112,11 @@ extension Volume {
     }
 
     /// One orphan scan (the original's orphan scan worker): tries every orphan item of the
-    /// stable fs root that no mount holds. At most `limit` items per scan; returns whether
-    /// work is left (an orphan still held, or an attempt that failed).
+    /// stable fs root that no mount holds. At most `limit` items per scan, and it ends early
+    /// once `stopping` says so (an unmount) or a map request fails; returns whether work is
+    /// left (an orphan still held, or an attempt that failed).
     @discardableResult
-    public func scanOrphans(limit: Int = 100_000) -> Bool {
+    public func scanOrphans(limit: Int = 100_000, stopping: () -> Bool = { false }) -> Bool {
         state.withLock { counters.orphanScan += 1 }
         var workLeft = false
         var failed = false
@@ -123,6 +124,10 @@ extension Volume {
         do {
             let found = try forest.stableOrphans(limit: limit)
             for ino in found {
+                if stopping() {
+                    workLeft = true
+                    break
+                }
                 let held = state.withLock { () -> Bool in
                     counters.orphanScanItem += 1
                     if heldLocally(ino) {

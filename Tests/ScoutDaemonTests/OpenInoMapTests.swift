@@ -6,6 +6,8 @@ import ScoutServer
 import ScoutTestSupport
 import Testing
 
+@testable import ScoutDaemon
+
 private let me = Caller(uid: 0, gid: 0, pid: 1)
 private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
 
@@ -65,6 +67,25 @@ struct OpenInoMapTests {
         // a map for another request or group is no answer
         var w = OpenInoMapGather(groupNr: 2, reqID: 5, asking: 1, mounted: [1, 2])
         #expect(w.reply(rid: 2, Self.map(group: 3, req: 5, [])) == .unknown(rid: 2))
+    }
+
+    /// The server's wait resumes its handler once, whether the ending event came before or
+    /// after the handler started waiting.
+    @Test func theServersWaitResumesOnce() async {
+        let early = OpenInoMapWait(OpenInoMapGather(groupNr: 1, reqID: 2, asking: 1, mounted: [1, 2]))
+        early.reply(rid: 2, Self.map(group: 1, req: 2, [1025]))
+        let first = await withCheckedContinuation { early.start($0) }
+        #expect(first == .answered(Self.map(group: 1, req: 2, [1025])))
+        let late = OpenInoMapWait(OpenInoMapGather(groupNr: 1, reqID: 3, asking: 1, mounted: [1, 2, 3]))
+        Task {
+            try? await Task.sleep(for: .milliseconds(20))
+            late.reply(rid: 2, Self.map(group: 1, req: 3, []))
+            late.timedOut()
+            late.failed(rid: 3)
+            late.timedOut()
+        }
+        let second = await withCheckedContinuation { late.start($0) }
+        #expect(second == .unknown(rid: 3))
     }
 
     @Test func aMountsOwnMapHoldsItsLookupsAndOpenHandles() throws {
