@@ -11,7 +11,8 @@ import ScoutProtocol
 ///
 /// Lock requests go through the client's ordered lock lanes (`requestLock`), so a grant is
 /// never handled after a later invalidation of the same lock. Invalidations and
-/// SYNC_LOG_TREES run on their own threads (they may commit) and answer when done.
+/// SYNC_LOG_TREES run on their own threads (they may commit) and answer when done, and so
+/// do OPEN_INO_MAP requests (the mount's map is read under its state lock).
 ///
 /// Failover. Requests survive a change of server: `NetClient` resends every unanswered
 /// request (lock requests, commits, farewell) to the new server after its greeting. The new
@@ -30,9 +31,13 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
         self.client = client
     }
 
-    private func call(_ cmd: NetCommand, _ payload: [UInt8]) throws(FSError) -> [UInt8] {
+    /// How long an OPEN_INO_MAP request may take (the server answers within its own fan-out
+    /// limit); a late answer only delays a deletion.
+    public var openInoMapTimeout: Duration = .seconds(30)
+
+    private func call(_ cmd: NetCommand, _ payload: [UInt8], timeout: Duration? = nil) throws(FSError) -> [UInt8] {
         do {
-            return try client.requestSync(cmd, payload, timeout: timeout)
+            return try client.requestSync(cmd, payload, timeout: timeout ?? self.timeout)
         } catch {
             throw FSError(error.errno, "\(cmd) request: \(error)")
         }
@@ -69,6 +74,11 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
 
     public func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {
         _ = try call(.commitLogMerge, comp.encoded())
+    }
+
+    public func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap {
+        let args = OpenInoMapArgs(groupNr: group)
+        return try decode(.openInoMap, try call(.openInoMap, args.encoded(), timeout: openInoMapTimeout))
     }
 
     public func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) {
@@ -159,6 +169,22 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
             }
         case .lockRecover:
             request.respond(Self.recoverBatch(request.payload, volume: volume))
+        case .openInoMap:
+            // the server asks for this mount's bits of a group (for another mount's deletion)
+            guard let args = try? OpenInoMapArgs.decodePayload(request.payload) else {
+                request.respond(.failure(NetErrno(22)))
+                return
+            }
+            guard let vol = volume else {
+                // still opening: the kernel holds nothing yet
+                request.respond(.success(OpenInoMap(args: args).encoded()))
+                return
+            }
+            Self.onThread {
+                var map = vol.localOpenInoMap(group: args.groupNr)
+                map.args = args
+                request.respond(.success(map.encoded()))
+            }
         default:
             request.respond(.failure(NetErrno(22)))
         }

@@ -328,6 +328,12 @@ public final class ControlServer: Sendable {
                     "data_bytes_read \(c.dataBytesRead)", "data_bytes_written \(c.dataBytesWritten)",
                     "data_waits \(c.dataWaits)", "log_merge_requests \(c.logMergeRequests)",
                     "log_merge_items \(c.logMergeItems)", "log_merge_partial \(c.logMergePartial)",
+                    "inode_deleted \(c.inodeDeleted)", "orphan_scan \(c.orphanScan)",
+                    "orphan_scan_item \(c.orphanScanItem)", "orphan_scan_cached \(c.orphanScanCached)",
+                    "orphan_scan_omap_set \(c.orphanScanOmapSet)", "orphan_scan_attempts \(c.orphanScanAttempts)",
+                    "orphan_scan_error \(c.orphanScanError)", "orphan_scan_empty \(c.orphanScanEmpty)",
+                    "omap_request \(c.omapRequest)", "omap_request_error \(c.omapRequestError)",
+                    "omap_client_request \(c.omapClientRequest)",
                 ] + sources.serverCounters().map { "\($0.0) \($0.1)" })
             case "trigger":
                 guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }

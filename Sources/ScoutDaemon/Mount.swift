@@ -154,7 +154,7 @@ public final class Mount: @unchecked Sendable {
             setMountOption: { [unowned self] (name: String, value: String) throws(MountError) in
                 try self.setLiveOption(name, value)
             },
-            serverCounters: { runner?.service?.mergeCounters.named ?? [] },
+            serverCounters: { (runner?.service?.mergeCounters.named ?? []) + (runner?.service?.omapCounters.named ?? []) },
             trigger: { name in
                 guard name == "log_merge_force_finalize_ours", let service = runner?.service else { return false }
                 service.forceFinalize = true
@@ -304,6 +304,7 @@ public final class Mount: @unchecked Sendable {
         }
         early?.stop()
         Self.startCommitTimer(vol, stop: stop)
+        Self.startOrphanScan(vol, stop: stop, delayMs: options.orphanScanDelayMs)
         Self.startLogMerger(vol, stop: stop, logger: log)
         Self.watchSignals(mountpoint)
         log.info("mounted \(dataPath) on \(mountpoint)")

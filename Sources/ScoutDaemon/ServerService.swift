@@ -50,7 +50,8 @@ public import ScoutServer
 ///   it decides on changes, instead of on a work queue; a disconnected client's queued
 ///   farewell stays queued (its answer waits in the rid's resend queue) where the original
 ///   drops it and relies on the client to send it again.
-/// * Omap requests and srch do not exist yet.
+/// * OPEN_INO_MAP is answered with EIO when a mount does not answer in time (the original
+///   waits until it is fenced); srch does not exist yet.
 public final class ServerService: NetServerHandler, @unchecked Sendable {
     // Invariant: every `var` below is only touched with `mutex` held; `core` only with
     // `mutex` held.
@@ -90,6 +91,10 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     var forceFinalizeFlag = false
     /// How long a GET_LOG_TREES that needs a merge waits for other mounts to finalize.
     public var logMergeWaitTimeout: Duration = .milliseconds(500)
+    /// How long an OPEN_INO_MAP fan-out waits for every other mount's map.
+    public var omapTimeout: Duration = .seconds(10)
+    var nextOmapRequestID: UInt64 = 0
+    var omapCountersValue = OpenInoMapCounters()
 
     /// This server's term (from the election); greetings carry it back.
     public let term: UInt64
@@ -447,6 +452,8 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
             case .getLogMerge:
                 guard payload.isEmpty else { return .failure(.einval) }
                 return await getLogMerge(rid: rid)
+            case .openInoMap:
+                return await openInoMap(rid: rid, payload)
             case .commitLogMerge:
                 let r = commitLogMerge(rid: rid, payload)
                 startFreeingMerged()

@@ -1,6 +1,7 @@
 import ScoutBTree
 import ScoutBlockIO
 import ScoutFormat
+import ScoutProtocol
 import Synchronization
 import SystemPackage
 
@@ -196,6 +197,7 @@ final class GrantWatchingLink: ServerLink {
     func farewell() throws(FSError) { try link.farewell() }
     func getLogMerge() throws(FSError) -> LogMergeRequest? { try link.getLogMerge() }
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) { try link.commitLogMerge(comp) }
+    func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap { try link.openInoMap(group: group) }
 }
 
 extension Forest {

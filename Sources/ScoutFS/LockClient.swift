@@ -158,6 +158,14 @@ final class LockClient: @unchecked Sendable {
         lock.withLock { table[range.start]?.invalidating ?? false }
     }
 
+    /// The write seq of the WRITE grant this mount holds on `range`; nil when it holds less.
+    func writeSeq(ofWriteLock range: LockRange) -> UInt64? {
+        lock.withLock {
+            guard let st = table[range.start], st.mode == .write else { return nil }
+            return st.writeSeq
+        }
+    }
+
     /// The mode held on `range`.
     func mode(_ range: LockRange) -> LockMode {
         lock.withLock { table[range.start]?.mode ?? .null }

@@ -1,4 +1,5 @@
 public import ScoutFormat
+public import ScoutProtocol
 
 /// The roots a mount reads the forest through (GET_ROOTS).
 public struct ForestRoots: Equatable, Sendable {
@@ -48,4 +49,8 @@ public protocol ServerLink: AnyObject, Sendable {
     func getLogMerge() throws(FSError) -> LogMergeRequest?
     /// COMMIT_LOG_MERGE: hands the merged subtree back.
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError)
+    /// OPEN_INO_MAP: the OR of every other mount's open inode map of inode group `group`.
+    /// Throws when the server could not hear from every mount in time: callers then treat
+    /// every inode of the group as held.
+    func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap
 }

@@ -12,13 +12,18 @@ extension Volume {
     static func orphanKey(_ ino: UInt64) -> Key { Key(zone: KeyZone.orphan, type: KeyType.orphan, second: ino) }
 
     /// The inode item of `ino`; ENOENT when it does not exist, EIO when it does not decode.
+    /// Called with the state lock held.
     func loadInode(_ ino: UInt64) throws(FSError) -> Inode {
         guard let v = try cache.get(Self.inodeKey(ino)) else { throw FSError(FSError.ENOENT, "inode \(ino)") }
+        let inode: Inode
         do {
-            return try Inode.decode(v)
+            inode = try Inode.decode(v)
         } catch {
             throw FSError(FSError.EIO, "inode \(ino): \(error)")
         }
+        // unlinked, perhaps by another mount: this mount tries deletion as it lets go
+        if inode.nlink == 0 { pendingDelete.insert(ino) }
+        return inode
     }
 
     /// Writes `inode` back, moving its meta_seq index item to this transaction's seq.
@@ -97,27 +102,27 @@ extension Volume {
         lookupCounts[ino, default: 0] += 1
     }
 
-    /// nlink reached 0: the inode is an orphan until its last open handle and kernel
-    /// reference go, then it is deleted.
+    /// nlink reached 0: the inode is an orphan (its ORPHAN item, under the orphan zone's
+    /// WRITE_ONLY lock) until the last mount lets go of it, then it is deleted.
     func orphan(_ ino: UInt64) {
+        assert(opOrphanLock, "orphan item of \(ino) written without the orphan lock")
         cache.put(Self.orphanKey(ino), [])
         pendingDelete.insert(ino)
     }
 
-    /// Whether an orphaned inode can be deleted now.
-    func deletable(_ ino: UInt64) -> Bool {
-        pendingDelete.contains(ino) && (openCounts[ino] ?? 0) == 0 && (lookupCounts[ino] ?? 0) == 0
+    /// Whether this mount's kernel still holds `ino` (a lookup reference or an open handle):
+    /// its bit in this mount's open inode map.
+    func heldLocally(_ ino: UInt64) -> Bool {
+        lookupCounts[ino] != nil || openCounts[ino] != nil
     }
 
     /// Deletes every item of an unlinked inode: extents (blocks freed), xattrs, symlink
-    /// parts, index items, then the inode and orphan items. Caller holds its lock.
+    /// parts, index items, then the inode and orphan items. Caller holds the inode group's
+    /// WRITE lock and the orphan lock, and made sure no mount holds the inode
+    /// (`tryDeleteOrphan`). An inode that is gone already, or linked again, is left alone
+    /// (the original's `try_delete_inode_items`).
     func deleteInode(_ ino: UInt64) throws(FSError) {
-        guard let v = try cache.get(Self.inodeKey(ino)), let inode = try? Inode.decode(v) else {
-            cache.delete(Self.orphanKey(ino))
-            pendingDelete.remove(ino)
-            return
-        }
-        guard inode.nlink == 0 else {
+        guard let v = try cache.get(Self.inodeKey(ino)), let inode = try? Inode.decode(v), inode.nlink == 0 else {
             pendingDelete.remove(ino)
             return
         }
@@ -133,36 +138,45 @@ extension Volume {
         if inode.metaSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexMetaSeq, inode.metaSeq, ino)) }
         if inode.dataSeq != 0 { cache.delete(Self.indexKey(KeyType.inodeIndexDataSeq, inode.dataSeq, ino)) }
         cache.delete(Self.inodeKey(ino))
+        assert(opOrphanLock, "orphan item of \(ino) deleted without the orphan lock")
         cache.delete(Self.orphanKey(ino))
         txn.logTrees.inodeCountDelta &-= 1
         pendingDelete.remove(ino)
         counters.orphansDeleted += 1
+        counters.inodeDeleted += 1
     }
 
-    /// Deletes `ino` if it is an orphan nobody uses any more (after forget or release).
+    /// Tries to delete `ino` if it is an orphan this mount no longer uses (after forget or
+    /// release): the same attempt as the orphan scan's, open inode map included.
     func deleteIfUnused(_ ino: UInt64) {
-        let ready = state.withLock { deletable(ino) }
-        guard ready else { return }
-        _ = try? withLocks([ino], write: true) { () throws -> Void in
-            if deletable(ino) { try deleteInode(ino) }
-        }
+        let candidate = state.withLock { pendingDelete.contains(ino) && !heldLocally(ino) }
+        guard candidate else { return }
+        _ = tryDeleteOrphan(ino)
     }
 
-    /// Deletes the orphans a crash left behind (at mount, before anything is open).
-    public func deleteOrphans() throws(FSError) {
+    /// Tries to delete the orphans a crash or another mount left behind, as found in the
+    /// forest (log trees included) at mount: each only if no mount holds it (`tryDeleteOrphan`).
+    /// Returns how many were deleted.
+    @discardableResult
+    public func deleteOrphans() throws(FSError) -> Int {
         var pos = LockRange.orphan.start
         var found: [UInt64] = []
         while pos <= LockRange.orphan.end {
-            let (_, end, items) = try forest.read(pos, lock: .orphan)
+            let (_, end, items) = try state.withLock { () throws(FSError) in try forest.read(pos, lock: .orphan) }
             for (k, _) in items where k.type == KeyType.orphan { found.append(k.second) }
             if end >= LockRange.orphan.end { break }
             pos = end.incremented()
         }
+        var deleted = 0
         for ino in found {
-            _ = try withLocks([ino], write: true) { () throws -> Void in
-                pendingDelete.insert(ino)
-                try deleteInode(ino)
+            switch tryDeleteOrphan(ino) {
+            case .deleted: deleted += 1
+            // the server cannot ask every mount now (recovering, a mount away): the orphan
+            // scan tries again later, without holding up the mount
+            case .failed: return deleted
+            default: continue
             }
         }
+        return deleted
     }
 }

@@ -316,7 +316,7 @@ extension Volume {
     /// unlink and rmdir.
     public func remove(parent: UInt64, name: [UInt8], dir wantDir: Bool) throws(FSError) {
         try Self.checkName(name)
-        try withLocks([parent], write: true) { () throws -> Void in
+        try withLocks([parent], write: true, orphans: true) { () throws -> Void in
             var dir = try loadDir(parent)
             guard let d = try findEntry(parent, name) else { throw FSError(FSError.ENOENT) }
             try requireLock(d.ino, write: true)
@@ -343,7 +343,7 @@ extension Volume {
 
     public func link(_ ino: UInt64, newParent: UInt64, newName: [UInt8]) throws(FSError) -> FileAttr {
         try Self.checkName(newName)
-        return try withLocks([ino, newParent], write: true) { () throws -> FileAttr in
+        return try withLocks([ino, newParent], write: true, orphans: true) { () throws -> FileAttr in
             var dir = try loadDir(newParent)
             if dir.nlink == 0 { throw FSError(FSError.ENOENT) }
             var i = try loadInode(ino)
@@ -370,7 +370,7 @@ extension Volume {
         try Self.checkName(name)
         try Self.checkName(newName)
         if flags.contains(.whiteout) || (flags.contains(.exchange) && flags.contains(.noReplace)) { throw FSError(FSError.EINVAL) }
-        try withLocks([parent, newParent], write: true) { () throws -> Void in
+        try withLocks([parent, newParent], write: true, orphans: true) { () throws -> Void in
             var src = try loadDir(parent)
             var dst = parent == newParent ? src : try loadDir(newParent)
             guard let sd = try findEntry(parent, name) else { throw FSError(FSError.ENOENT) }
@@ -495,7 +495,7 @@ extension Volume {
     /// An unnamed regular file (O_TMPFILE): an orphan from the start, linkable later.
     public func tmpfile(parent: UInt64, mode: UInt32, umask: UInt32 = 0, caller: Caller) throws(FSError) -> FileAttr {
         let ino = try reserveInode()
-        return try withLocks([parent, ino], write: true) { () throws -> FileAttr in
+        return try withLocks([parent, ino], write: true, orphans: true) { () throws -> FileAttr in
             let dir = try loadDir(parent)
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }

@@ -2,6 +2,7 @@ import Glibc
 import ScoutBTree
 public import ScoutBlockIO
 public import ScoutFormat
+import ScoutProtocol
 import ScoutStorage
 import SystemPackage
 
@@ -31,6 +32,19 @@ public struct VolumeCounters: Sendable {
     public var forestReads: UInt64 = 0
     public var lockRequests: UInt64 = 0
     public var orphansDeleted: UInt64 = 0
+    /// Inode deletion across mounts, in the original's counter names (`inode_deleted`, ...).
+    public var inodeDeleted: UInt64 = 0
+    public var orphanScan: UInt64 = 0
+    public var orphanScanItem: UInt64 = 0
+    public var orphanScanCached: UInt64 = 0
+    public var orphanScanOmapSet: UInt64 = 0
+    public var orphanScanAttempts: UInt64 = 0
+    public var orphanScanError: UInt64 = 0
+    public var orphanScanEmpty: UInt64 = 0
+    /// OPEN_INO_MAP requests this mount sent, failed ones, and the server's requests it answered.
+    public var omapRequest: UInt64 = 0
+    public var omapRequestError: UInt64 = 0
+    public var omapClientRequest: UInt64 = 0
     public var dataBytesWritten: UInt64 = 0
     public var dataBytesRead: UInt64 = 0
     /// Operations that met offline data and waited for it (each retry that waits again counts).
@@ -53,9 +67,13 @@ public struct VolumeCounters: Sendable {
 /// it needs another inode's lock (a name resolved to an inode) throws `needLocks` before it
 /// changes anything, and is run again with the larger set, locks taken in key order.
 ///
+/// Orphan items are written under the orphan zone's WRITE_ONLY lock (`withLocks(orphans:)`),
+/// which every mount may hold at once; nothing reads the zone under a lock (the orphan scan
+/// reads the stable fs root), so that lock is never invalidated in normal operation.
+///
 /// Deviations from the original: one state lock serialises the mount's item operations
-/// (FUSE sends few concurrent requests on two cores, measured); index and orphan items are
-/// written without taking their WRITE_ONLY cluster locks yet (a single mount needs none).
+/// (FUSE sends few concurrent requests on two cores, measured); seq index items are
+/// written without taking their WRITE_ONLY cluster locks yet.
 public final class Volume: @unchecked Sendable {
     // Invariant: every mutable property below is only touched with `state` held.
     let state = PThreadLock()
@@ -73,6 +91,8 @@ public final class Volume: @unchecked Sendable {
     /// The cluster locks (and their mode) of the operation running under the state lock.
     var opLocks: Set<LockRange> = []
     var opWrite = false
+    /// The operation running under the state lock holds the orphan zone's WRITE_ONLY lock.
+    var opOrphanLock = false
     /// `txn` was committed and the next transaction is not open yet: a lock invalidation
     /// answers the server before it asks for the next one (GET_LOG_TREES), so the mount
     /// waiting for the lock does not wait for that server commit as well. Everything that
@@ -88,8 +108,14 @@ public final class Volume: @unchecked Sendable {
     var openCounts: [UInt64: Int] = [:]
     /// Kernel lookup references per inode.
     var lookupCounts: [UInt64: UInt64] = [:]
-    /// Unlinked inodes whose deletion waits for their last open handle and kernel reference.
+    /// Inodes seen with nlink 0 (unlinked here, or loaded so): their deletion is tried
+    /// when this mount's last open handle and kernel reference go.
     var pendingDelete: Set<UInt64> = []
+    /// The last OPEN_INO_MAP answer per inode group, with the write seq of the WRITE grant
+    /// it was asked under (the original keeps it in the lock's data). While that grant
+    /// lasts no other mount can take a new reference to an inode of the group, so a clear
+    /// bit stays clear.
+    var omapCache: [UInt64: (writeSeq: UInt64, map: OpenInoMap)] = [:]
     /// Called (outside the state lock) after a lock is lost, with the inodes whose kernel
     /// caches must be dropped.
     public var kernelInvalidate: (@Sendable ([UInt64]) -> Void)?
@@ -141,34 +167,31 @@ public final class Volume: @unchecked Sendable {
         var inos: [UInt64]
     }
 
-    /// Runs `body` holding WRITE (or READ) on the inode groups of `inos` and the state lock.
-    func withLocks<R>(_ inos: [UInt64], write: Bool, _ body: () throws -> R) throws(FSError) -> R {
+    /// Runs `body` holding WRITE (or READ) on the inode groups of `inos` and the state lock;
+    /// with `orphans`, also WRITE_ONLY on the orphan zone (an operation that may create or
+    /// delete orphan items: unlink, rename over a name, O_TMPFILE, linking one, deletion).
+    func withLocks<R>(_ inos: [UInt64], write: Bool, orphans: Bool = false, _ body: () throws -> R) throws(FSError) -> R {
         var want = Set(inos.map { LockRange.inode($0) })
         let mode: LockMode = write ? .write : .read
         for _ in 0..<16 {
+            // key order: the orphan zone sorts before the fs zone
             let sorted = want.sorted()
             var taken: [LockRange] = []
-            defer { for r in taken { locks.release(r, mode) } }
+            var orphanTaken = false
+            defer {
+                for r in taken { locks.release(r, mode) }
+                if orphanTaken { locks.release(.orphan, .writeOnly) }
+            }
+            if orphans {
+                try locks.acquire(.orphan, .writeOnly)
+                orphanTaken = true
+            }
             for r in sorted {
                 try locks.acquire(r, mode)
                 taken.append(r)
             }
-            state.lock()
-            opLocks = Set(taken)
-            opWrite = write
-            defer {
-                opLocks = []
-                state.unlock()
-            }
             do {
-                if let failed { throw failed }
-                // a transaction opens (and takes its seq) only when an operation may write:
-                // an open transaction holds GET_LAST_SEQ back, so one left open by reads on an
-                // idle mount would keep every mount's walk-inodes from seeing new changes
-                if write { try openIfNeeded() }
-                let r = try body()
-                try maybeCommit()
-                return r
+                return try underLocks(Set(taken), write: write, orphan: orphanTaken, body)
             } catch let e as NeedLocks {
                 for ino in e.inos { want.insert(.inode(ino)) }
                 continue
@@ -179,6 +202,32 @@ public final class Volume: @unchecked Sendable {
             }
         }
         throw FSError(FSError.EAGAIN, "locks kept changing")
+    }
+
+    /// Runs `body` under the state lock for an operation that already acquired `taken` (in
+    /// `mode` write or read) and, with `orphan`, the orphan lock: what `withLocks` does once
+    /// it holds its locks. A caller holding a lock across several bodies (deletion holds the
+    /// inode group across the OPEN_INO_MAP request) uses this rather than acquiring it again:
+    /// an acquire waits behind an invalidation in progress, and that invalidation waits for
+    /// the caller's own hold to end.
+    func underLocks<R>(_ taken: Set<LockRange>, write: Bool, orphan: Bool, _ body: () throws -> R) throws -> R {
+        state.lock()
+        opLocks = taken
+        opWrite = write
+        opOrphanLock = orphan
+        defer {
+            opLocks = []
+            opOrphanLock = false
+            state.unlock()
+        }
+        if let failed { throw failed }
+        // a transaction opens (and takes its seq) only when an operation may write:
+        // an open transaction holds GET_LAST_SEQ back, so one left open by reads on an
+        // idle mount would keep every mount's walk-inodes from seeing new changes
+        if write { try openIfNeeded() }
+        let r = try body()
+        try maybeCommit()
+        return r
     }
 
     /// Throws `NeedLocks` unless this mount holds the group lock of `ino` in `write` mode.

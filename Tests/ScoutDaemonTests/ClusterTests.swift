@@ -19,6 +19,8 @@ struct Cluster {
     /// (`LocalFence`); off by default, so that these tests exercise the fencing agent
     /// (`SCOUTFS_LOCAL_FENCE=0`).
     var localFence = false
+    /// More mount options for every member (`name=value,...`).
+    var mountOptions = ""
     /// Each member's own loop devices over `dir/meta` and `dir/data`.
     var metaDevices: [String] = []
     var dataDevices: [String] = []
@@ -61,7 +63,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).

@@ -2,6 +2,7 @@ import Glibc
 import ScoutBlockIO
 import ScoutFS
 import ScoutFormat
+import ScoutProtocol
 import ScoutServer
 import ScoutStorage
 import ScoutTestSupport
@@ -72,6 +73,23 @@ final class LocalLink: ServerLink, @unchecked Sendable {
         }
     }
     func farewell() throws(FSError) { try run { () throws(ServerError) in try core.farewell(rid: rid) } }
+
+    /// Inodes "other mounts" hold, for tests of deletion across mounts.
+    var remoteHeld: Set<UInt64> = []
+    /// Other in-process mounts whose maps are ORed in.
+    var otherVolumes: [Volume] = []
+    /// The server could not hear from every mount in time.
+    var omapFails = false
+    private(set) var omapRequests = 0
+
+    func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap {
+        omapRequests += 1
+        if omapFails { throw FSError(FSError.EIO, "a mount did not answer OPEN_INO_MAP") }
+        var map = OpenInoMap(args: OpenInoMapArgs(groupNr: group))
+        for ino in remoteHeld where OpenInoMap.group(ofIno: ino) == group { map.insert(ino: ino) }
+        for v in otherVolumes { map.formUnion(v.localOpenInoMap(group: group)) }
+        return map
+    }
 }
 
 /// A freshly made volume on sparse temp files.

@@ -25,6 +25,7 @@ final class GrantingLink: ServerLink, Sendable {
     func farewell() throws(FSError) {}
     func getLogMerge() throws(FSError) -> LogMergeRequest? { nil }
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {}
+    func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap { throw FSError(FSError.EIO) }
 }
 
 @Suite("Client side of lock recovery")
@@ -159,6 +160,7 @@ final class SlowGrantLink: ServerLink, Sendable {
     func farewell() throws(FSError) {}
     func getLogMerge() throws(FSError) -> LogMergeRequest? { nil }
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {}
+    func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap { throw FSError(FSError.EIO) }
 }
 
 @Suite("Grant and invalidation order")
