@@ -84,8 +84,12 @@ for n in 0 1 2; do echo "  node $n: metadev_path=${node_meta[$n]}, data device $
 pids=""
 for n in 0 1 2; do mount_node "$n" & pids="$pids $!"; done
 for p in $pids; do wait "$p"; done
-grep " $var/mnt" /proc/mounts
+for n in 0 1 2; do
+    echo "  node $n: $(awk -v m="$var/mnt$n" '$2 == m { print $3 " on " $2 " (block device " $1 ")" }' /proc/mounts)"
+done
 show_roles 0 1 2
+first=$(leader_of 0 1 2)
+echo "  the nodes voted over UDP: node $first won a majority for term $(term "$first") and runs the server the others use"
 echo
 echo "== files in on node 0, read on nodes 1 and 2 (cluster locks keep them coherent)"
 mkdir -p "$var/mnt0/archive/2026"
@@ -114,7 +118,8 @@ for _ in $(seq 1 200); do
 done
 echo "  node $new leads $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the kill"
 for _ in $(seq 1 100); do mountpoint -q "$var/mnt$old" || break; sleep 0.1; done
-grep "fencing rid" "$var/fenced.log" | tail -1 | sed 's/^/  /'
+grep "fencing rid" "$var/fenced.log" | tail -1 |
+    sed -n 's/.*fencing rid \([0-9a-f]*\) at IP \([0-9.]*\) for \([a-z_]*\).*/  the new server asked for node '"$old"' (rid \1 at \2) to be fenced (\3): the agent ran scoutfs-fence-local, which cut that mount off, before the server took over its locks/p'
 show_roles $survivors
 n1=$(echo $survivors | cut -d' ' -f1)
 echo "  blob.v1 on node $n1 after failover: $(md5sum < "$var/mnt$n1/archive/blob.v1")"
@@ -184,7 +189,8 @@ echo "  log trees on the volume: $before before the merge, $(logtrees) after; th
 echo "  (scoutfs trigger forced it; by itself a tree is merged once it outgrows two levels or its node leaves)"
 echo
 echo "== quorum status and unmount of all three together"
-scoutfs quorum-status -p "$var/mnt$new" | head -12
+show_roles 0 1 2
+scoutfs quorum-status -p "$var/mnt$new" | awk '$1 == "vote_for" || $1 == "server_start_term" { printf "  %s", $0 } END { print "  (from scoutfs quorum-status on node '"$new"')" }'
 pids=""
 for n in 0 1 2; do umount "$var/mnt$n" & pids="$pids $!"; done
 for p in $pids; do wait "$p"; done
@@ -192,6 +198,9 @@ trap - EXIT
 pkill -f "scoutfs fenced --config $var/" 2>/dev/null || true
 detach_loops
 echo
-echo "== scoutfs print var/meta.img | grep dirent names (the unmounted volume, read by print):"
-echo "   only live names: the deleted and renamed ones went with the merge"
+echo "== scoutfs check: every block reachable exactly once, the allocators add up, the items agree"
+scoutfs check "$meta" "$data" | sed 's/^/  /'
+echo
+echo "== scoutfs print var/meta.img: the names in the unmounted volume (each in its dirent, readdir and"
+echo "   backref items, so 3 of each); only live names: the deleted and renamed ones went with the merge"
 scoutfs print "$meta" | grep -A1 'dirent:' | grep 'name' | sort | uniq -c | head -20
