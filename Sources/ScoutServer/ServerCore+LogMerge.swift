@@ -168,16 +168,14 @@ extension ServerCore {
 
     // MARK: log trees
 
-    /// The last log_trees item of every rid.
-    public func lastLogTrees() throws(ServerError) -> [LogTrees] {
+    /// Every log_trees item (all rids, all nrs), in key order.
+    public func allLogTrees() throws(ServerError) -> [LogTrees] {
         var out: [LogTrees] = []
         var bad: ServerError?
         do {
             try BTree(store: txn).forEach(txn.superBlock.logsRoot) { b, off in
                 do {
-                    let lt = try LogTrees.decode(b.value(at: off))
-                    if let last = out.last, last.rid == lt.rid { out.removeLast() }
-                    out.append(lt)
+                    out.append(try LogTrees.decode(b.value(at: off)))
                     return true
                 } catch {
                     bad = ServerError(errno: 5, "corrupt log_trees item \(b.key(at: off)): \(error)")
@@ -191,16 +189,12 @@ extension ServerCore {
         return out
     }
 
-    /// Every log_trees item (all rids, all nrs).
-    public func allLogTrees() throws(ServerError) -> [LogTrees] {
+    /// The last log_trees item of every rid.
+    public func lastLogTrees() throws(ServerError) -> [LogTrees] {
         var out: [LogTrees] = []
-        do {
-            try BTree(store: txn).forEach(txn.superBlock.logsRoot) { b, off in
-                if let lt = try? LogTrees.decode(b.value(at: off)) { out.append(lt) }
-                return true
-            }
-        } catch {
-            throw .btree(error)
+        for lt in try allLogTrees() {
+            if out.last?.rid == lt.rid { out.removeLast() }
+            out.append(lt)
         }
         return out
     }

@@ -311,7 +311,9 @@ extension RealMounts {
                 #expect(names.trimmingCharacters(in: " \n") == "20")
                 worst = max(worst, monotonicSeconds() - t0)
             }
-            #expect(worst < 0.1, "stat + ls took \(worst) s with 500 readers waiting")
+            // a mount blocked behind the waiters would take the lock or request timeouts
+            // (seconds); a loaded 2-core machine takes a few tenths for the ls alone
+            #expect(worst < 1, "stat + ls took \(worst) s with 500 readers waiting")
             #expect(readers.allSatisfy { !$0.finished })
             try Self.stage(path, bytes, version: ver)
             for r in readers { #expect(r.join(seconds: 60)) }
