@@ -1,4 +1,6 @@
 import Glibc
+import ScoutBlockIO
+import ScoutFormat
 import ScoutTestSupport
 import Testing
 
@@ -33,6 +35,10 @@ struct ResizeMountTests {
         return fsync(fd) == 0 ? 0 : errno
     }
 
+    static func superBlock(_ path: String) throws -> SuperBlock {
+        try MetaDevice.readSuper(from: FileBlockDevice(path: path, writable: false, direct: false))
+    }
+
     @Test func growsBothDevicesOnline() throws {
         let v = try MountedVolume.make()
         defer { v.cleanup() }
@@ -40,7 +46,7 @@ struct ResizeMountTests {
         let meta = v.dir + "/meta", data = v.dir + "/data"
         #expect(truncate(meta, 0) == 0 && truncate(meta, 2 << 30) == 0)
         #expect(truncate(data, 0) == 0 && truncate(data, 64 << 20) == 0)
-        let made = MountEnv.sh("\(MountEnv.binary) mkfs -A -f -Q 0,127.0.0.1,\(v.port) \(meta) \(data)")
+        let made = MountEnv.sh("\(MountEnv.binary) mkfs -A -f -V 1 -Q 0,127.0.0.1,\(v.port) \(meta) \(data)")
         try #require(made.0 == 0, "mkfs: \(made.1)")
         try v.mount()
         let resize = "env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) resize-devices -p \(v.mnt)"
@@ -78,6 +84,19 @@ struct ResizeMountTests {
         // the same sizes again change nothing
         #expect(MountEnv.sh("\(resize) -m 3G -d 256M").0 == 0)
 
+        // the offline commands refuse the mounted volume
+        for (args, purpose) in [
+            ("change-quorum-config -F -Q 0,127.0.0.1,\(v.port + 1) \(meta)", "to change the quorum config"),
+            ("change-format-version -F \(meta) \(data)", "to change the format version"),
+            ("prepare-empty-data-device --check \(meta)", "to determine if the data device is empty."),
+        ] {
+            let (rc, out) = MountEnv.sh("\(MountEnv.binary) \(args)")
+            #expect(rc == 1, "\(args): \(out)")
+            #expect(out.contains("meta superblock mounted clients btree is not empty.\n"), "\(args): \(out)")
+            #expect(out.contains("The filesystem must be fully recovered and cleanly unmounted \(purpose)\n"), "\(args): \(out)")
+            #expect(out.contains("failed: Device or resource busy (16)\n"), "\(args): \(out)")
+        }
+
         // what did not fit before does now, and reads back
         let grown = Self.fill(v.mnt + "/big", bytes: 100 << 20)
         #expect(grown == 0, "writing 100 MiB into 256 MiB: errno \(grown)")
@@ -90,6 +109,12 @@ struct ResizeMountTests {
         try v.mount()
         #expect(Self.statfsField(v, "total_data_blocks") == 65536)
         #expect(v.unmount() == 0)
+        // the refused commands changed nothing; unmounted, the format version goes up
+        let sb = try Self.superBlock(meta)
+        #expect(sb.qconf.version == 1 && sb.qconf.slots[0].port == UInt16(v.port) && sb.fmtVers == 1)
+        #expect(sb.totalMetaBlocks == 3 << 14 && sb.totalDataBlocks == 65536)
+        let cfv = MountEnv.sh("\(MountEnv.binary) change-format-version -F \(meta) \(data)")
+        #expect(cfv.0 == 0 && cfv.1.contains("  format version:       2\n"), "\(cfv.1)")
         let check = MountEnv.sh("\(MountEnv.binary) check \(meta) \(data)")
         #expect(check.0 == 0, "check: \(check.1)")
     }
