@@ -118,5 +118,33 @@ struct ResizeMountTests {
         let check = MountEnv.sh("\(MountEnv.binary) check \(meta) \(data)")
         #expect(check.0 == 0, "check: \(check.1)")
     }
+
+    /// Three members, each on its own loop devices: a follower asks, the leader's server grows
+    /// the volume, and every member sees the new totals and uses the new space.
+    @Test func growsAClusterFromAFollower() throws {
+        let c = try Cluster.make(mkfsOptions: "-m 2G -d 256M")
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        guard let leader = c.leader(among: [0, 1, 2]) else {
+            Issue.record("no leader\n\(c.logs())")
+            return
+        }
+        let followers = [0, 1, 2].filter { $0 != leader }
+        func totals(_ m: Int) -> String {
+            MountEnv.sh("\(c.bin) statfs -p \(c.mnt(m)) | grep total_").1
+        }
+        for m in 0..<3 { #expect(totals(m) == "total_meta_blocks 32768\ntotal_data_blocks 65536\n", "member \(m)") }
+        let r = MountEnv.sh("\(c.bin) resize-devices -p \(c.mnt(followers[0])) -m 3G -d 1G")
+        #expect(r.0 == 0, "\(r.1)\n\(c.logs())")
+        for m in 0..<3 { #expect(totals(m) == "total_meta_blocks 49152\ntotal_data_blocks 262144\n", "member \(m)") }
+        // more than the whole volume held before, written by the other follower
+        let big = c.mnt(followers[1]) + "/big"
+        #expect(Self.fill(big, bytes: 400 << 20) == 0, "\(c.logs())")
+        let sums = MountEnv.sh("md5sum < \(c.mnt(leader))/big; head -c \(400 << 20) /dev/zero | tr '\\0' Z | md5sum").1.split(separator: "\n")
+        #expect(sums.count == 2 && sums[0] == sums[1], "\(sums)")
+        #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
+    }
 }
 }
