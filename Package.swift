@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "ScoutCLI",
             dependencies: [
-                "ScoutStorage", "ScoutDaemon", "ScoutAgent", "ScoutIoctl", logging,
+                "ScoutStorage", "ScoutDaemon", "ScoutAgent", "ScoutIoctl", logging, system,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: upcoming

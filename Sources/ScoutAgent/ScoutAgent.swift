@@ -327,6 +327,12 @@ public struct ScoutAgent: Sendable {
         do { return try StatfsMore(bytes: arg) } catch { throw AgentError(command: .statfsMore, errno: EIO) }
     }
 
+    /// RESIZE_DEVICES: asks the server to grow the volume to the devices' new totals.
+    public func resizeDevices(_ rd: ResizeDevices) throws(AgentError) {
+        var arg = rd.encoded
+        try call(.resizeDevices, &arg)
+    }
+
     /// ALLOC_DETAIL: every allocator's free blocks. Starts with room for `initialCount`
     /// entries and grows by a quarter on EOVERFLOW, as the original's df does.
     public func allocDetail(initialCount: Int = 4096 / AllocDetailEntry.size) throws(AgentError) -> [AllocDetailEntry] {

@@ -4,6 +4,7 @@ public import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Where blocks are read from and written to: a device file or block device, or a test double.
 ///
@@ -17,6 +18,14 @@ public protocol BlockDevice: AnyObject, Sendable {
     func write(_ buffer: BlockBuffer, at offset: UInt64) throws(Errno)
     /// Makes every completed write durable.
     func sync() throws(Errno)
+    /// Measures the device again (it may have grown: a resized block device, a file extended
+    /// with truncate) and returns its size in bytes; `size` reports it from then on.
+    func remeasure() throws(Errno) -> UInt64
+}
+
+extension BlockDevice {
+    /// A device whose size never changes.
+    public func remeasure() throws(Errno) -> UInt64 { size }
 }
 
 /// A device file or block device, read with `pread` and written with `pwrite`, opened with
@@ -34,7 +43,9 @@ public protocol BlockDevice: AnyObject, Sendable {
 public final class FileBlockDevice: BlockDevice {
     public let path: String
     public let fd: FileDescriptor
-    public let size: UInt64
+    /// The size measured at open, or by the last `remeasure`.
+    public var size: UInt64 { measured.load(ordering: .acquiring) }
+    private let measured: Atomic<UInt64>
     /// Whether I/O bypasses the host's page cache.
     public let direct: Bool
     /// The alignment direct I/O needs (a power of two, at least 4096).
@@ -74,29 +85,54 @@ public final class FileBlockDevice: BlockDevice {
             try? fd.close()
             throw e
         }
+        let measure: (size: UInt64, alignment: Int)
+        do {
+            measure = try Self.measure(fd: raw, stat: st)
+        } catch {
+            try? fd.close()
+            throw error
+        }
+        self.measured = Atomic(measure.size)
+        self.alignment = measure.alignment
+    }
+
+    /// The size in bytes of the open file or block device `fd` (`st_size`, or
+    /// `BLKGETSIZE64`), and the alignment direct I/O on it needs.
+    static func measure(fd raw: Int32, stat st: stat) throws(Errno) -> (size: UInt64, alignment: Int) {
         var align = 4096
         if (st.st_mode & S_IFMT) == S_IFBLK {
             var bytes: UInt64 = 0
             // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
             let blkGetSize64: UInt = 0x8008_1272
-            guard ioctl(raw, blkGetSize64, &bytes) == 0 else {
-                let e = Errno(rawValue: errno)
-                try? fd.close()
-                throw e
-            }
-            self.size = bytes
+            guard ioctl(raw, blkGetSize64, &bytes) == 0 else { throw Errno(rawValue: errno) }
             // BLKSSZGET = _IO(0x12, 104): the logical block size
             var lbs: Int32 = 0
             if ioctl(raw, UInt(0x1268), &lbs) == 0, lbs > 0, lbs & (lbs - 1) == 0 {
                 align = max(align, Int(lbs))
             }
+            return (bytes, align)
         } else if (st.st_mode & S_IFMT) == S_IFREG {
-            self.size = UInt64(st.st_size)
-        } else {
-            try? fd.close()
-            throw Errno(rawValue: ENODEV)
+            return (UInt64(st.st_size), align)
         }
-        self.alignment = align
+        throw Errno(rawValue: ENODEV)
+    }
+
+    /// The size in bytes of the file or block device at `path`, measured now.
+    public static func measure(path: String) throws(Errno) -> UInt64 {
+        let raw = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard raw >= 0 else { throw Errno(rawValue: errno) }
+        defer { _ = Glibc.close(raw) }
+        var st = stat()
+        guard fstat(raw, &st) == 0 else { throw Errno(rawValue: errno) }
+        return try measure(fd: raw, stat: st).size
+    }
+
+    public func remeasure() throws(Errno) -> UInt64 {
+        var st = stat()
+        guard fstat(fd.rawValue, &st) == 0 else { throw Errno(rawValue: errno) }
+        let size = try Self.measure(fd: fd.rawValue, stat: st).size
+        measured.store(size, ordering: .releasing)
+        return size
     }
 
     deinit { try? fd.close() }

@@ -52,7 +52,7 @@ public final class MetaDevice: Sendable {
     /// Reads a 64 KiB block without verifying it (for print and repair tools).
     public func readUnverified(largeBlkno blkno: UInt64) throws(BlockIOError) -> BlockBuffer {
         let b = BlockBuffer(size: Format.largeBlockSize)
-        guard blkno < totalLargeBlocks else { throw .io(Errno(rawValue: 5), blkno: blkno) }
+        try checkInside(blkno, shift: Format.largeShift)
         do {
             try device.read(into: b, at: blkno << UInt64(Format.largeShift))
         } catch {
@@ -106,8 +106,12 @@ public final class MetaDevice: Sendable {
 
     /// Throws EIO for a blkno past the end of the device: shifting it to a byte offset would
     /// wrap (a write would land on another block) or overflow the device's offset arithmetic.
+    /// A blkno past the size measured so far is looked for again once: the device may have
+    /// grown since (RESIZE_DEVICES on another mount hands out the new blocks).
     private func checkInside(_ blkno: UInt64, shift: Int) throws(BlockIOError) {
-        guard blkno < device.size >> UInt64(shift) else { throw .io(Errno.ioError, blkno: blkno) }
+        if blkno < device.size >> UInt64(shift) { return }
+        let now = (try? device.remeasure()) ?? device.size
+        guard blkno < now >> UInt64(shift) else { throw .io(Errno.ioError, blkno: blkno) }
     }
 
     /// Waits for every write to be durable.

@@ -10,7 +10,8 @@ public struct ScoutCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "scoutfs",
         abstract: "scoutfs metadata and administration utility",
-        subcommands: [MkfsCommand.self, PrintCommand.self, CheckCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
+        subcommands: [MkfsCommand.self, ResizeDevicesCommand.self, ChangeQuorumConfigCommand.self, ChangeFormatVersionCommand.self,
+                      PrepareEmptyDataDeviceCommand.self, PrintCommand.self, CheckCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
                       QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self,
                       StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
@@ -41,6 +42,8 @@ extension ScoutCommand {
         "data-waiting": ["p", "I", "B"], "data-wait-err": ["p", "I", "V", "F", "C", "O", "E"], "get-fiemap": [],
         "mkfs": ["Q", "m", "d", "z", "V"], "print": [], "mount": ["o"], "counters": ["p"], "sync": ["p"],
         "quorum-status": ["p"], "mount-option": ["p"], "fenced": [],
+        "resize-devices": ["p", "m", "d"], "change-quorum-config": ["Q"], "change-format-version": ["V"],
+        "prepare-empty-data-device": [],
     ]
 
     /// getopt's short option syntax, which ArgumentParser lacks, rewritten into separate
@@ -248,6 +251,8 @@ extension ScoutCommand {
     /// Every subcommand for the usage text: the original's group, argument summary and
     /// description (ours for the commands the original does not have).
     static let commandTable: [(name: String, group: Group, args: String, doc: String)] = [
+        ("change-format-version", .core, "META-DEVICE DATA-DEVICE", "Change format version of an existing ScoutFS filesystem"),
+        ("change-quorum-config", .core, "META-DEVICE", "Change quorum slots and addresses of an existing ScoutFS filesystem"),
         ("get-attr-x", .agent, "FILE", "get extensible file attributes"),
         ("set-attr-x", .agent, "FILE", "Set extensible file attributes"),
         ("counters", .info, "[-p PATH]", "Show a mount's counters"),
@@ -262,6 +267,7 @@ extension ScoutCommand {
         ("mount-option", .info, "[-p PATH] [NAME [VALUE]]", "Show or change a mount's options while it is mounted"),
         ("move-blocks", .agent, "FROM_FILE --from-offset OFFSET --length LENGTH TO_FILE --to-offset OFFSET",
          "Move a fixed-size region of extents from one regular file to another"),
+        ("prepare-empty-data-device", .core, "META-DEVICE DATA-DEVICE", "Prepare empty data device for use with an existing ScoutFS filesystem"),
         ("print", .debug, "META-DEV", "Print metadata structures"),
         ("check", .debug, "META-DEVICE DATA-DEVICE", "Check the consistency of an unmounted volume"),
         ("punch-offline", .agent, "PATH", "Make a (sparse) hole in the file at offset and with length"),
@@ -269,6 +275,7 @@ extension ScoutCommand {
         ("setattr", .agent, "FILE", "Set attributes on newly-created zero-length file"),
         ("stage", .agent, "ARCHIVE-FILE STAGE-FILE --data-version VERSION", "Write archive file contents to an offline file"),
         ("release", .agent, "FILE --data-version VERSION", "Mark file region offline and free extents"),
+        ("resize-devices", .core, "", "Online resize of metadata and/or data devices"),
         ("stat", .info, "FILE", "Show ScoutFS extra inode information"),
         ("statfs", .info, "", "Show ScoutFS file system information"),
         ("sync", .core, "[-p PATH]", "Commit a mount's transaction"),

@@ -120,6 +120,10 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
             totalDataBlocks: s.totalDataBlocks, freeDataBlocks: s.freeDataBlocks, inodeCount: s.inodeCount)
     }
 
+    public func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError) {
+        _ = try call(.resizeDevices, NetResizeDevices(newTotalMetaBlocks: metaBlocks, newTotalDataBlocks: dataBlocks).encoded())
+    }
+
     public func farewell() throws(FSError) {
         let done = PThreadLock()
         nonisolated(unsafe) var result: Result<Void, NetError>?

@@ -128,7 +128,7 @@ public final class Mount: @unchecked Sendable {
                 device: metaDev, fsid: sb.hdr.fsid, config: sb.qconf, slot: slot,
                 keepalive: .milliseconds(options.tcpKeepaliveTimeoutMs),
                 logMergeWaitTimeout: .milliseconds(options.logMergeWaitTimeoutMs), logger: log,
-                localFence: Self.localFenceEnabled ? localFence : nil,
+                localFence: Self.localFenceEnabled ? localFence : nil, dataPath: dataPath,
                 onFenceFailure: { message in startup.fail(MountError(ETIMEDOUT, message)) })
             let q = try Self.startQuorum(
                 QuorumServiceConfiguration(

@@ -71,13 +71,16 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
 
     /// How long a GET_LOG_TREES waits for other mounts to finalize (`log_merge_wait_timeout_ms`).
     let logMergeWaitTimeout: Duration
+    /// The data device this mount uses (RESIZE_DEVICES measures it).
+    let dataPath: String?
 
     init(
         device: any BlockDevice, fsid: UInt64, config: QuorumConfig, slot: Int, keepalive: Duration,
         logMergeWaitTimeout: Duration = .milliseconds(500), logger: Logger,
-        localFence: LocalFence? = nil, onFenceFailure: @escaping @Sendable (String) -> Void = { _ in }
+        localFence: LocalFence? = nil, dataPath: String? = nil, onFenceFailure: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.logMergeWaitTimeout = logMergeWaitTimeout
+        self.dataPath = dataPath
         self.device = device
         self.fsid = fsid
         self.config = config
@@ -207,6 +210,9 @@ final class ServerRunner: QuorumServerDelegate, Sendable {
             core: core, term: term, fences: instance.fences, logger: logger,
             onFatal: { [weak self] why in self?.commands.yield(.failed(term: term, why: why)) })
         service.logMergeWaitTimeout = logMergeWaitTimeout
+        if let dataPath {
+            service.measureDataDevice = { try? FileBlockDevice.measure(path: dataPath) }
+        }
         instance.service.withLock { $0 = service }
         let addr = config.slots[slot]
         var cfg = NetServer.Configuration(host: addr.ipv4String, port: Int(addr.port))

@@ -5,7 +5,10 @@ import NIOPosix
 import ScoutFS
 public import ScoutFormat
 public import ScoutNet
+import ScoutBlockIO
 import ScoutProtocol
+import ScoutStorage
+import SystemPackage
 public import ScoutServer
 
 /// The server of one elected term: the network face of `ServerCore` and the lock server, with
@@ -91,6 +94,9 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     var forceFinalizeFlag = false
     /// How long a GET_LOG_TREES that needs a merge waits for other mounts to finalize.
     public var logMergeWaitTimeout: Duration = .milliseconds(500)
+    /// The data device's size in bytes now (RESIZE_DEVICES measures it for each request);
+    /// nil when it cannot be measured. Set before `start`.
+    public var measureDataDevice: @Sendable () -> UInt64? = { nil }
     /// How long an OPEN_INO_MAP fan-out waits for every other mount's map.
     public var omapTimeout: Duration = .seconds(10)
     var nextOmapRequestID: UInt64 = 0
@@ -458,6 +464,23 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                 let r = commitLogMerge(rid: rid, payload)
                 startFreeingMerged()
                 return r
+            case .resizeDevices:
+                let r = try NetResizeDevices.decodePayload(payload)
+                let dataBytes = measureDataDevice()
+                return locked { () throws(ServerError) in
+                    let metaBytes: UInt64
+                    do throws(Errno) {
+                        metaBytes = try core.txn.device.device.remeasure()
+                    } catch {
+                        throw ServerError(errno: error.rawValue, "measuring the metadata device: \(error)")
+                    }
+                    guard let dataBytes else { throw ServerError(errno: 5, "the data device could not be measured") }
+                    try core.resizeDevices(
+                        metaBlocks: r.newTotalMetaBlocks, dataBlocks: r.newTotalDataBlocks,
+                        metaDeviceBlocks: metaBytes >> UInt64(Format.largeShift),
+                        dataDeviceBlocks: dataBytes >> UInt64(Format.smallShift))
+                    return []
+                }
             case .farewell:
                 guard payload.isEmpty else { return .failure(.einval) }
                 return await farewell(rid: rid)

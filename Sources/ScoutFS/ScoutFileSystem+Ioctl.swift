@@ -65,6 +65,7 @@ extension ScoutFileSystem {
         case .getReferringEntries: return try getReferringEntries(c)
         case .getAttrX: return try getAttrX(c)
         case .getFiemap: return try getFiemap(c)
+        case .resizeDevices: return try resizeDevices(c)
         default:
             if let r = try archiveIoctl(cmd, c) { return r }
             throw FUSEError(ENOTTY)
@@ -137,6 +138,17 @@ extension ScoutFileSystem {
             s.reservedMetaBlocks = try volume.reservedMetaBlocks()
         }
         return IoctlReply(result: 0, output: s.encoded)
+    }
+
+    /// The original's checks (a readable handle, CAP_SYS_ADMIN), then the server decides.
+    private func resizeDevices(_ c: IoctlCall) throws -> IoctlReply {
+        guard c.readable else { throw FUSEError(EBADF) }
+        try c.require(.sysAdmin)
+        let rd = try c.args(ResizeDevices.self)
+        try run { () throws(FSError) in
+            try volume.resizeDevices(metaBlocks: rd.newTotalMetaBlocks, dataBlocks: rd.newTotalDataBlocks)
+        }
+        return IoctlReply(result: 0, output: [])
     }
 
     private func allocDetail(_ c: IoctlCall) throws -> IoctlReply {

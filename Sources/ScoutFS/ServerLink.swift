@@ -53,4 +53,13 @@ public protocol ServerLink: AnyObject, Sendable {
     /// Throws when the server could not hear from every mount in time: callers then treat
     /// every inode of the group as held.
     func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap
+    /// RESIZE_DEVICES: grows the volume's device totals (0 leaves a device as it is).
+    func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError)
+}
+
+extension ServerLink {
+    /// Links that cannot resize (test links) refuse it.
+    public func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError) {
+        throw FSError(FSError.EOPNOTSUPP)
+    }
 }

@@ -153,4 +153,9 @@ extension Volume {
     public func totals() throws(FSError) -> ServerTotals {
         try link.statfs()
     }
+
+    /// RESIZE_DEVICES, passed to the server.
+    public func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError) {
+        try link.resizeDevices(metaBlocks: metaBlocks, dataBlocks: dataBlocks)
+    }
 }

@@ -348,6 +348,29 @@ public struct SetattrMoreArgs: IoctlStruct {
     }
 }
 
+/// `scoutfs_ioctl_resize_devices`: the new totals, in 64 KiB metadata and 4 KiB data blocks
+/// (0 leaves a device's total as it is).
+public struct ResizeDevices: IoctlStruct, Equatable {
+    public static let size = 16
+    public var newTotalMetaBlocks: UInt64
+    public var newTotalDataBlocks: UInt64
+
+    public init(newTotalMetaBlocks: UInt64, newTotalDataBlocks: UInt64) {
+        self.newTotalMetaBlocks = newTotalMetaBlocks
+        self.newTotalDataBlocks = newTotalDataBlocks
+    }
+
+    public init(_ r: inout IoctlReader) throws(IoctlDecodeError) {
+        newTotalMetaBlocks = try r.u64()
+        newTotalDataBlocks = try r.u64()
+    }
+
+    public func encode(_ w: inout IoctlWriter) {
+        w.u64(newTotalMetaBlocks)
+        w.u64(newTotalDataBlocks)
+    }
+}
+
 /// `scoutfs_ioctl_statfs_more`.
 public struct StatfsMore: IoctlStruct, Equatable {
     public static let size = 48

@@ -387,6 +387,29 @@ func readRaw(_ dev: any BlockDevice, at offset: UInt64, size: Int = Format.large
         #expect(throws: Errno.self) { try ro.write(b, at: 0) }
     }
 
+    /// A device that grew after it was opened (RESIZE_DEVICES on another mount): a block past
+    /// the size measured at open is read once the device is measured again, which MetaDevice
+    /// does by itself before refusing a blkno.
+    @Test func aGrownDeviceIsMeasuredAgain() throws {
+        let path = try Self.sparseFile(size: 1 << 20)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let reader = try FileBlockDevice(path: path, writable: false)
+        let md = MetaDevice(device: reader, fsid: fsid)
+        #expect(md.totalLargeBlocks == 16)
+        #expect(throws: BlockIOError.self) { _ = try md.read(BlockRef(blkno: 20, seq: 1), magic: .btree) }
+        #expect(truncate(path, 2 << 20) == 0)
+        #expect(try FileBlockDevice.measure(path: path) == 2 << 20)
+        let writer = try FileBlockDevice(path: path, writable: true)
+        let b = makeBlock(blkno: 20, seq: 1)
+        b.seal()
+        try writer.write(b, at: 20 << 16)
+        try writer.sync()
+        #expect(reader.size == 1 << 20)
+        #expect(bytesOf(try md.read(BlockRef(blkno: 20, seq: 1), magic: .btree)) == bytesOf(b))
+        #expect(reader.size == 2 << 20 && md.totalLargeBlocks == 32)
+        #expect(throws: BlockIOError.self) { _ = try md.read(BlockRef(blkno: 32, seq: 1), magic: .btree) }
+    }
+
     @Test func readingPastEndOfFileFails() throws {
         let path = try Self.sparseFile(size: 1 << 20)
         defer { try? FileManager.default.removeItem(atPath: path) }
