@@ -42,9 +42,7 @@ extension BTree {
                 }
                 return BTreeLeafRange(start: start, end: end, items: items)
             }
-            let s = b.search(key)
-            let it = s.found != 0 ? s.found : s.next
-            guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
+            let it = try Self.childItem(b, key)
             let itKey = b.key(at: it)
             if itKey < end { end = itKey }
             let prev = b.prevItem(it)

@@ -34,9 +34,7 @@ extension BTree {
             if level < 2 { return (BTreeRoot(ref: ref, height: UInt8(level + 1)), start, end) }
             let b = try read(ref)
             guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
-            let s = b.search(key)
-            let it = s.found != 0 ? s.found : s.next
-            guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
+            let it = try Self.childItem(b, key)
             end = b.key(at: it)
             let prev = b.prevItem(it)
             if prev != 0 { start = b.key(at: prev).incremented() }
@@ -57,18 +55,9 @@ extension BTree {
         var parItem = 0
         while level > 2 {
             level -= 1
-            var ref = parent.map { $0.childRef(at: parItem) } ?? root.ref
-            let old = ref
-            let b = try dirty(&ref)
-            if ref != old {
-                if let p = parent { p.setChildRef(at: parItem, ref) } else { root.ref = ref }
-            }
-            guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
-            let s = b.search(key)
-            let it = s.found != 0 ? s.found : s.next
-            guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
+            let b = try dirtyChild(&root, parent, parItem, level: level)
             parent = b
-            parItem = it
+            parItem = try Self.childItem(b, key)
         }
         guard let parent else { throw .corrupt("no parent above the subtree for key \(key)") }
         parent.setChildRef(at: parItem, sub.ref)
@@ -153,9 +142,7 @@ extension BTree {
                     parent = b
                     break
                 }
-                let s = b.search(key)
-                let it = s.found != 0 ? s.found : s.next
-                guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
+                let it = try Self.childItem(b, key)
                 if b.nextItem(it) == 0 { lastChildParents.append(ref) } else { lastChildParents = [] }
                 ref = b.childRef(at: it)
             }

@@ -92,6 +92,28 @@ public struct BTree<Store: MetaBlockStore> {
         .corrupt("blkno \(b.buffer.u64(24)): \(what)")
     }
 
+    /// The item of parent block `b` whose child holds `key`.
+    @inline(__always)
+    static func childItem(_ b: BTreeBlock, _ key: Key) throws(BTreeError) -> Int {
+        let s = b.search(key)
+        let it = s.found != 0 ? s.found : s.next
+        guard it != 0 else { throw corrupt(b, "no child reference for key \(key)") }
+        return it
+    }
+
+    /// Makes the block at `level` under `parent`'s item `parItem` (the root's block when
+    /// `parent` is nil) dirty, pointing the reference at the copy.
+    func dirtyChild(_ root: inout BTreeRoot, _ parent: BTreeBlock?, _ parItem: Int, level: Int) throws(BTreeError) -> BTreeBlock {
+        var ref = parent.map { $0.childRef(at: parItem) } ?? root.ref
+        let old = ref
+        let b = try dirty(&ref)
+        if ref != old {
+            if let p = parent { p.setChildRef(at: parItem, ref) } else { root.ref = ref }
+        }
+        guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
+        return b
+    }
+
     // MARK: reading
 
     /// Descends to the leaf that would hold `key`, reading (not dirtying) blocks.
@@ -104,10 +126,7 @@ public struct BTree<Store: MetaBlockStore> {
             let b = try read(ref)
             guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
             if level == 0 { return b }
-            let s = b.search(key)
-            let it = s.found != 0 ? s.found : s.next
-            guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
-            ref = b.childRef(at: it)
+            ref = b.childRef(at: try Self.childItem(b, key))
         }
     }
 
@@ -217,13 +236,7 @@ public struct BTree<Store: MetaBlockStore> {
             var parItem = 0
             while level > 0 {
                 level -= 1
-                var ref = parent.map { $0.childRef(at: parItem) } ?? root.ref
-                let old = ref
-                let b = try dirty(&ref)
-                if ref != old {
-                    if let p = parent { p.setChildRef(at: parItem, ref) } else { root.ref = ref }
-                }
-                guard Int(b.level) == level else { throw Self.corrupt(b, "level \(b.level), expected \(level)") }
+                let b = try dirtyChild(&root, parent, parItem, level: level)
 
                 if subtree && parent == nil && level == 1, splitting || joining,
                     b.totalItemBytes < BTreeBlock.joinLowWatermark || !b.hasRoom(forValueLength: BlockRef.encodedSize)
@@ -242,11 +255,8 @@ public struct BTree<Store: MetaBlockStore> {
 
                 if level == 0 { return b }
 
-                let s = b.search(key)
-                let it = s.found != 0 ? s.found : s.next
-                guard it != 0 else { throw Self.corrupt(b, "no child reference for key \(key)") }
                 parent = b
-                parItem = it
+                parItem = try Self.childItem(b, key)
             }
             return nil
         }

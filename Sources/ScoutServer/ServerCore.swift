@@ -134,25 +134,7 @@ public final class ServerCore {
 
     /// The largest `max_item_seq` of every log tree (the original's `scoutfs_forest_get_max_seq`).
     public func maxLoggedItemSeq() throws(ServerError) -> UInt64 {
-        var most: UInt64 = 0
-        var bad: ServerError?
-        do {
-            let first = Key(zone: KeyZone.logTrees)
-            let last = Key(zone: KeyZone.logTrees, first: .max, type: .max, second: .max, third: .max, fourth: .max)
-            try BTree(store: txn).forEach(txn.superBlock.logsRoot, from: first, through: last) { b, off in
-                do {
-                    most = max(most, try LogTrees.decode(b.value(at: off)).maxItemSeq)
-                    return true
-                } catch {
-                    bad = ServerError(errno: 5, "corrupt log_trees item \(b.key(at: off)): \(error)")
-                    return false
-                }
-            }
-        } catch {
-            throw .btree(error)
-        }
-        if let bad { throw bad }
-        return most
+        try allLogTrees().map(\.maxItemSeq).max() ?? 0
     }
 
     /// What a server does once as it starts: the core seq becomes at least every logged
