@@ -43,6 +43,14 @@ struct LogMergeTests {
         return out
     }
 
+    /// A forced commit whose GET_LOG_TREES finalizes every tree and starts a merge (the
+    /// `log_merge_force_finalize_ours` trigger).
+    static func finalize(_ vol: Volume, _ link: LocalLink) throws {
+        link.forceFinalize = true
+        defer { link.forceFinalize = false }
+        try vol.sync(force: true)
+    }
+
     static func drainMerges(_ vol: Volume, _ core: ServerCore) throws -> Int {
         var n = 0
         while try vol.mergeLogsOnce() {
@@ -81,9 +89,7 @@ struct LogMergeTests {
         #expect(try Self.fsRootNames(core).isEmpty)
         let logTreesBefore = try core.allLogTrees().count
 
-        link.forceFinalize = true
-        try vol.sync(force: true)  // the next GET_LOG_TREES finalizes and starts the merge
-        link.forceFinalize = false
+        try Self.finalize(vol, link)
         #expect(core.counters.logMergeStart == 1)
         let requests = try Self.drainMerges(vol, core)
         #expect(requests >= 1)
@@ -115,9 +121,7 @@ struct LogMergeTests {
         let f = try vol.makeNode(parent: root, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me)
         try vol.setxattr(f.ino, name: b("user.v"), value: b("old"), flags: 0)
         try vol.sync()
-        link.forceFinalize = true
-        try vol.sync(force: true)
-        link.forceFinalize = false
+        try Self.finalize(vol, link)
         // changed in the new, active tree before the merge of the finalized one runs
         try vol.setxattr(f.ino, name: b("user.v"), value: b("new"), flags: 0)
         try vol.sync()
@@ -154,9 +158,7 @@ struct LogMergeTests {
         _ = try Self.drainMerges(vol, core)
         #expect(try Self.fsRootNames(core) == ["from-dead"])
         // this mount's own tree goes in with the next merge
-        link.forceFinalize = true
-        try vol.sync(force: true)
-        link.forceFinalize = false
+        try Self.finalize(vol, link)
         _ = try Self.drainMerges(vol, core)
         #expect(core.counters.logMergeComplete == 2)
         #expect(try Self.fsRootNames(core) == ["from-dead", "mine"])
@@ -179,9 +181,7 @@ struct LogMergeTests {
             live.insert("n\(i)")
         }
         try vol.sync()
-        link.forceFinalize = true
-        try vol.sync(force: true)
-        link.forceFinalize = false
+        try Self.finalize(vol, link)
         #expect(try core.mergeStatus() != nil)
 
         // a request that is never answered, then asked for again: the first goes back
