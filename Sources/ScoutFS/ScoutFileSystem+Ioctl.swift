@@ -67,6 +67,7 @@ extension ScoutFileSystem {
         case .getFiemap: return try getFiemap(c)
         default:
             if let r = try archiveIoctl(cmd, c) { return r }
+            if let r = try tagIoctl(cmd, c) { return r }
             throw FUSEError(ENOTTY)
         }
     }
