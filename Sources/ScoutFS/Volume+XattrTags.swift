@@ -139,6 +139,7 @@ extension Volume {
     /// The totl key of a `.totl.` name, or the indx key (xattr id 0) of an `.indx.` name;
     /// EINVAL when the name's trailing numbers do not parse.
     func tagKey(_ ino: UInt64, _ name: [UInt8], _ tags: XattrTags) throws(FSError) -> Key? {
+        if tags.totl && tags.indx { throw FSError(FSError.EINVAL, "an xattr cannot be both totl. and indx.") }
         if tags.totl {
             guard let n = XattrTagKeys.dottedU64s(name, count: 3) else {
                 throw FSError(FSError.EINVAL, "totl xattr name needs three trailing dotted u64s")
@@ -175,7 +176,7 @@ extension Volume {
         _ ino: UInt64, name: [UInt8], tags: XattrTags, tagKey: Key?, old: (id: UInt64, value: [UInt8])?, new: [UInt8]?,
         newID: UInt64
     ) throws(FSError) -> Bool {
-        var delta = (total: UInt64(0), count: UInt64((new != nil ? 1 : 0) &- (old != nil ? 1 : 0)))
+        var delta = (total: UInt64(0), count: UInt64(bitPattern: Int64((new != nil ? 1 : 0) - (old != nil ? 1 : 0))))
         if tags.totl, let old {
             guard let v = XattrTagKeys.parseU64(old.value[...]) else { throw FSError(FSError.EINVAL, "stored totl value does not parse") }
             delta.total &-= v
