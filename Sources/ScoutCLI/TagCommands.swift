@@ -108,8 +108,10 @@ struct ReadXattrIndexCommand: ParsableCommand {
         var path: String?
     }
 
-    /// `sscanf("%i.%lli.%lli")` then the major's range, with the original's messages.
-    static func parseEntry(_ s: String) throws(ArgpError) -> XattrIndexEntry {
+    /// `parse_entry`: `sscanf("%i.%lli.%lli")` into `ent`, then the major's range. As in C,
+    /// the minor and inode fields sscanf matched are stored even when the entry fails, and
+    /// the major only when it succeeds; returns the message of a failure.
+    static func parseEntry(_ s: String, into ent: inout XattrIndexEntry) -> String? {
         var fields: [Int64] = []
         s.withCString { p in
             var cur = p
@@ -125,25 +127,37 @@ struct ReadXattrIndexCommand: ParsableCommand {
                 cur = UnsafePointer(end)
             }
         }
+        if fields.count > 1 { ent.minor = UInt64(bitPattern: fields[1]) }
+        if fields.count > 2 { ent.ino = UInt64(bitPattern: fields[2]) }
         guard fields.count == 3 else {
-            throw .failed(EINVAL, after: [
-                "bad index position entry argument '\(s)', it must be in the form \"a.b.ino\" where each value can be prefixed by '0' for octal or '0x' for hex"
-            ])
+            return "bad index position entry argument '\(s)', it must be in the form \"a.b.ino\" where each value can be prefixed by '0' for octal or '0x' for hex"
         }
         guard fields[0] >= 0 && fields[0] <= 255 else {
-            throw .failed(EINVAL, after: ["initial major index position '\(fields[0])' must be between 0 and 255, inclusive."])
+            return "initial major index position '\(fields[0])' must be between 0 and 255, inclusive."
         }
-        return XattrIndexEntry(major: UInt8(fields[0]), minor: UInt64(bitPattern: fields[1]), ino: UInt64(bitPattern: fields[2]))
+        ent.major = UInt8(fields[0])
+        return nil
     }
 
     static func key(_ e: XattrIndexEntry) -> (UInt8, UInt64, UInt64) { (e.major, e.minor, e.ino) }
     static func text(_ e: XattrIndexEntry) -> String { "\(e.major).\(e.minor).\(e.ino)" }
 
-    func plan() throws(ArgpError) -> Plan {
+    /// The positions to read. Only the last entry's parse decides failure: the original
+    /// overwrites a failed first entry's result with the last's (it prints the first's
+    /// message and goes on with what sscanf stored).
+    func plan(stderr: (String) -> Void = { line in
+        let b = Array((line + "\n").utf8)
+        _ = b.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }) throws(ArgpError) -> Plan {
         if args.count > 2 { throw .usage("more than two entry arguments given") }
         var p = Plan(first: XattrIndexEntry(), last: XattrIndexEntry(major: .max, minor: .max, ino: .max), path: path)
-        if args.count > 0 { p.first = try Self.parseEntry(args[0]) }
-        if args.count > 1 { p.last = try Self.parseEntry(args[1]) }
+        var failure: String? = nil
+        if args.count > 0 { failure = Self.parseEntry(args[0], into: &p.first) }
+        if args.count > 1 {
+            if let f = failure { stderr(f) }
+            failure = Self.parseEntry(args[1], into: &p.last)
+        }
+        if let failure { throw .failed(EINVAL, after: [failure]) }
         if Self.key(p.first) > Self.key(p.last) {
             throw .failed(EINVAL, after: [
                 "first index position \(Self.text(p.first)) must be less than last index position \(Self.text(p.last))"

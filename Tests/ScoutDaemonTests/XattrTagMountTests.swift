@@ -1,0 +1,90 @@
+import CFuseKernel
+import Glibc
+import ScoutAgent
+import ScoutIoctl
+import ScoutTestSupport
+import Testing
+
+extension RealMounts {
+    /// The tagged-xattr commands on a real mount, against the original utility (built by
+    /// hand) on the same mount when it is there.
+    @Suite("Tagged xattr commands on real mounts")
+    struct XattrTagMountTests {
+        static let original = "/work/tools/scoutfs-orig/utils/src/scoutfs"
+
+        static func set(_ path: String, _ name: String, _ value: String) -> Int32 {
+            setxattr(path, name, value, value.utf8.count, 0) == 0 ? 0 : errno
+        }
+
+        @Test(.enabled(if: MountEnv.usable)) func commandsPrintWhatTheOriginalPrints() throws {
+            let v = try MountedVolume.make()
+            defer { v.cleanup() }
+            try v.mount()
+            let m = v.mnt
+            var want: [String: (Int64, Int64)] = [:]
+            for i in 0..<12 {
+                let f = m + "/f\(i)"
+                try writeFile(f, [UInt8(i)], fsync: false)
+                #expect(Self.set(f, "scoutfs.totl.size.1.\(i % 3).0", "\(i * 10)") == 0)
+                #expect(Self.set(f, "scoutfs.hide.totl.x.7.7.7", "0x\(String(i, radix: 16))") == 0)
+                #expect(Self.set(f, "scoutfs.indx.age.3.\(100 - i)", "") == 0)
+                #expect(Self.set(f, "scoutfs.hide.note\(i)", "n") == 0)
+                #expect(Self.set(f, "user.u", "1") == 0)
+                want["1.\(i % 3).0", default: (0, 0)].0 += Int64(i * 10)
+                want["1.\(i % 3).0", default: (0, 0)].1 += 1
+                want["7.7.7", default: (0, 0)].0 += Int64(i)
+                want["7.7.7", default: (0, 0)].1 += 1
+            }
+            // changed and removed
+            #expect(Self.set(m + "/f0", "scoutfs.totl.size.1.0.0", "1000") == 0)
+            want["1.0.0"]!.0 += 1000
+            #expect(removexattr(m + "/f1", "scoutfs.totl.size.1.1.0") == 0)
+            want["1.1.0"]!.0 -= 10
+            want["1.1.0"]!.1 -= 1
+            // the original's errors
+            #expect(Self.set(m + "/f0", "scoutfs.bogus.name", "1") == EINVAL)
+            #expect(Self.set(m + "/f0", "scoutfs.totl.size.1.2", "1") == EINVAL)
+            #expect(Self.set(m + "/f0", "scoutfs.totl.size.1.2.3", "x") == EINVAL)
+            #expect(Self.set(m + "/f0", "scoutfs.indx.a.300.1", "") == EINVAL)
+            // hidden names are not listed
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = listxattr(m + "/f2", &buf, buf.count)
+            let listed = buf[0..<max(n, 0)].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            #expect(Set(listed) == ["scoutfs.totl.size.1.2.0", "scoutfs.indx.age.3.98", "user.u"])
+            #expect(MountEnv.sh("SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) sync -p \(m)").0 == 0)
+
+            let ours = MountEnv.sh("\(MountEnv.binary) read-xattr-totals -p \(m)")
+            #expect(ours.0 == 0)
+            let wantLines = want.filter { $0.value != (0, 0) }.map { "\($0.key) = \($0.value.0), \($0.value.1)" }.sorted()
+            #expect(ours.1.split(separator: "\n").map(String.init).sorted() == wantLines, "\(ours.1)")
+            let idx = MountEnv.sh("\(MountEnv.binary) read-xattr-index -p \(m)")
+            #expect(idx.1.split(separator: "\n").count == 12 && idx.1.hasPrefix("3.89 = "), "\(idx.1)")
+            let hid = MountEnv.sh("\(MountEnv.binary) list-hidden-xattrs \(m)/f5")
+            #expect(Set(hid.1.split(separator: "\n").map(String.init)) == ["scoutfs.hide.totl.x.7.7.7", "scoutfs.hide.note5"], "\(hid.1)")
+
+            // the same commands (and error cases) through the original utility
+            if access(Self.original, X_OK) == 0 {
+                let commands = [
+                    "read-xattr-totals -p \(m)", "read-xattr-index -p \(m)", "read-xattr-index -p \(m) 3.90.0 3.95.-1",
+                    "read-xattr-index -p \(m) 3.95.0 3.90.0", "read-xattr-index -p \(m) 999.1.1", "read-xattr-index -p \(m) x",
+                    "read-xattr-index -p \(m) 3.x 3.91.-1", "read-xattr-index -p \(m) 0x3.0130.0 3.0x5a.-1",
+                    "list-hidden-xattrs \(m)/f5", "list-hidden-xattrs \(m)/f0", "list-hidden-xattrs \(m)/nope",
+                ]
+                for c in commands {
+                    let a = MountEnv.sh("\(MountEnv.binary) \(c)")
+                    let b = MountEnv.sh("\(Self.original) \(c)")
+                    #expect(a.0 == b.0 && a.1 == b.1, "\(c): ours rc \(a.0)\n\(a.1)\noriginal rc \(b.0)\n\(b.1)")
+                }
+                // totals injected through the original's INJECT_TOTL_DELTA read back by both
+                let agent = try ScoutAgent.open(m)
+                try agent.injectTotlDelta(name: [9, 9, 9], total: -5, count: -1)
+                agent.close()
+                #expect(MountEnv.sh("SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) sync -p \(m)").0 == 0)
+                let a = MountEnv.sh("\(MountEnv.binary) read-xattr-totals -p \(m)")
+                let b = MountEnv.sh("\(Self.original) read-xattr-totals -p \(m)")
+                #expect(a.1 == b.1 && a.1.contains("9.9.9 = -5, -1"), "\(a.1)\n\(b.1)")
+            }
+            #expect(v.unmount() == 0)
+        }
+    }
+}
