@@ -3,6 +3,7 @@ import ScoutBlockIO
 import ScoutFS
 import ScoutFormat
 import ScoutServer
+import ScoutStorage
 import ScoutTestSupport
 import Testing
 
@@ -264,6 +265,9 @@ struct XattrTagTests {
         #expect(t.count == 1 && t[0].name == (4, 5, 6))
         // reading from a position
         #expect(try vol.readXattrTotals(from: (4, 5, 7), limit: 10).isEmpty)
+        // check finds the total no xattr makes (deltas injected with no xattr behind them)
+        try vol.sync()
+        try VolumeCheckTests.expectFound(tv, .item, "4.5.6: -3, -1 but no xattr adds to it")
     }
 
     @Test func indexEntriesFollowTheXattrs() throws {
