@@ -86,5 +86,62 @@ extension RealMounts {
             }
             #expect(v.unmount() == 0)
         }
+
+        /// Random sets, changes and removals of `.totl.` xattrs on the same files from three
+        /// mounts, a forced log merge between rounds: every mount's `read-xattr-totals`
+        /// prints the sums the test computes, and check passes after unmount.
+        @Test(.enabled(if: MountEnv.usable)) func totalsAreExactAcrossThreeMountsAndMerges() throws {
+            let c = try Cluster.make()
+            defer { c.cleanup() }
+            try c.mount([0, 1, 2])
+            for i in 0..<12 { try writeFile(c.mnt(0) + "/f\(i)", [UInt8(i)], fsync: true) }
+            let names = ["scoutfs.totl.t.1.1.1", "scoutfs.totl.t.1.1.2", "scoutfs.hide.totl.u.2.0.0", "scoutfs.totl.v.3.3.3"]
+            var values: [String: UInt64] = [:]  // "file name" → value
+            var rng = SplitMix64(seed: 11)
+            guard let leader = c.leader(among: [0, 1, 2]) else {
+                Issue.record("no leader")
+                return
+            }
+            for round in 0..<4 {
+                for _ in 0..<30 {
+                    let m = Int(rng.next() % 3)
+                    let f = "f\(rng.next() % 12)"
+                    let n = names[Int(rng.next() % UInt64(names.count))]
+                    let path = c.mnt(m) + "/" + f
+                    if values["\(f) \(n)"] != nil && rng.next() % 3 == 0 {
+                        #expect(removexattr(path, n) == 0)
+                        values["\(f) \(n)"] = nil
+                    } else {
+                        let v = rng.next() % 100_000
+                        #expect(Self.set(path, n, "\(v)") == 0)
+                        values["\(f) \(n)"] = v
+                    }
+                }
+                for m in 0..<3 { #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(m))").0 == 0) }
+                var sums: [String: (UInt64, UInt64)] = [:]
+                for (k, v) in values {
+                    let key = k.split(separator: ".").suffix(3).joined(separator: ".")
+                    sums[key, default: (0, 0)].0 += v
+                    sums[key, default: (0, 0)].1 += 1
+                }
+                let want = sums.map { "\($0.key) = \($0.value.0), \($0.value.1)" }.sorted()
+                for m in 0..<3 {
+                    let (rc, out) = MountEnv.sh("\(c.bin) read-xattr-totals -p \(c.mnt(m))")
+                    #expect(rc == 0 && out.split(separator: "\n").map(String.init).sorted() == want, "round \(round) mount \(m): \(out) want \(want)")
+                }
+                // a merge of every mount's tree, then read again
+                let before = RealMounts.LogMergeMountTests.counter(c, leader, "log_merge_complete") ?? 0
+                #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+                let done = waitFor(seconds: 90) { (RealMounts.LogMergeMountTests.counter(c, leader, "log_merge_complete") ?? 0) > before }
+                #expect(done != nil, "no merge completed")
+                for m in 0..<3 {
+                    let (rc, out) = MountEnv.sh("\(c.bin) read-xattr-totals -p \(c.mnt(m))")
+                    #expect(rc == 0 && out.split(separator: "\n").map(String.init).sorted() == want, "round \(round) merged, mount \(m): \(out)")
+                }
+            }
+            #expect(c.unmount([0, 1, 2]) == 0)
+            let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+            #expect(check.0 == 0, "check: \(check.1)")
+        }
     }
 }
