@@ -135,9 +135,8 @@ extension Volume {
 
     /// Up to `limit` committed totals from `a.b.c` on, in name order (READ_XATTR_TOTALS).
     public func readXattrTotals(from name: (UInt64, UInt64, UInt64), limit: Int) throws(FSError) -> [(name: (UInt64, UInt64, UInt64), total: UInt64, count: UInt64)] {
-        let items = try state.withLock { () throws(FSError) in
-            try forest.scanCommitted(from: XattrTagKeys.totlKey(name.0, name.1, name.2), through: LockRange.xattrTotl.end, limit: limit)
-        }
+        // committed blocks only: no cluster lock and no state lock (as the merge worker)
+        let items = try forest.scanCommitted(from: XattrTagKeys.totlKey(name.0, name.1, name.2), through: LockRange.xattrTotl.end, limit: limit)
         return items.compactMap { it in
             guard let v = try? XattrTotlValue.decode(it.value) else { return nil }
             return ((it.key.first, it.key.second, it.key.third), v.total, v.count)
@@ -153,9 +152,7 @@ extension Volume {
         let through = XattrTagKeys.indxKey(major: last.major, minor: last.minor, ino: last.ino, xid: .max)
         var out: [(major: UInt8, minor: UInt64, ino: UInt64)] = []
         while out.count < limit && from <= through {
-            let items = try state.withLock { () throws(FSError) in
-                try forest.scanCommitted(from: from, through: through, limit: max(limit - out.count, 64))
-            }
+            let items = try forest.scanCommitted(from: from, through: through, limit: max(limit - out.count, 64))
             guard let lastItem = items.last else { break }
             for it in items {
                 let f = XattrTagKeys.indxFields(it.key)
