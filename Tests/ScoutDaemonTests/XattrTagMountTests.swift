@@ -69,6 +69,7 @@ extension RealMounts {
                     "read-xattr-index -p \(m) 3.95.0 3.90.0", "read-xattr-index -p \(m) 999.1.1", "read-xattr-index -p \(m) x",
                     "read-xattr-index -p \(m) 3.x 3.91.-1", "read-xattr-index -p \(m) 0x3.0130.0 3.0x5a.-1",
                     "list-hidden-xattrs \(m)/f5", "list-hidden-xattrs \(m)/f0", "list-hidden-xattrs \(m)/nope",
+                    "list-hidden-xattrs", "list-hidden-xattrs a b", "read-xattr-index -p \(m) 1.1.1 2.2.2 3.3.3",
                 ]
                 for c in commands {
                     let a = MountEnv.sh("\(MountEnv.binary) \(c)")
