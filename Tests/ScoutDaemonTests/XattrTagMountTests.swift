@@ -46,6 +46,13 @@ extension RealMounts {
             #expect(Self.set(m + "/f0", "scoutfs.totl.size.1.2", "1") == EINVAL)
             #expect(Self.set(m + "/f0", "scoutfs.totl.size.1.2.3", "x") == EINVAL)
             #expect(Self.set(m + "/f0", "scoutfs.indx.a.300.1", "") == EINVAL)
+            // tagged names need CAP_SYS_ADMIN (a user who may write the file gets EPERM)
+            #expect(chmod(m + "/f3", 0o666) == 0 && chmod(v.dir, 0o755) == 0)
+            let py = "import os,errno\nfor n in ['scoutfs.hide.u', 'scoutfs.totl.u.1.1.1', 'user.ok']:\n"
+                + "    try:\n        os.setxattr('\(m)/f3', n, b'1'); print(n, 0)\n    except OSError as e: print(n, e.errno)\n"
+            try writeFile(v.dir + "/nonroot.py", Array(py.utf8), fsync: false)
+            let nr = MountEnv.sh("setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 - < \(v.dir)/nonroot.py")
+            #expect(nr.1 == "scoutfs.hide.u 1\nscoutfs.totl.u.1.1.1 1\nuser.ok 0\n", "\(nr.1)")
             // hidden names are not listed
             var buf = [CChar](repeating: 0, count: 4096)
             let n = listxattr(m + "/f2", &buf, buf.count)
