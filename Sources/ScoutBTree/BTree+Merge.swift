@@ -160,7 +160,8 @@ extension BTree {
             case nil: throw .corrupt("delta item \(key): \(v.value.count)-byte value")
             }
         }
-        guard let sum else { return }
+        // nothing to add (the inputs cancel, or one carries a null item a commit left)
+        guard let sum, sum.contains(where: { $0 != 0 }) else { return }
         if let existing = try lookup(root, key), existing.flags & Format.itemFlagDeletion == 0 {
             switch DeltaItems.combine(existing.value, sum) {
             case .value(let b): try force(&root, key, b, seq: Swift.max(seq, existing.seq), flags: 0)

@@ -49,6 +49,8 @@ import Testing
         try tree.force(&in1, c, Self.totl(3, 1), seq: 8)  // inputs cancel: nothing written
         try tree.force(&in2, c, Self.totl(-3, -1), seq: 9)
         try tree.force(&in2, d, Self.totl(4, 1), seq: 9)  // created
+        let e = Key(zone: KeyZone.xattrTotl, first: 10, second: 0, third: 0)
+        try tree.force(&in1, e, Self.totl(0, 0), seq: 8)  // a null item a commit left: nothing
         store.commit()
         let r = try tree.merge(&fs, from: .zero, through: .max, inputs: [in1, in2])
         #expect(r.resume == nil)
@@ -57,6 +59,7 @@ import Testing
         #expect(try tree.lookup(fs, b) == nil)
         #expect(try tree.lookup(fs, c) == nil)
         #expect(try tree.lookup(fs, d)?.value == Self.totl(4, 1))
+        #expect(try tree.lookup(fs, e) == nil)
     }
 
     @Test(arguments: seeds) func subtreeMergesMatchTheModel(seed: UInt64) throws {

@@ -270,6 +270,31 @@ struct XattrTagTests {
         try VolumeCheckTests.expectFound(tv, .item, "4.5.6: -3, -1 but no xattr adds to it")
     }
 
+    /// A total set in one commit and removed in the next leaves a null item in the log
+    /// tree: reads show nothing, and the merge writes nothing into the fs root.
+    @Test func aTotalRemovedInALaterCommitLeavesNothing() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let link = LocalLink(core: core, rid: 0x1111)
+        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let f = try vol.makeNode(parent: Format.rootIno, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        try vol.setxattr(f.ino, name: b("scoutfs.totl.n.1.2.3"), value: b("9"), flags: 0)
+        try vol.sync()
+        #expect(try vol.readXattrTotals(from: (0, 0, 0), limit: 10).count == 1)
+        try vol.removexattr(f.ino, name: b("scoutfs.totl.n.1.2.3"))
+        try vol.sync()
+        #expect(try vol.readXattrTotals(from: (0, 0, 0), limit: 10).isEmpty)
+        try VolumeCheckTests.expectClean(tv)
+        link.forceFinalize = true
+        try vol.sync(force: true)
+        link.forceFinalize = false
+        _ = try LogMergeTests.drainMerges(vol, core)
+        try core.commit()
+        #expect(try vol.readXattrTotals(from: (0, 0, 0), limit: 10).isEmpty)
+        try VolumeCheckTests.expectClean(tv)
+    }
+
     @Test func indexEntriesFollowTheXattrs() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
