@@ -151,5 +151,66 @@ extension RealMounts {
             let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
             #expect(check.0 == 0, "check: \(check.1)")
         }
+
+        /// Committed `.totl.` changes on three mounts, a forced merge, and a kill -9 of the
+        /// server or of a merging mount while it runs: after the remount every mount reads the
+        /// exact totals (nothing lost, nothing counted twice), during and after the merge.
+        @Test(.enabled(if: MountEnv.usable)) func totalsSurviveKillsDuringMerges() throws {
+            let seed = getenv("SCOUT_MERGE_SEED").flatMap { UInt64(String(cString: $0)) } ?? UInt64.random(in: 1...1_000_000)
+            var rng = SplitMix64(seed: seed)
+            let c = try Cluster.make()
+            defer { c.cleanup() }
+            try c.mount([0, 1, 2])
+            for i in 0..<30 { try writeFile(c.mnt(0) + "/f\(i)", [UInt8(i)], fsync: true) }
+            var values: [String: UInt64] = [:]
+            func want() -> [String] {
+                var sums: [String: (UInt64, UInt64)] = [:]
+                for (k, v) in values {
+                    let key = k.split(separator: ".").suffix(3).joined(separator: ".")
+                    sums[key, default: (0, 0)].0 += v
+                    sums[key, default: (0, 0)].1 += 1
+                }
+                return sums.map { "\($0.key) = \($0.value.0), \($0.value.1)" }.sorted()
+            }
+            func expectTotals(_ what: String) {
+                for m in 0..<3 {
+                    let (rc, out) = MountEnv.sh("\(c.bin) read-xattr-totals -p \(c.mnt(m))")
+                    #expect(rc == 0 && out.split(separator: "\n").map(String.init).sorted() == want(), "seed \(seed) \(what), mount \(m): \(out)")
+                }
+            }
+            for round in 0..<3 {
+                for m in 0..<3 {
+                    for _ in 0..<60 {
+                        let f = "f\(rng.next() % 30)"
+                        let n = "scoutfs.totl.k.\(rng.next() % 4).\(round % 2).0"
+                        let v = rng.next() % 1000
+                        #expect(Self.set(c.mnt(m) + "/" + f, n, "\(v)") == 0)
+                        values["\(f) \(n)"] = v
+                    }
+                    #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(m))").0 == 0)
+                }
+                expectTotals("round \(round) before the merge")
+                let leader = try #require(c.leader(among: [0, 1, 2]), "seed \(seed)")
+                #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+                for m in 0..<3 { _ = MountEnv.sh("\(c.bin) sync -p \(c.mnt(m))") }
+                usleep(UInt32(rng.next() % 1_500_000))
+                expectTotals("round \(round) while merging")
+                let victim = round % 2 == 0 ? leader : (leader + 1 + Int(rng.next() % 2)) % 3
+                let pid = try #require(c.daemonPid(victim))
+                kill(pid, SIGKILL)
+                #expect(waitFor(seconds: 10) { kill(pid, 0) != 0 } != nil)
+                MountEnv.sh("umount -l \(c.mnt(victim))")
+                try c.mount([victim])
+                expectTotals("round \(round) after killing mount \(victim)")
+            }
+            let leader = try #require(c.leader(among: [0, 1, 2]), "seed \(seed)")
+            let before = RealMounts.LogMergeMountTests.counter(c, leader, "log_merge_complete") ?? 0
+            #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) log_merge_force_finalize_ours").0 == 0)
+            #expect(waitFor(seconds: 120) { (RealMounts.LogMergeMountTests.counter(c, leader, "log_merge_complete") ?? 0) > before } != nil)
+            expectTotals("after the last merge")
+            #expect(c.unmount([0, 1, 2]) == 0)
+            let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+            #expect(check.0 == 0, "seed \(seed): check: \(check.1)")
+        }
     }
 }
