@@ -99,6 +99,19 @@ extension BTree {
                 if cursors[i].seq > cursors[newest].seq { newest = i }
             }
             if shouldStop() { return (key, merged) }
+            if DeltaItems.isDelta(key) {
+                // delta items are summed over every input, then into the root's item
+                do {
+                    try mergeDelta(&root, key, cursors.filter { $0.isValid && $0.key == key }.map(\.item))
+                } catch .range {
+                    return (key, merged)
+                }
+                merged += 1
+                for i in cursors.indices where cursors[i].isValid && cursors[i].key == key {
+                    try cursors[i].advance()
+                }
+                continue
+            }
             let item = cursors[newest].item
             do {
                 if item.flags & Format.itemFlagDeletion != 0 {
@@ -113,6 +126,39 @@ extension BTree {
             for i in cursors.indices where cursors[i].isValid && cursors[i].key == key {
                 try cursors[i].advance()
             }
+        }
+    }
+
+    /// Merges the versions of delta item `key` found in the inputs into `root` (the
+    /// original's delta combining in `scoutfs_btree_merge`): the inputs are summed, their sum
+    /// is added to the root's item, and the result carries the newest seq so readers know the
+    /// inputs are in it. A sum of nothing (total and count zero) drops the item. Deletion
+    /// items are not deltas and are ignored.
+    func mergeDelta(_ root: inout BTreeRoot, _ key: Key, _ versions: [BTreeItem]) throws(BTreeError) {
+        var sum: [UInt8]? = nil
+        var seq: UInt64 = 0
+        for v in versions where v.flags & Format.itemFlagDeletion == 0 {
+            seq = Swift.max(seq, v.seq)
+            guard let s = sum else {
+                sum = v.value
+                continue
+            }
+            switch DeltaItems.combine(s, v.value) {
+            case .value(let b): sum = b
+            case .null: sum = nil
+            case nil: throw .corrupt("delta item \(key): \(v.value.count)-byte value")
+            }
+        }
+        // nothing to add (the inputs cancel, or one carries a null item a commit left)
+        guard let sum, sum.contains(where: { $0 != 0 }) else { return }
+        if let existing = try lookup(root, key), existing.flags & Format.itemFlagDeletion == 0 {
+            switch DeltaItems.combine(existing.value, sum) {
+            case .value(let b): try force(&root, key, b, seq: Swift.max(seq, existing.seq), flags: 0)
+            case .null: try delete(&root, key)
+            case nil: throw .corrupt("delta item \(key) of the root: \(existing.value.count)-byte value")
+            }
+        } else {
+            try force(&root, key, sum, seq: seq, flags: 0)
         }
     }
 

@@ -42,7 +42,7 @@ struct ArgpError: Error, Equatable {
     func report(command cmd: String) -> (lines: [String], status: Int32) {
         switch outcome {
         case .usage(let msg):
-            return (stderr + ["\(cmd): \(msg)", "Try `\(cmd) --help' or `\(cmd) --usage' for more information."], 64)
+            return (stderr + ["\(cmd): \(msg)"] + argpWrapped("Try `\(cmd) --help' or `\(cmd) --usage' for more information."), 64)
         case .failed(let e):
             return (stderr + [failureLine(cmd, e)], 1)
         case .failedWith(let detail, let e, let status):
@@ -54,6 +54,23 @@ struct ArgpError: Error, Equatable {
 }
 
 func strerrorString(_ e: Int32) -> String { String(cString: strerror(e)) }
+
+/// A help line as argp's formatter prints it: words moved to a new line rather than cross
+/// column 79 (the "Try" line of a long command name wraps).
+func argpWrapped(_ line: String, width: Int = 79) -> [String] {
+    var out: [String] = []
+    var cur = ""
+    for w in line.split(separator: " ") {
+        if !cur.isEmpty && cur.count + 1 + w.count > width {
+            out.append(cur)
+            cur = String(w)
+        } else {
+            cur += (cur.isEmpty ? "" : " ") + w
+        }
+    }
+    if !cur.isEmpty { out.append(cur) }
+    return out
+}
 
 /// The one line of a failed command: `scoutfs: CMD failed: [DETAIL: ]STRERROR (ERRNO)`. A
 /// detail that already ends with the error's text (a message passed along from the daemon)

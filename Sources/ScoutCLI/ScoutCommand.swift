@@ -16,7 +16,8 @@ public struct ScoutCommand: ParsableCommand {
                       StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
                       ReleaseCommand.self, StageCommand.self, PunchOfflineCommand.self, MoveBlocksCommand.self,
-                      DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self, TriggerCommand.self]
+                      DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self, TriggerCommand.self,
+                      ListHiddenXattrsCommand.self, ReadXattrTotalsCommand.self, ReadXattrIndexCommand.self]
     )
 
     public init() {}
@@ -44,6 +45,7 @@ extension ScoutCommand {
         "quorum-status": ["p"], "mount-option": ["p"], "fenced": [],
         "resize-devices": ["p", "m", "d"], "change-quorum-config": ["Q"], "change-format-version": ["V"],
         "prepare-empty-data-device": [],
+        "list-hidden-xattrs": [], "read-xattr-totals": ["p"], "read-xattr-index": ["p"],
     ]
 
     /// getopt's short option syntax, which ArgumentParser lacks, rewritten into separate
@@ -261,6 +263,9 @@ extension ScoutCommand {
         ("get-fiemap", .debug, "FILE", "Print fiemap extent mapping"),
         ("get-allocated-inos", .debug, "(null)", "Print allocated inode numbers from starting inode number"),
         ("get-referring-entries", .search, "INODE-NUM", "Print directory entries that refer to inode number"),
+        ("list-hidden-xattrs", .info, "FILE", "Print the names of hidden xattrs on a file"),
+        ("read-xattr-index", .info, "FIRST-ENTRY LAST-ENTRY", "Search and print inode numbers indexed by their .indx. xattrs"),
+        ("read-xattr-totals", .info, "", "Print global value totals of .totl. xattrs"),
         ("ino-path", .search, "INODE-NUM", "Print paths that refer to inode number"),
         ("mkfs", .core, "META-DEVICE DATA-DEVICE", "Initialize a new ScoutFS filesystem"),
         ("mount", .core, "-o metadev_path=META[,...] DATA-DEV MOUNTPOINT", "Mount a scoutfs volume through FUSE"),

@@ -44,7 +44,7 @@ final class Forest {
     let link: any ServerLink
     private let store: ReadOnlyStore
     private var roots: ForestRoots?
-    private var logTrees: [(root: BTreeRoot, bloom: BlockRef)] = []
+    private var logTrees: [(root: BTreeRoot, bloom: BlockRef, finalized: Bool)] = []
     /// Bumped by every lock grant; roots sampled before the latest grant may miss what another
     /// mount committed before giving up its lock, so they are sampled again.
     let grants = GrantGeneration()
@@ -62,12 +62,12 @@ final class Forest {
     private func loadRoots() throws(FSError) {
         let generation = grants.value
         let r = try link.getRoots()
-        var trees: [(BTreeRoot, BlockRef)] = []
+        var trees: [(BTreeRoot, BlockRef, Bool)] = []
         let tree = BTree(store: store)
         do {
             try tree.forEach(r.logsRoot) { b, off in
                 if let lt = try? LogTrees.decode(b.value(at: off)), lt.itemRoot.height > 0 {
-                    trees.append((lt.itemRoot, lt.bloomRef))
+                    trees.append((lt.itemRoot, lt.bloomRef, lt.flags & LogTrees.flagFinalized != 0))
                 }
                 return true
             }
@@ -100,6 +100,9 @@ final class Forest {
         var start = lock.start
         var end = lock.end
         var sources: [BTreeRoot] = [roots.fsRoot]
+        // a plain read counts every finalized tree as a merge input (the original passes no
+        // merge seq here); only delta items care
+        var classes: [TotlMerging.Source] = [.fsRoot]
         for lt in logTrees {
             if lt.bloom.isNull { continue }
             let bloom: BlockBuffer
@@ -108,7 +111,10 @@ final class Forest {
             } catch {
                 throw .store(error)
             }
-            if Bloom.test(bloom, lock.start) { sources.append(lt.root) }
+            if Bloom.test(bloom, lock.start) {
+                sources.append(lt.root)
+                classes.append(lt.finalized ? .mergeInput : .log)
+            }
         }
         var leaves: [[BTreeItem]] = []
         leaves.reserveCapacity(sources.count)
@@ -123,16 +129,21 @@ final class Forest {
             if leaf.end < end { end = leaf.end }
             leaves.append(leaf.items)
         }
-        return (start, end, Self.merge(leaves, from: start, through: end))
+        return (start, end, Self.merge(leaves, from: start, through: end, sources: classes))
     }
 
     /// The newest version (highest seq) of each key in `from...through` across `leaves`
     /// (each in key order), deletions dropped, in key order: a k-way merge, no hashing.
-    static func merge(_ leaves: [[BTreeItem]], from: Key, through: Key) -> [(Key, [UInt8])] {
+    ///
+    /// Delta items (`DeltaItems`) are not newest-wins: their versions are resolved as the
+    /// original's totl merging does (`TotlMerging`), from each tree's `sources` class (the
+    /// fs root, a merge input, another log tree; all logs when not given).
+    static func merge(_ leaves: [[BTreeItem]], from: Key, through: Key, sources: [TotlMerging.Source]? = nil) -> [(Key, [UInt8])] {
         var pos = leaves.map { items in items.partitioningIndex { $0.key >= from } }
         var out: [(Key, [UInt8])] = []
         let live = leaves.indices.filter { pos[$0] < leaves[$0].count && leaves[$0][pos[$0]].key <= through }
-        if live.count <= 1 {
+        let hasDeltas = DeltaItems.isDelta(from) || DeltaItems.isDelta(through)
+        if live.count <= 1 && !hasDeltas {
             // one tree has items here (the usual case): no merging, only deletions dropped
             guard let n = live.first else { return out }
             let items = leaves[n]
@@ -152,6 +163,16 @@ final class Forest {
             guard least >= 0 else { break }
             let k = leaves[least][pos[least]].key
             guard k <= through else { break }
+            if DeltaItems.isDelta(k) {
+                var m = TotlMerging()
+                for n in live where pos[n] < leaves[n].count && leaves[n][pos[n]].key == k {
+                    let it = leaves[n][pos[n]]
+                    if it.flags & Format.itemFlagDeletion == 0 { m.contribute(it.seq, it.value, sources?[n] ?? (n == 0 ? .fsRoot : .log)) }
+                }
+                if let v = m.resolved() { out.append((k, v.encoded())) }
+                for n in live where pos[n] < leaves[n].count && leaves[n][pos[n]].key == k { pos[n] += 1 }
+                continue
+            }
             var newest = least
             for n in live where pos[n] < leaves[n].count && leaves[n][pos[n]].key == k {
                 if leaves[n][pos[n]].seq > leaves[newest][pos[newest]].seq { newest = n }

@@ -18,6 +18,10 @@ final class ItemCache {
     /// Cached ranges: start → end, disjoint.
     private var ranges = SortedMap<Key, Key>()
     private(set) var dirtyBytes = 0
+    /// This transaction's delta items (`DeltaItems`): combined here, never read back, and
+    /// combined again with the log tree's version at commit. A delta that sums to nothing
+    /// is dropped.
+    private(set) var deltas = SortedMap<Key, [UInt8]>()
     let forest: Forest
     var cleanLimit = 4_000_000
 
@@ -25,7 +29,7 @@ final class ItemCache {
         self.forest = forest
     }
 
-    var dirtyCount: Int { dirty.count }
+    var dirtyCount: Int { dirty.count + deltas.count }
 
     // MARK: ranges
 
@@ -130,6 +134,30 @@ final class ItemCache {
         dirtyBytes += 32
     }
 
+    /// Adds the delta `value` to the transaction's delta item `key` (the original's
+    /// `scoutfs_item_delta`): no read, so it needs only a WRITE_ONLY lock.
+    func addDelta(_ key: Key, _ value: [UInt8]) throws(FSError) {
+        guard let old = deltas[key] else {
+            deltas.insert(key, value)
+            dirtyBytes += value.count + 32
+            return
+        }
+        switch DeltaItems.combine(old, value) {
+        case .value(let v): deltas.insert(key, v)
+        case .null:
+            deltas.remove(key)
+            dirtyBytes -= value.count + 32
+        case nil: throw FSError(FSError.EIO, "delta item \(key): \(value.count)-byte value")
+        }
+    }
+
+    /// The dirty delta items in key order.
+    func dirtyDeltas() -> [(Key, [UInt8])] {
+        var out: [(Key, [UInt8])] = []
+        deltas.forEach { k, v in out.append((k, v)) }
+        return out
+    }
+
     // MARK: commit and invalidation
 
     /// The dirty items in key order.
@@ -142,6 +170,7 @@ final class ItemCache {
 
     /// After a commit landed: the written items are the committed state.
     func committed() {
+        deltas.removeAll()
         if clean.count > cleanLimit {
             clean.removeAll()
             ranges.removeAll()
@@ -164,6 +193,7 @@ final class ItemCache {
     /// Whether any dirty item lies in `range`.
     func hasDirty(in range: LockRange) -> Bool {
         if let d = dirty.first(from: range.start), d.key <= range.end { return true }
+        if let d = deltas.first(from: range.start), d.key <= range.end { return true }
         return false
     }
 

@@ -21,6 +21,17 @@ public struct LockRange: Hashable, Sendable, Comparable {
         start: Key(zone: KeyZone.orphan, type: KeyType.orphan),
         end: Key(zone: KeyZone.orphan, type: KeyType.orphan, second: .max))
 
+    /// The `.totl.` zone lock (the original's `scoutfs_lock_xattr_totl`): the whole zone,
+    /// taken WRITE_ONLY by every mount that adds deltas.
+    public static let xattrTotl = LockRange(
+        start: Key(zone: KeyZone.xattrTotl),
+        end: Key(zone: KeyZone.xattrTotl, first: .max, type: .max, second: .max, third: .max, fourth: .max))
+
+    /// The `.indx.` zone lock (the original's `scoutfs_lock_xattr_indx`): the whole zone.
+    public static let xattrIndx = LockRange(
+        start: Key(zone: KeyZone.xattrIndx),
+        end: Key(zone: KeyZone.xattrIndx, first: .max, type: .max, second: .max, third: .max, fourth: .max))
+
     /// The seq index lock covering index `type` at `major`.
     public static func index(type: UInt8, major: UInt64) -> LockRange {
         let mask: UInt64 = (1 << 10) - 1
@@ -35,6 +46,8 @@ public struct LockRange: Hashable, Sendable, Comparable {
         case KeyZone.fs: return inode(key.first)
         case KeyZone.orphan: return orphan
         case KeyZone.inodeIndex: return index(type: key.type, major: key.second)
+        case KeyZone.xattrTotl: return xattrTotl
+        case KeyZone.xattrIndx: return xattrIndx
         default: return LockRange(start: key, end: key)
         }
     }

@@ -68,6 +68,7 @@ extension ScoutFileSystem {
         case .resizeDevices: return try resizeDevices(c)
         default:
             if let r = try archiveIoctl(cmd, c) { return r }
+            if let r = try tagIoctl(cmd, c) { return r }
             throw FUSEError(ENOTTY)
         }
     }

@@ -244,7 +244,10 @@ public final class ScoutFileSystem: FileSystemOperations {
     ) throws {
         let n = name.bytes
         let v = value.withUnsafeBytes { Array($0) }
-        try run { () throws(FSError) in try volume.setxattr(nodeID, name: n, value: v, flags: UInt32(bitPattern: flags), killSGID: killSGID) }
+        let admin = callerIsAdmin(context, name: n)
+        try run { () throws(FSError) in
+            try volume.setxattr(nodeID, name: n, value: v, flags: UInt32(bitPattern: flags), killSGID: killSGID, admin: admin)
+        }
     }
 
     public func getxattr(_ context: RequestContext, nodeID: UInt64, name: borrowing FileName) throws -> [UInt8] {
@@ -258,7 +261,15 @@ public final class ScoutFileSystem: FileSystemOperations {
 
     public func removexattr(_ context: RequestContext, nodeID: UInt64, name: borrowing FileName) throws {
         let n = name.bytes
-        try run { () throws(FSError) in try volume.removexattr(nodeID, name: n) }
+        let admin = callerIsAdmin(context, name: n)
+        try run { () throws(FSError) in try volume.removexattr(nodeID, name: n, admin: admin) }
+    }
+
+    /// Whether the caller may change a tagged `scoutfs.` xattr (CAP_SYS_ADMIN in its
+    /// effective set); only looked up for `scoutfs.` names.
+    private func callerIsAdmin(_ context: RequestContext, name: [UInt8]) -> Bool {
+        guard name.starts(with: XattrTags.prefix) else { return true }
+        return CallerMemory(pid: context.pid, servedDevice: deviceNumber).effectiveCapabilities().contains(.sysAdmin)
     }
 
     public func flush(_ context: RequestContext, nodeID: UInt64, fileHandle: UInt64, lockOwner: UInt64) throws {}

@@ -88,6 +88,11 @@ extension Volume {
             // bodies run with these holds (`underLocks`), never acquiring them again
             try locks.acquire(.orphan, .writeOnly)
             defer { locks.release(.orphan, .writeOnly) }
+            // the tagged xattrs' totals and index entries go with the inode (key order)
+            try locks.acquire(.xattrTotl, .writeOnly)
+            defer { locks.release(.xattrTotl, .writeOnly) }
+            try locks.acquire(.xattrIndx, .writeOnly)
+            defer { locks.release(.xattrIndx, .writeOnly) }
             try locks.acquire(group, .write)
             defer { locks.release(group, .write) }
             let held: Set<LockRange> = [group]

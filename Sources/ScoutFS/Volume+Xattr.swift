@@ -9,7 +9,6 @@ public enum XattrFlags {
 extension Volume {
     static let xattrMaxValue = 65535
     static let xattrPrefixes: [[UInt8]] = ["user.", "trusted.", "security.", "system.", "scoutfs."].map { Array($0.utf8) }
-    static let hidePrefix = Array("scoutfs.hide.".utf8)
 
     static func xattrKey(_ ino: UInt64, _ hash: UInt32, _ id: UInt64, _ part: UInt8) -> Key {
         Key(zone: KeyZone.fs, first: ino, type: KeyType.xattr, second: UInt64(hash), third: id, fourth: part)
@@ -67,9 +66,10 @@ extension Volume {
 
     /// setxattr(2). `killSGID` (FUSE_SETXATTR_ACL_KILL_SGID) clears setgid when an access ACL
     /// is set by someone outside the file's group. The POSIX ACL names keep the mode in step
-    /// (see `setACL`).
-    public func setxattr(_ ino: UInt64, name: [UInt8], value: [UInt8], flags: UInt32, killSGID: Bool = false) throws(FSError) {
+    /// (see `setACL`). Tagged `scoutfs.` names (`XattrTags`) need `admin` (CAP_SYS_ADMIN).
+    public func setxattr(_ ino: UInt64, name: [UInt8], value: [UInt8], flags: UInt32, killSGID: Bool = false, admin: Bool = true) throws(FSError) {
         try Self.checkXattrName(name)
+        let tags = try XattrTags(name)
         if flags & ~(XattrFlags.create | XattrFlags.replace) != 0 {
             throw FSError(FSError.EINVAL, "setxattr flags 0x\(String(flags, radix: 16)): only XATTR_CREATE and XATTR_REPLACE exist")
         }
@@ -77,11 +77,18 @@ extension Volume {
             throw FSError(FSError.EINVAL, "setxattr: XATTR_CREATE and XATTR_REPLACE together")
         }
         if value.count > Self.xattrMaxValue { throw FSError(FSError.E2BIG) }
-        try withLocks([ino], write: true) { () throws -> Void in
+        if !tags.isEmpty && !admin { throw FSError(FSError.EPERM, "tagged xattrs need CAP_SYS_ADMIN") }
+        let tagKey = try tagKey(ino, name, tags)
+        try withTagLock(tags) { () throws(FSError) in try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
             let old = try findXattr(ino, name)
             if flags & XattrFlags.create != 0 && old != nil { throw FSError(FSError.EEXIST) }
             if flags & XattrFlags.replace != 0 && old == nil { throw FSError(FSError.ENODATA) }
+            if !tags.isEmpty {
+                let changed = try applyTagChanges(
+                    ino, name: name, tags: tags, tagKey: tagKey, old: old.map { ($0.id, $0.value) }, new: value, newID: i.nextXattrId)
+                if !changed { return }
+            }
             if PosixACL.isACLName(name) {
                 try setACL(ino, &i, name: name, value: value, replacing: old?.keys ?? [], killSGID: killSGID)
             } else {
@@ -89,7 +96,7 @@ extension Volume {
             }
             i.ctime = Self.now()
             storeInode(ino, &i)
-        }
+        } }
     }
 
     /// Writes the xattr `name` = `value` of `ino` as a new id, deleting the items of the value
@@ -110,19 +117,25 @@ extension Volume {
         }
     }
 
-    public func removexattr(_ ino: UInt64, name: [UInt8]) throws(FSError) {
+    public func removexattr(_ ino: UInt64, name: [UInt8], admin: Bool = true) throws(FSError) {
         try Self.checkXattrName(name)
-        try withLocks([ino], write: true) { () throws -> Void in
+        let tags = try XattrTags(name)
+        if !tags.isEmpty && !admin { throw FSError(FSError.EPERM, "tagged xattrs need CAP_SYS_ADMIN") }
+        let tagKey = try tagKey(ino, name, tags)
+        try withTagLock(tags) { () throws(FSError) in try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
             guard let old = try findXattr(ino, name) else {
                 // removing an ACL that is not there succeeds, as on ext4 and tmpfs
                 if PosixACL.isACLName(name) { return }
                 throw FSError(FSError.ENODATA)
             }
+            if !tags.isEmpty {
+                _ = try applyTagChanges(ino, name: name, tags: tags, tagKey: tagKey, old: (old.id, old.value), new: nil, newID: old.id)
+            }
             for k in old.keys { cache.delete(k) }
             i.ctime = Self.now()
             storeInode(ino, &i)
-        }
+        } }
     }
 
     /// Every xattr name of `ino` except the hidden `scoutfs.hide.` ones.
@@ -138,7 +151,7 @@ extension Volume {
                     it.value.count >= XattrHeader.encodedSize + Int(h.nameLen)
                 {
                     let n = Array(it.value[XattrHeader.encodedSize..<(XattrHeader.encodedSize + Int(h.nameLen))])
-                    if !n.starts(with: Self.hidePrefix) { out.append(n) }
+                    if !XattrTags.lenient(n).hide { out.append(n) }
                 }
                 if it.key == end { break }
                 pos = it.key.incremented()

@@ -336,13 +336,27 @@ public final class Volume: @unchecked Sendable {
         var lt = txn.logTrees
         var root = lt.itemRoot
         var bloomKeys = Set<Key>()
-        do {
+        do throws(BTreeError) {
             for (k, v) in items {
                 if let v {
                     try tree.force(&root, k, v, seq: seq, flags: 0)
                 } else {
                     try tree.force(&root, k, [], seq: seq, flags: Format.itemFlagDeletion)
                 }
+                bloomKeys.insert(LockRange.covering(k).start)
+            }
+            // delta items add to this log tree's version from earlier commits
+            for (k, v) in cache.dirtyDeltas() {
+                var value = v
+                if let old = try tree.lookup(root, k), old.flags & Format.itemFlagDeletion == 0 {
+                    switch DeltaItems.combine(old.value, v) {
+                    case .value(let b): value = b
+                    // kept as a null item, as the original does: merging drops it
+                    case .null: value = XattrTotlValue(total: 0, count: 0).encoded()
+                    case nil: throw BTreeError.corrupt("delta item \(k): \(old.value.count)-byte value")
+                    }
+                }
+                try tree.force(&root, k, value, seq: seq, flags: 0)
                 bloomKeys.insert(LockRange.covering(k).start)
             }
         } catch {
@@ -359,7 +373,7 @@ public final class Volume: @unchecked Sendable {
             lt.bloomRef = bref
         }
         lt.itemRoot = root
-        if !items.isEmpty { lt.maxItemSeq = max(lt.maxItemSeq, seq) }
+        if !items.isEmpty || !cache.deltas.isEmpty { lt.maxItemSeq = max(lt.maxItemSeq, seq) }
         lt.dataAvail = txn.logTrees.dataAvail
         lt.dataFreed = txn.logTrees.dataFreed
         txn.logTrees = lt
@@ -376,7 +390,7 @@ public final class Volume: @unchecked Sendable {
         }
         try link.commitLogTrees(written)
         counters.commits += 1
-        counters.commitItems += UInt64(items.count)
+        counters.commitItems += UInt64(items.count + cache.deltas.count)
         cache.committed()
         forest.invalidateRoots()
         needsOpen = true

@@ -4,6 +4,8 @@ public enum Format {
     public static let versionMin: UInt64 = 1
     /// Newest format version, written by default.
     public static let versionMax: UInt64 = 2
+    /// The first format version with `.indx.` xattrs (`SCOUTFS_FORMAT_VERSION_FEAT_INDX_TAG`).
+    public static let versionIndxTag: UInt64 = 2
 
     public static let smallShift = 12
     /// 4 KiB: super, quorum blocks and file data.

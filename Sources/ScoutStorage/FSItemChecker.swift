@@ -65,6 +65,12 @@ struct FSItemChecker {
     }
 
     var inodes: [UInt64: InodeFacts] = [:]
+    /// `.totl.` totals as their items hold them and as the xattrs sum them; `.indx.` items and
+    /// the index items the xattrs need (`Key`s of the xattr totl and indx zones).
+    var totlItems: [Key: XattrTotlValue] = [:]
+    var totlFromXattrs: [Key: XattrTotlValue] = [:]
+    var indxItems: Set<Key> = []
+    var indxFromXattrs: Set<Key> = []
     /// Links named by dirents: the entry's type and name hash.
     var direntLinks: [Link: (type: UInt8, hash: UInt64)] = [:]
     /// Links named by backrefs: the backref's name hash.
@@ -140,11 +146,14 @@ struct FSItemChecker {
                 report(.item, "quota item \(key): not a quota rule (\(value.count)-byte value)")
             }
         case KeyZone.xattrTotl:
-            if value.count != XattrTotlValue.encodedSize {
+            if let v = try? XattrTotlValue.decode(value), value.count == XattrTotlValue.encodedSize {
+                totlItems[key] = v
+            } else {
                 report(.item, "xattr totl item \(key): \(value.count)-byte value")
             }
         case KeyZone.xattrIndx:
             if !value.isEmpty { report(.item, "xattr indx item \(key): \(value.count)-byte value") }
+            indxItems.insert(key)
         case KeyZone.fs:
             addFS(key, value)
         default:
@@ -288,6 +297,45 @@ struct FSItemChecker {
         if UInt64(FNV1a.hash32(name)) != x.hash {
             report(.item, "\(what): name \(Self.nameText(name)) hashes to \(hex(FNV1a.hash32(name)))")
         }
+        // what a tagged xattr adds to the totals and the index
+        let tags = XattrTags.lenient(name)
+        if tags.totl, let n = XattrTagKeys.dottedU64s(name, count: 3) {
+            let value = x.bytes[(XattrHeader.encodedSize + Int(h.nameLen))...]
+            if let v = XattrTagKeys.parseU64(value) {
+                let k = XattrTagKeys.totlKey(n[0], n[1], n[2])
+                let o = totlFromXattrs[k] ?? XattrTotlValue(total: 0, count: 0)
+                totlFromXattrs[k] = XattrTotlValue(total: o.total &+ v, count: o.count &+ 1)
+            } else {
+                report(.item, "\(what): totl xattr \(Self.nameText(name)) has a value that is not a u64")
+            }
+        } else if tags.indx, let n = XattrTagKeys.dottedU64s(name, count: 2), n[0] <= 255 {
+            indxFromXattrs.insert(XattrTagKeys.indxKey(major: UInt8(n[0]), minor: n[1], ino: ino, xid: x.id))
+        }
+    }
+
+    /// The totl items hold exactly the sums of the `.totl.` xattrs (none where they sum to
+    /// nothing), and the indx items are exactly those of the `.indx.` xattrs.
+    mutating func finishTags() {
+        var reported = 0
+        for (k, v) in totlFromXattrs.sorted(by: { $0.key < $1.key }) where !(v.total == 0 && v.count == 0) && reported < 10 {
+            if totlItems[k] != v {
+                reported += 1
+                let got = totlItems[k].map { "\(Int64(bitPattern: $0.total)), \(Int64(bitPattern: $0.count))" } ?? "no item"
+                report(.item, "xattr totl \(k.first).\(k.second).\(k.third): xattrs sum to \(v.total), \(v.count), the item holds \(got)")
+            }
+        }
+        for (k, v) in totlItems.sorted(by: { $0.key < $1.key }) where totlFromXattrs[k] == nil && reported < 10 {
+            reported += 1
+            report(.item, "xattr totl \(k.first).\(k.second).\(k.third): \(Int64(bitPattern: v.total)), \(Int64(bitPattern: v.count)) but no xattr adds to it")
+        }
+        for k in indxItems.subtracting(indxFromXattrs).sorted().prefix(10) {
+            let f = XattrTagKeys.indxFields(k)
+            report(.item, "xattr indx \(f.major).\(f.minor) ino \(f.ino) xid \(f.xid): no such .indx. xattr")
+        }
+        for k in indxFromXattrs.subtracting(indxItems).sorted().prefix(10) {
+            let f = XattrTagKeys.indxFields(k)
+            report(.item, "ino \(f.ino): .indx. xattr id \(f.xid) at \(f.major).\(f.minor) has no index item")
+        }
     }
 
     /// Checks that need all of one inode number's items.
@@ -338,6 +386,7 @@ struct FSItemChecker {
 
     mutating func finish() {
         finishGroup()
+        finishTags()
         for (link, entry) in direntLinks.sorted(by: { ($0.key.dir, $0.key.pos) < ($1.key.dir, $1.key.pos) }) {
             guard let target = inodes[link.ino] else {
                 report(.dirent, "dir \(link.dir): dirent at pos \(link.pos) points at ino \(link.ino), which has no inode")

@@ -164,6 +164,8 @@ public final class VolumeChecker {
 
     var sb = SuperBlock(hdr: BlockHeader(magic: 0, fsid: 0, seq: 0, blkno: 0), fmtVers: 0, flags: 0, uuid: Array(repeating: 0, count: 16))
     var fsid: UInt64 = 0
+    /// The seq of the log merge in flight (0: none): finalized log trees before it are its inputs.
+    var mergeStatusSeq: UInt64 = 0
     var totalMeta: UInt64 = 0
     /// One bit a metadata block: referenced by some structure.
     var referenced = BlockBitmap(count: 0)
@@ -703,7 +705,11 @@ public final class VolumeChecker {
             let k = item.key
             switch k.zone {
             case KeyZone.logMergeStatus:
-                if (try? LogMergeStatus.decode(item.value)) == nil { self.report(.item, "log_merge item \(k): status does not decode") }
+                if let st = try? LogMergeStatus.decode(item.value) {
+                    self.mergeStatusSeq = st.seq
+                } else {
+                    self.report(.item, "log_merge item \(k): status does not decode")
+                }
             case KeyZone.logMergeRange:
                 if (try? LogMergeRange.decode(item.value)) == nil { self.report(.item, "log_merge item \(k): range does not decode") }
             case KeyZone.logMergeRequest:
@@ -797,6 +803,8 @@ public final class VolumeChecker {
         case KeyZone.fs: return Key(zone: KeyZone.fs, first: key.first & ~(Format.lockInodeGroupNr - 1))
         case KeyZone.orphan: return Key(zone: KeyZone.orphan, type: KeyType.orphan)
         case KeyZone.inodeIndex: return Key(zone: KeyZone.inodeIndex, type: key.type, second: key.second & ~UInt64(1023))
+        // the .totl. and .indx. zones are each one lock
+        case KeyZone.xattrTotl, KeyZone.xattrIndx: return Key(zone: key.zone)
         default: return key
         }
     }
@@ -822,7 +830,11 @@ public final class VolumeChecker {
         // each tree's bloom block: items a log tree holds must be in its bloom filter, or
         // mounts never read them (the fs root has none)
         var blooms: [(name: String, block: BlockBuffer?, missed: Int)] = [("fs_root", nil, 0)]
+        // how delta items of each tree count (`TotlMerging`)
+        var sources: [TotlMerging.Source] = [.fsRoot]
         for (name, lt, bloom) in logTrees {
+            let input = lt.flags & LogTrees.flagFinalized != 0 && (mergeStatusSeq == 0 || lt.finalizeSeq < mergeStatusSeq)
+            sources.append(input ? .mergeInput : .log)
             let itemsName = name + " items"
             cursors.append(TreeCursor(checker: self, root: lt.itemRoot, name: itemsName, owner: owner(itemsName)))
             blooms.append((name, bloom, 0))
@@ -852,7 +864,23 @@ public final class VolumeChecker {
             for i in heads.indices where i != least {
                 if let h = heads[i], h.key == k, h.seq > heads[newest]!.seq { newest = i }
             }
-            let it = heads[newest]!
+            var it = heads[newest]!
+            if DeltaItems.isDelta(k) {
+                // summed across the trees as readers resolve them, not newest-wins
+                var m = TotlMerging()
+                for i in heads.indices {
+                    if let h = heads[i], h.key == k, h.flags & Format.itemFlagDeletion == 0 {
+                        if h.value.count != XattrTotlValue.encodedSize { report(.item, "xattr totl item \(k): \(h.value.count)-byte value") }
+                        m.contribute(h.seq, h.value, sources[i])
+                    }
+                }
+                if let v = m.resolved() {
+                    it.value = v.encoded()
+                    it.flags = 0
+                } else {
+                    it.flags = Format.itemFlagDeletion
+                }
+            }
             if it.seq > sb.seq && reportedSeqs < 10 {
                 reportedSeqs += 1
                 report(.item, "item \(it.key): seq \(it.seq) above the super block's seq \(sb.seq)")

@@ -25,6 +25,43 @@ import Testing
         return [1]
     }
 
+    static func totl(_ total: Int64, _ count: Int64) -> [UInt8] {
+        XattrTotlValue(total: UInt64(bitPattern: total), count: UInt64(bitPattern: count)).encoded()
+    }
+
+    /// `.totl.` items are deltas: merging sums every input's version into the root's item
+    /// (newest seq kept), and a sum of nothing removes the item; other keys stay newest-wins.
+    @Test func deltaItemsAreSummedAndNullSumsDropped() throws {
+        let store = MemoryBlockStore()
+        let tree = BTree(store: store)
+        let a = Key(zone: KeyZone.xattrTotl, first: 1, second: 2, third: 3)
+        let b = Key(zone: KeyZone.xattrTotl, first: 4, second: 5, third: 6)
+        let c = Key(zone: KeyZone.xattrTotl, first: 7, second: 8, third: 9)
+        let d = Key(zone: KeyZone.xattrTotl, first: 9, second: 9, third: 9)
+        var fs = BTreeRoot()
+        try tree.force(&fs, a, Self.totl(100, 2), seq: 5)
+        try tree.force(&fs, b, Self.totl(7, 1), seq: 5)
+        var in1 = BTreeRoot()
+        var in2 = BTreeRoot()
+        try tree.force(&in1, a, Self.totl(10, 1), seq: 8)
+        try tree.force(&in2, a, Self.totl(-30, -1), seq: 9)
+        try tree.force(&in1, b, Self.totl(-7, -1), seq: 8)  // b goes to nothing
+        try tree.force(&in1, c, Self.totl(3, 1), seq: 8)  // inputs cancel: nothing written
+        try tree.force(&in2, c, Self.totl(-3, -1), seq: 9)
+        try tree.force(&in2, d, Self.totl(4, 1), seq: 9)  // created
+        let e = Key(zone: KeyZone.xattrTotl, first: 10, second: 0, third: 0)
+        try tree.force(&in1, e, Self.totl(0, 0), seq: 8)  // a null item a commit left: nothing
+        store.commit()
+        let r = try tree.merge(&fs, from: .zero, through: .max, inputs: [in1, in2])
+        #expect(r.resume == nil)
+        let ia = try #require(try tree.lookup(fs, a))
+        #expect(ia.value == Self.totl(80, 2) && ia.seq == 9)
+        #expect(try tree.lookup(fs, b) == nil)
+        #expect(try tree.lookup(fs, c) == nil)
+        #expect(try tree.lookup(fs, d)?.value == Self.totl(4, 1))
+        #expect(try tree.lookup(fs, e) == nil)
+    }
+
     @Test(arguments: seeds) func subtreeMergesMatchTheModel(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
         let store = MemoryBlockStore()

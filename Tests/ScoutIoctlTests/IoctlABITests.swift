@@ -62,6 +62,25 @@ struct IoctlABITests {
         #expect(throws: IoctlDecodeError.self) { try WalkInodesArgs(bytes: Array(wb.prefix(71))) }
     }
 
+    /// The tagged-xattr structs: sizes of `ioctl.h` and field offsets.
+    @Test func tagStructsMatchTheHeader() throws {
+        let l = ListxattrHiddenArgs(idPos: 1, bufPtr: 2, bufBytes: 3, hashPos: 4).encoded
+        #expect(l.count == 24 && l[0] == 1 && l[8] == 2 && l[16] == 3 && l[20] == 4)
+        #expect(try ListxattrHiddenArgs(bytes: l) == ListxattrHiddenArgs(idPos: 1, bufPtr: 2, bufBytes: 3, hashPos: 4))
+        let t = ReadXattrTotalsArgs(posName: [1, 2, 3], totalsPtr: 4, totalsBytes: 5).encoded
+        #expect(t.count == 40 && t[16] == 3 && t[24] == 4 && t[32] == 5)
+        let x = XattrTotal(name: [1, 2, 3], total: 4, count: 5).encoded
+        #expect(x.count == 40 && x[24] == 4 && x[32] == 5)
+        let e = XattrIndexEntry(major: 7, minor: 8, ino: 9).encoded
+        #expect(e.count == 24 && e[0] == 8 && e[8] == 9 && e[16] == 7)
+        let r = ReadXattrIndexArgs(first: XattrIndexEntry(major: 1, minor: 2, ino: 3), entriesPtr: 10, entriesNr: 11).encoded
+        #expect(r.count == 72 && r[8] == 2 && r[16] == 3 && r[24] == 1 && r[32] == 0xff && r[56] == 10 && r[64] == 11)
+        let i = InjectTotlDeltaArgs(name: [1, 2, 3], total: -1, count: 2).encoded
+        #expect(i.count == 40 && i[24] == 0xff && i[31] == 0xff && i[32] == 2)
+        #expect(try InjectTotlDeltaArgs(bytes: i).total == -1)
+        #expect(IoctlCommand.readXattrIndex.size == ReadXattrIndexArgs.size && IoctlCommand.injectTotlDelta.size == InjectTotlDeltaArgs.size)
+    }
+
     @Test func referringEntriesArePaddedTo16Bytes() throws {
         let es = [
             ReferringEntry(dirIno: 1, dirPos: 2, ino: 3, flags: 0, dType: 8, name: Array("a".utf8)),
