@@ -36,13 +36,20 @@ struct TreeCursor {
     /// Blocks another tree referenced first are shared with it (a merge completion's copy of
     /// an fs-root subtree shares what it did not change): neither walked nor counted again.
     var stopAtReferenced = false
+    /// The root is a subtree of a larger tree (a merge completion's copy of an fs-root parent):
+    /// its last parent key is its parent's key in that tree, not all ones.
+    var subtreeRoot = false
 
-    init(checker: VolumeChecker, root: BTreeRoot, name: String, owner: UInt16, floor: Key? = nil, stopAtReferenced: Bool = false) {
+    init(
+        checker: VolumeChecker, root: BTreeRoot, name: String, owner: UInt16, floor: Key? = nil, stopAtReferenced: Bool = false,
+        subtreeRoot: Bool = false
+    ) {
         self.checker = checker
         self.name = name
         self.owner = owner
         self.floor = floor
         self.stopAtReferenced = stopAtReferenced
+        self.subtreeRoot = subtreeRoot
         if stopAtReferenced && checker.isReferenced(root.ref.blkno) { return }
         if root.height == 0 {
             if !root.ref.isNull { checker.report(.btree, "\(name): root of height 0 references meta block \(root.ref.blkno)") }
@@ -57,7 +64,7 @@ struct TreeCursor {
             return
         }
         checker.summary.trees += 1
-        descend(root.ref, level: Int(root.height) - 1, isRoot: true, low: nil, high: .max, rightSpine: true, duplicate: false)
+        descend(root.ref, level: Int(root.height) - 1, isRoot: true, low: nil, high: .max, rightSpine: !subtreeRoot, duplicate: false)
     }
 
     mutating func descend(_ ref: BlockRef, level: Int, isRoot: Bool, low: Key?, high: Key, rightSpine: Bool, duplicate: Bool) {
@@ -98,7 +105,7 @@ struct TreeCursor {
         if let last = order.last, b.key(at: last) > high {
             fail("last key \(b.key(at: last)) above the parent key \(high)")
         }
-        if level > 0, let last = order.last {
+        if level > 0, let last = order.last, !(isRoot && subtreeRoot) {
             let k = b.key(at: last)
             if rightSpine && k != .max { fail("last parent key \(k) on the right spine is not all ones") }
             if !rightSpine && k != high { fail("last parent key \(k) differs from its parent's key \(high)") }
@@ -135,9 +142,11 @@ extension VolumeChecker {
     /// Walks a whole btree, passing each leaf item to `body`.
     func walkTree(
         _ root: BTreeRoot, name: String, _ o: UInt16, floor: Key? = nil, stopAtReferenced: Bool = false,
-        _ body: (LeafItem) -> Void
+        subtreeRoot: Bool = false, _ body: (LeafItem) -> Void
     ) {
-        var c = TreeCursor(checker: self, root: root, name: name, owner: o, floor: floor, stopAtReferenced: stopAtReferenced)
+        var c = TreeCursor(
+            checker: self, root: root, name: name, owner: o, floor: floor, stopAtReferenced: stopAtReferenced,
+            subtreeRoot: subtreeRoot)
         while let it = c.next() { body(it) }
     }
 

@@ -747,7 +747,7 @@ public final class VolumeChecker {
         for (c, name) in completions {
             walkList(c.metaAvail, name: name + " meta_avail")
             walkList(c.metaFreed, name: name + " meta_freed", skipReferenced: true)
-            walkTree(c.root, name: name + " root", owner(name + " root"), stopAtReferenced: true) { _ in }
+            walkTree(c.root, name: name + " root", owner(name + " root"), stopAtReferenced: true, subtreeRoot: true) { _ in }
         }
         for (f, name) in freeing {
             walkTree(f.root, name: name, owner(name), floor: f.key) { _ in }

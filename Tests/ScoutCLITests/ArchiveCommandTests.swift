@@ -119,9 +119,11 @@ private func failed(_ e: Int32, _ lines: String...) -> ArgpError { .failed(e, af
             "Core admin:", "Additional Information:", "Search Acceleration:", "Archival Agent Support:", "Debugging commands:",
         ])
         // "  %*s %s" twice: the name right-aligned to the longest, then the description under it
-        let i = lines.firstIndex(of: "            walk-inodes <meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY")
+        let width = ScoutCommand.commandTable.map(\.name.count).max() ?? 0
+        let pad = { (n: Int) in String(repeating: " ", count: n) }
+        let i = lines.firstIndex(of: pad(2 + width - "walk-inodes".count) + "walk-inodes <meta_seq|data_seq> FIRST-ENTRY LAST-ENTRY")
         #expect(i != nil)
-        if let i { #expect(lines[i + 1] == "                        Print range of indexed inodes") }
+        if let i { #expect(lines[i + 1] == pad(2 + width + 1) + "Print range of indexed inodes") }
     }
 
     // MARK: walk-inodes
