@@ -338,7 +338,7 @@ public final class ControlServer: Sendable {
             case "trigger":
                 guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }
                 guard args.count == 1 else { return Self.err(EINVAL, "usage: trigger NAME") }
-                guard args[0] == "log_merge_force_finalize_ours" else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
+                guard ["log_merge_force_finalize_ours", "srch_force_log_rotate"].contains(args[0]) else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
                 guard sources.trigger(args[0]) else { return Self.err(ENOENT, "this mount runs no server") }
                 return "OK\n"
             case "sync":

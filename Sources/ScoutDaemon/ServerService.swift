@@ -89,6 +89,12 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         set { mutex.withLock { forceFinalizeFlag = newValue } }
     }
     var forceFinalizeFlag = false
+    /// The next COMMIT_LOG_TREES rotates the mount's srch log file whatever its size (the
+    /// `srch_force_log_rotate` trigger).
+    public var srchForceRotate: Bool {
+        get { mutex.withLock { core.srchForceRotate } }
+        set { mutex.withLock { core.srchForceRotate = newValue } }
+    }
     /// How long a GET_LOG_TREES that needs a merge waits for other mounts to finalize.
     public var logMergeWaitTimeout: Duration = .milliseconds(500)
     /// How long an OPEN_INO_MAP fan-out waits for every other mount's map.

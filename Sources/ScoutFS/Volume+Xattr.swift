@@ -86,6 +86,7 @@ extension Volume {
                 try setACL(ino, &i, name: name, value: value, replacing: old?.keys ?? [], killSGID: killSGID)
             } else {
                 putXattr(ino, &i, name: name, value: value, replacing: old?.keys ?? [])
+                srchNote(ino, name: name, removing: old?.id, adding: i.nextXattrId - 1)
             }
             i.ctime = Self.now()
             storeInode(ino, &i)
@@ -120,6 +121,7 @@ extension Volume {
                 throw FSError(FSError.ENODATA)
             }
             for k in old.keys { cache.delete(k) }
+            srchNote(ino, name: name, removing: old.id, adding: nil)
             i.ctime = Self.now()
             storeInode(ino, &i)
         }

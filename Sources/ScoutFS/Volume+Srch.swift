@@ -1,0 +1,60 @@
+import ScoutBTree
+import ScoutFormat
+import ScoutStorage
+
+extension Volume {
+    static let scoutfsPrefix = Array("scoutfs.".utf8)
+    static let tagLen = 5
+
+    /// Whether `name` is a `scoutfs.` name whose leading tags include `srch.` (only as much of
+    /// the original's tag parsing as srch needs; malformed names are refused elsewhere).
+    static func isSrchName(_ name: [UInt8]) -> Bool {
+        guard name.count >= scoutfsPrefix.count + tagLen + 1, name.starts(with: scoutfsPrefix) else { return false }
+        let tags = ["hide.", "indx.", "srch.", "totl."].map { Array($0.utf8) }
+        var pos = scoutfsPrefix.count
+        while pos + tagLen <= name.count, let t = tags.first(where: { name[pos..<(pos + tagLen)].elementsEqual($0) }) {
+            if t == tags[2] { return true }
+            pos += tagLen
+        }
+        return false
+    }
+
+    /// Records the srch entries of an xattr change of `ino`: the xattr `removing` (its id) is
+    /// gone and `adding` exists. Nothing for names without the `srch.` tag. The entries go to
+    /// this mount's srch log file at the next commit.
+    ///
+    /// A replaced value gets a new xattr id here (the original keeps the id and logs nothing),
+    /// so a replacement logs the old id's removal and the new id's creation.
+    func srchNote(_ ino: UInt64, name: [UInt8], removing: UInt64?, adding: UInt64?) {
+        guard Self.isSrchName(name) else { return }
+        let hash = FNV1a.hash64(name)
+        for id in [removing, adding].compactMap({ $0 }) {
+            srchPending.append(SrchEntry(hash: hash, ino: ino, id: id))
+        }
+    }
+
+    /// One SEARCH_XATTRS pass: the inodes from `fromIno` through `lastIno` that may hold the
+    /// xattr `name` (at most `limit` of its (ino, id) entries), read from the committed srch
+    /// files of the server's stable roots; `done` when the pass reached `lastIno`.
+    public func searchXattrs(name: [UInt8], fromIno: UInt64, lastIno: UInt64, limit: Int = 1_000_000) throws(FSError) -> (inodes: [UInt64], done: Bool) {
+        if lastIno < fromIno { return ([], true) }
+        let hash = FNV1a.hash64(name)
+        var lastError: FSError? = nil
+        // a block reused after the roots were read (stale) makes the pass start again
+        for _ in 0..<3 {
+            let roots = try link.getRoots()
+            let r: (inodes: [UInt64], done: Bool)
+            do throws(BlockStoreError) {
+                r = try SrchSearch.pass(ReadOnlyStore(device: meta), srchRoot: roots.srchRoot, logsRoot: roots.logsRoot,
+                                        hash: hash, fromIno: fromIno, lastIno: lastIno, limit: limit)
+            } catch {
+                lastError = .store(error)
+                if case .format(let f) = error, f.isStale { continue }
+                throw .store(error)
+            }
+            state.withLock { counters.srchSearches += 1 }
+            return r
+        }
+        throw lastError ?? FSError(FSError.EIO)
+    }
+}
