@@ -12,7 +12,7 @@ public struct ScoutCommand: ParsableCommand {
         abstract: "scoutfs metadata and administration utility",
         subcommands: [MkfsCommand.self, PrintCommand.self, CheckCommand.self, MountCommand.self, DfCommand.self, StatfsCommand.self, CountersCommand.self, SyncCommand.self,
                       QuorumStatusCommand.self, MountOptionCommand.self, FencedCommand.self,
-                      StatCommand.self, WalkInodesCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
+                      StatCommand.self, WalkInodesCommand.self, SearchXattrsCommand.self, InoPathCommand.self, GetReferringEntriesCommand.self,
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
                       ReleaseCommand.self, StageCommand.self, PunchOfflineCommand.self, MoveBlocksCommand.self,
                       DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self, TriggerCommand.self]
@@ -266,6 +266,7 @@ extension ScoutCommand {
         ("check", .debug, "META-DEVICE DATA-DEVICE", "Check the consistency of an unmounted volume"),
         ("punch-offline", .agent, "PATH", "Make a (sparse) hole in the file at offset and with length"),
         ("quorum-status", .info, "[-p PATH]", "Show a quorum member mount's election status and quorum counters"),
+        ("search-xattrs", .info, "XATTR-NAME", "Print inode numbers of inodes which may have given xattr"),
         ("setattr", .agent, "FILE", "Set attributes on newly-created zero-length file"),
         ("stage", .agent, "ARCHIVE-FILE STAGE-FILE --data-version VERSION", "Write archive file contents to an offline file"),
         ("release", .agent, "FILE --data-version VERSION", "Mark file region offline and free extents"),
