@@ -2,13 +2,14 @@ import ScoutBTree
 import ScoutFormat
 import ScoutStorage
 
-extension Volume {
+/// The `srch.` tag of xattr names.
+public enum SrchNames {
     static let scoutfsPrefix = Array("scoutfs.".utf8)
     static let tagLen = 5
 
     /// Whether `name` is a `scoutfs.` name whose leading tags include `srch.` (only as much of
     /// the original's tag parsing as srch needs; malformed names are refused elsewhere).
-    static func isSrchName(_ name: [UInt8]) -> Bool {
+    public static func isSrch(_ name: [UInt8]) -> Bool {
         guard name.count >= scoutfsPrefix.count + tagLen + 1, name.starts(with: scoutfsPrefix) else { return false }
         let tags = ["hide.", "indx.", "srch.", "totl."].map { Array($0.utf8) }
         var pos = scoutfsPrefix.count
@@ -18,6 +19,10 @@ extension Volume {
         }
         return false
     }
+}
+
+extension Volume {
+    static func isSrchName(_ name: [UInt8]) -> Bool { SrchNames.isSrch(name) }
 
     /// Records the srch entries of an xattr change of `ino`: the xattr `removing` (its id) is
     /// gone and `adding` exists. Nothing for names without the `srch.` tag. The entries go to

@@ -1,0 +1,142 @@
+import Glibc
+import ScoutBTree
+import ScoutBlockIO
+import ScoutFS
+import ScoutFormat
+import ScoutServer
+import ScoutStorage
+import ScoutTestSupport
+import Testing
+
+private let me = Caller(uid: 0, gid: 0, pid: 1)
+private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// `.srch.` xattrs through two in-process mounts on one server core: log files, rotation into
+/// the srch root, and SEARCH_XATTRS finding every holder.
+@Suite("srch xattrs")
+struct SrchVolumeTests {
+    static let tag = b("scoutfs.srch.archive")
+
+    /// Every inode a search for `name` returns, over as many passes as it takes.
+    static func search(_ vol: Volume, _ name: [UInt8], limit: Int = 1_000_000) throws -> [UInt64] {
+        var out: [UInt64] = []
+        var next: UInt64 = 0
+        while true {
+            let r = try vol.searchXattrs(name: name, fromIno: next, lastIno: .max, limit: limit)
+            out += r.inodes
+            if r.done { break }
+            guard let last = r.inodes.last else { break }
+            next = last + 1
+        }
+        return out
+    }
+
+    static func srchRootFiles(_ core: ServerCore) throws -> Int {
+        var n = 0
+        try BTree(store: core.txn).forEach(core.txn.superBlock.srchRoot) { bl, off in
+            if bl.key(at: off).type == KeyType.srchLog { n += 1 }
+            return true
+        }
+        return n
+    }
+
+    @Test func namesWithTheSrchTag() {
+        for (n, yes) in [("scoutfs.srch.x", true), ("scoutfs.hide.srch.x", true), ("scoutfs.totl.srch.a.b.c", true),
+                         ("scoutfs.hide.x", false), ("user.srch.x", false), ("scoutfs.srchx", false), ("scoutfs.x.srch.y", false)]
+        {
+            #expect(SrchNames.isSrch(b(n)) == yes, "\(n)")
+        }
+    }
+
+    @Test func twoMountsRotationsAndSearchFindEveryHolder() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let a = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xa))
+        let root = Format.rootIno
+        let da = try a.makeNode(parent: root, name: b("a"), mode: UInt32(S_IFDIR) | 0o755, caller: me).ino
+        let db = try a.makeNode(parent: root, name: b("b"), mode: UInt32(S_IFDIR) | 0o755, caller: me).ino
+        try a.sync()
+        let bvol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xb))
+
+        var holders: Set<UInt64> = []
+        var other: Set<UInt64> = []
+        for (vol, dir) in [(a, da), (bvol, db)] {
+            var inos: [UInt64] = []
+            for i in 0..<1500 {
+                let ino = try vol.makeNode(parent: dir, name: b("f\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+                inos.append(ino)
+                try vol.setxattr(ino, name: Self.tag, value: b("v\(i)"), flags: 0)
+                if i % 5 == 0 {
+                    try vol.setxattr(ino, name: b("scoutfs.srch.other"), value: [], flags: 0)
+                    other.insert(ino)
+                }
+                if i % 500 == 499 {
+                    // a forced rotation at the next commit: the log file moves to the srch root
+                    core.srchForceRotate = true
+                    try vol.sync()
+                }
+            }
+            for (i, ino) in inos.enumerated() {
+                if i % 3 == 0 {
+                    try vol.removexattr(ino, name: Self.tag)
+                } else {
+                    holders.insert(ino)
+                    // replacing a value keeps the inode found
+                    if i % 7 == 0 { try vol.setxattr(ino, name: Self.tag, value: b("new"), flags: 0) }
+                }
+            }
+        }
+        try a.sync()
+        try bvol.sync()
+        #expect(try Self.srchRootFiles(core) >= 4)
+        #expect(try core.currentLogTrees(rid: 0xa)?.srchFile.entries ?? 0 > 0)
+        for vol in [a, bvol] {
+            let found = try Self.search(vol, Self.tag)
+            #expect(found == found.sorted() && Set(found).count == found.count)
+            // with cancelled entries exact here: every holder, nothing else
+            #expect(Set(found) == holders)
+            #expect(Set(try Self.search(vol, b("scoutfs.srch.other"))) == other)
+            // passes of a few entries each still find every holder
+            #expect(Set(try Self.search(vol, Self.tag, limit: 97)) == holders)
+        }
+        #expect(try Self.search(a, b("scoutfs.srch.nothing")).isEmpty)
+
+        // a departing mount's open log file is rotated as its tree is finalized
+        try bvol.unmount()
+        #expect(try Set(Self.search(a, Self.tag)) == holders)
+        try a.unmount()
+        try core.commit()
+        let c = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xc))
+        #expect(try Set(Self.search(c, Self.tag)) == holders)
+        try c.unmount()
+        try VolumeCheckTests.expectClean(tv)
+    }
+
+    @Test func logFilesRotateAtTheOriginalsSize() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let a = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xa))
+        let f = try a.makeNode(parent: Format.rootIno, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+        // distinct names: each set and delete is one entry of a random hash (about 13 bytes)
+        var sets = 0
+        while try Self.srchRootFiles(core) == 0 {
+            for _ in 0..<5000 {
+                let n = b("scoutfs.srch.n\(sets)")
+                try a.setxattr(f, name: n, value: [], flags: 0)
+                try a.removexattr(f, name: n)
+                sets += 1
+            }
+            try a.sync()
+            #expect(sets < 200_000)
+            if sets >= 200_000 { break }
+        }
+        // 16 blocks of about 5000 entries
+        #expect(core.counters.srchRotateLog == 1)
+        #expect(sets > 16 * 4000 / 2)
+        try a.unmount()
+        try core.commit()
+        try VolumeCheckTests.expectClean(tv)
+    }
+}
