@@ -400,6 +400,13 @@ public final class Mount: @unchecked Sendable {
                     logger.warning("log merge: \(error)")
                     busy = false
                 }
+                // srch compaction shares the worker (the original's runs every 10 s by itself)
+                if stop.isSet { break }
+                do throws(FSError) {
+                    if try vol.srchCompactOnce() { busy = true }
+                } catch {
+                    logger.warning("srch compaction: \(error)")
+                }
             }
         }
     }

@@ -455,6 +455,15 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                         freeDataBlocks: s.freeDataBlocks, totalDataBlocks: s.totalDataBlocks, inodeCount: s.inodeCount
                     ).encoded()
                 }
+            case .srchGetCompact:
+                guard payload.isEmpty else { return .failure(.einval) }
+                return locked { () throws(ServerError) in try core.getSrchCompact(rid: rid).encoded() }
+            case .srchCommitCompact:
+                let sc = try SrchCompact.decodePayload(payload)
+                return locked { () throws(ServerError) in
+                    try core.commitSrchCompact(rid: rid, sc)
+                    return []
+                }
             case .getLogMerge:
                 guard payload.isEmpty else { return .failure(.einval) }
                 return await getLogMerge(rid: rid)

@@ -53,4 +53,13 @@ public protocol ServerLink: AnyObject, Sendable {
     /// Throws when the server could not hear from every mount in time: callers then treat
     /// every inode of the group as held.
     func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap
+    /// SRCH_GET_COMPACT: srch compaction work (`nr` 0 when there is none).
+    func srchGetCompact() throws(FSError) -> SrchCompact
+    /// SRCH_COMMIT_COMPACT: hands a compaction's progress or result back.
+    func srchCommitCompact(_ sc: SrchCompact) throws(FSError)
+}
+
+extension ServerLink {
+    public func srchGetCompact() throws(FSError) -> SrchCompact { SrchCompact() }
+    public func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { throw FSError(FSError.EOPNOTSUPP, "this link serves no srch compaction") }
 }

@@ -62,4 +62,65 @@ extension Volume {
         }
         throw lastError ?? FSError(FSError.EIO)
     }
+
+    /// Does one piece of srch compaction work from the server (SRCH_GET_COMPACT); false when
+    /// it had none. A merge reads the input files' entries, sorts them, drops the pairs that
+    /// cancel (a create and its delete) and writes one sorted file with blocks from the
+    /// compaction's own `meta_avail`; the deletion step that follows frees the inputs' blocks
+    /// into its `meta_freed`. Each step is written and synced before SRCH_COMMIT_COMPACT hands
+    /// it back, so a crash leaves the server's busy item to be redone from the start.
+    ///
+    /// Deviation: the original stops and commits every 32 MiB of dirty blocks with resume
+    /// positions (`blk`, `pos`) in each input; this writes a step whole (the inputs are at
+    /// most four 1 MiB log files, or four sorted files of one size order).
+    public func srchCompactOnce() throws(FSError) -> Bool {
+        var sc = try link.srchGetCompact()
+        guard sc.nr > 0 else { return false }
+        var lt = LogTrees()
+        lt.metaAvail = sc.metaAvail
+        lt.metaFreed = sc.metaFreed
+        let inputs = (0..<Int(sc.nr)).map { sc.inputs[$0].sfl }
+        do throws(BlockStoreError) {
+            let t = try LogTransaction(device: meta, logTrees: lt)
+            if sc.flags & SrchCompact.flagDelete != 0 {
+                for f in inputs {
+                    for ref in try SrchFiles.allBlocks(t, f) { try t.free(ref) }
+                }
+            } else {
+                var all: [SrchEntry] = []
+                all.reserveCapacity(inputs.reduce(0) { $0 + Int($1.entries) })
+                for f in inputs {
+                    try SrchFiles.forEachEntry(t, f) { e in
+                        all.append(e)
+                        return true
+                    }
+                }
+                all.sort()
+                var out = SrchFile()
+                var i = 0
+                while i < all.count {
+                    var j = i + 1
+                    while j < all.count && all[j] == all[i] { j += 1 }
+                    if (j - i) % 2 == 1 { try SrchFiles.append(t, &out, all[i]) }
+                    i = j
+                }
+                sc.out = out
+                for k in 0..<Int(sc.nr) {
+                    sc.inputs[k].blk = sc.inputs[k].sfl.blocks
+                    sc.inputs[k].pos = 0
+                }
+            }
+            let written = try t.write()
+            sc.metaAvail = written.metaAvail
+            sc.metaFreed = written.metaFreed
+        } catch {
+            sc.flags |= SrchCompact.flagError
+            try? link.srchCommitCompact(sc)
+            throw .store(error)
+        }
+        sc.flags |= SrchCompact.flagDone
+        try link.srchCommitCompact(sc)
+        state.withLock { counters.srchCompactions += 1 }
+        return true
+    }
 }

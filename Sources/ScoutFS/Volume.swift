@@ -33,6 +33,8 @@ public struct VolumeCounters: Sendable {
     public var srchEntries: UInt64 = 0
     /// SEARCH_XATTRS passes (`srch_search_xattrs`).
     public var srchSearches: UInt64 = 0
+    /// srch compaction steps done for the server (`srch_compact`).
+    public var srchCompactions: UInt64 = 0
     public var forestReads: UInt64 = 0
     public var lockRequests: UInt64 = 0
     public var orphansDeleted: UInt64 = 0

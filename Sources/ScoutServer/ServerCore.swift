@@ -304,6 +304,7 @@ public final class ServerCore {
     /// reclaimed. Every step leaves a consistent state to commit.
     public func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
         try cancelLogMerges(rid: rid)
+        try cancelSrchCompacts(rid: rid)
         if let lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
             if try !finalizeStep(lt) { return false }
         }

@@ -181,6 +181,23 @@ public enum SrchFiles {
         do { return try b.decode(SrchBlockHeader.self) } catch { throw .format(error) }
     }
 
+    /// The refs of every block of `f`, parents included.
+    public static func allBlocks(_ store: any MetaBlockStore, _ f: SrchFile) throws(BlockStoreError) -> [BlockRef] {
+        var out: [BlockRef] = []
+        func walk(_ ref: BlockRef, _ level: Int) throws(BlockStoreError) {
+            out.append(ref)
+            guard level > 0 else { return }
+            let b = try store.read(ref, magic: magic(level))
+            for i in 0..<SrchParent.refs {
+                let off = refOffset(i)
+                let child = BlockRef(blkno: b.u64(off), seq: b.u64(off + 8))
+                if !child.isNull { try walk(child, level - 1) }
+            }
+        }
+        if !f.ref.isNull && f.height > 0 { try walk(f.ref, Int(f.height) - 1) }
+        return out
+    }
+
     /// Every entry of `f`, block by block.
     public static func forEachEntry(_ store: any MetaBlockStore, _ f: SrchFile, from firstBlock: UInt64 = 0, _ body: (SrchEntry) throws(BlockStoreError) -> Bool) throws(BlockStoreError) {
         var blk = firstBlock

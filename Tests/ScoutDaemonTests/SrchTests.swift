@@ -113,6 +113,67 @@ struct SrchVolumeTests {
         try VolumeCheckTests.expectClean(tv)
     }
 
+    static func srchRootTypes(_ core: ServerCore) throws -> [UInt8: Int] {
+        var n: [UInt8: Int] = [:]
+        try BTree(store: core.txn).forEach(core.txn.superBlock.srchRoot) { bl, off in
+            n[bl.key(at: off).type, default: 0] += 1
+            return true
+        }
+        return n
+    }
+
+    /// Sixteen rotated log files compact into sorted files (four at a time, then the four
+    /// sorted ones into one), cancelled pairs are dropped, the inputs' blocks are freed, and
+    /// every search before, between and after the steps finds exactly the holders.
+    @Test func compactionMergesLogFilesIntoSortedFilesAndSearchStaysExact() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let a = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xa))
+        let d = try a.makeNode(parent: Format.rootIno, name: b("d"), mode: UInt32(S_IFDIR) | 0o755, caller: me).ino
+        var inos: [UInt64] = []
+        var holders: Set<UInt64> = []
+        for round in 0..<16 {
+            for i in 0..<200 {
+                let ino = try a.makeNode(parent: d, name: b("f\(round)-\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+                inos.append(ino)
+                try a.setxattr(ino, name: Self.tag, value: [], flags: 0)
+                holders.insert(ino)
+            }
+            // deletions of earlier rounds' tags land in later files
+            for ino in inos.prefix(round * 200).filter({ $0 % 5 == UInt64(round % 5) }) where holders.contains(ino) {
+                try a.removexattr(ino, name: Self.tag)
+                holders.remove(ino)
+            }
+            core.srchForceRotate = true
+            try a.sync()
+        }
+        #expect(try Self.srchRootTypes(core)[KeyType.srchLog] == 16)
+        #expect(Set(try Self.search(a, Self.tag)) == holders)
+        var steps = 0
+        while try a.srchCompactOnce() {
+            steps += 1
+            #expect(Set(try Self.search(a, Self.tag)) == holders, "after step \(steps)")
+            if steps > 40 { break }
+        }
+        // four log merges and their deletions, then one sorted merge and its deletion
+        #expect(steps == 10)
+        #expect(core.counters.srchCompactCommit == 5)
+        let types = try Self.srchRootTypes(core)
+        #expect(types[KeyType.srchLog] == nil && types[KeyType.srchBlocks] == 1 && types[KeyType.srchBusy] == nil && types[KeyType.srchPending] == nil, "\(types)")
+        // the sorted file holds only entries that did not cancel: one per holder
+        var files: [SrchFile] = []
+        try BTree(store: core.txn).forEach(core.txn.superBlock.srchRoot) { bl, off in
+            if let f = try? SrchFile.decode(bl.value(at: off)) { files.append(f) }
+            return true
+        }
+        #expect(files.first?.entries == UInt64(holders.count))
+        #expect(Set(try Self.search(a, Self.tag)) == holders)
+        try a.unmount()
+        try core.commit()
+        try VolumeCheckTests.expectClean(tv)
+    }
+
     @Test func logFilesRotateAtTheOriginalsSize() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
