@@ -15,7 +15,7 @@ struct SrchMountTests {
     /// SCOUT_SRCH_FILES tagged files (default 10⁴) spread over two mounts, with forced srch log
     /// rotations along the way and every fourth tag removed again: `search-xattrs` on either
     /// mount prints exactly the holders, in order, before and after a remount, and the
-    /// original utility prints the same; `check` is clean and the original's `print` reads
+    /// original utility prints the same (with log files compacted into sorted ones by then); `check` is clean and the original's `print` reads
     /// the volume.
     @Test func searchFindsEveryTaggedInodeOnTwoMountsThroughRotationsAndARemount() throws {
         let total = getenv("SCOUT_SRCH_FILES").flatMap { Int(String(cString: $0)) } ?? 10_000
@@ -57,6 +57,13 @@ struct SrchMountTests {
             #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(slot))").0 == 0)
         }
         holders.sort()
+        // the mounts' workers compact the rotated log files (four at a time) in the background
+        if total >= 10_000 {
+            let compacted = waitFor(seconds: 60) { (0..<2).contains { (LogMergeMountTests.counter(c, $0, "srch_compact") ?? 0) >= 2 } }
+            #expect(compacted != nil, "no srch compaction: \(c.logs())")
+            let (prc, printed) = MountEnv.sh("\(c.bin) print \(c.meta(0)) | grep -cE '^    32\\.0\\.8\\.'")
+            #expect(prc == 0 && (Int(printed.trimmingCharacters(in: " \n")) ?? 0) >= 1, "no sorted srch file in print: \(printed)")
+        }
         func verify(_ when: String) {
             for slot in 0..<2 {
                 let (rc, out) = MountEnv.sh("\(c.bin) search-xattrs -p \(c.mnt(slot)) \(name)")
