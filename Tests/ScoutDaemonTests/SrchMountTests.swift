@@ -76,6 +76,15 @@ struct SrchMountTests {
                 }
             }
             #expect(MountEnv.sh("\(c.bin) search-xattrs -p \(c.mnt(0)) scoutfs.srch.none").1.isEmpty)
+            // errors as the original reports them: a name without the srch tag, no name
+            if access(Self.original, X_OK) == 0 {
+                for args in ["user.srch.x", "scoutfs.hide.x", ""] {
+                    let ours = MountEnv.sh("\(c.bin) search-xattrs -p \(c.mnt(0)) \(args) 2>&1")
+                    let theirs = MountEnv.sh("\(Self.original) search-xattrs -p \(c.mnt(0)) \(args) 2>&1")
+                    #expect(ours.0 == theirs.0, "'\(args)': exit \(ours.0), the original's \(theirs.0)")
+                    if !args.isEmpty { #expect(ours.1 == theirs.1, "'\(args)': \(ours.1) vs the original's \(theirs.1)") }
+                }
+            }
         }
         verify("before the remount")
         #expect(c.unmount([0, 1]) == 0, "\(c.logs())")
