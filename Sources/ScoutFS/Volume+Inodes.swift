@@ -131,6 +131,7 @@ extension Volume {
         let hi = Key(zone: KeyZone.fs, first: ino, type: .max, second: .max, third: .max, fourth: .max)
         var pos = lo
         while let it = try cache.next(from: pos, through: hi) {
+            srchNoteDropped(ino, it.key, it.value)
             cache.delete(it.key)
             if it.key == hi { break }
             pos = it.key.incremented()

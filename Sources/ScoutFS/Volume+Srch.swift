@@ -38,6 +38,17 @@ extension Volume {
         }
     }
 
+    /// The srch entry of an xattr deleted with its inode: `key`/`value` is any item of the
+    /// inode; only the first part of a `srch.` xattr logs its removal.
+    func srchNoteDropped(_ ino: UInt64, _ key: Key, _ value: [UInt8]) {
+        guard key.type == KeyType.xattr, key.fourth == 0, value.count >= XattrHeader.encodedSize,
+            let h = try? XattrHeader.decode(Array(value[0..<XattrHeader.encodedSize])),
+            value.count >= XattrHeader.encodedSize + Int(h.nameLen)
+        else { return }
+        let name = Array(value[XattrHeader.encodedSize..<(XattrHeader.encodedSize + Int(h.nameLen))])
+        srchNote(ino, name: name, removing: key.third, adding: nil)
+    }
+
     /// One SEARCH_XATTRS pass: the inodes from `fromIno` through `lastIno` that may hold the
     /// xattr `name` (at most `limit` of its (ino, id) entries), read from the committed srch
     /// files of the server's stable roots; `done` when the pass reached `lastIno`.

@@ -102,6 +102,19 @@ struct SrchVolumeTests {
         }
         #expect(try Self.search(a, b("scoutfs.srch.nothing")).isEmpty)
 
+        // a deleted inode's srch xattrs log their removal as the inode's items go
+        let gone = try a.makeNode(parent: da, name: b("gone"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+        try a.setxattr(gone, name: Self.tag, value: [], flags: 0)
+        try a.sync()
+        #expect(try Self.search(a, Self.tag).contains(gone))
+        try a.remove(parent: da, name: b("gone"), dir: false)
+        let before = a.counters.inodeDeleted
+        a.forget(gone, 1)  // the kernel's last reference goes: the inode is deleted
+        #expect(a.counters.inodeDeleted == before + 1)
+        try a.sync()
+        #expect(try !Self.search(a, Self.tag).contains(gone))
+        #expect(Set(try Self.search(a, Self.tag)) == holders)
+
         // a departing mount's open log file is rotated as its tree is finalized
         try bvol.unmount()
         #expect(try Set(Self.search(a, Self.tag)) == holders)
