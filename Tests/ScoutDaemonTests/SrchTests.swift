@@ -187,6 +187,44 @@ struct SrchVolumeTests {
         try VolumeCheckTests.expectClean(tv)
     }
 
+    /// A mount that took compaction work and died (no SRCH_COMMIT_COMPACT) loses nothing:
+    /// reclaiming it puts the work back as pending, another mount finishes it, and every
+    /// search meanwhile still finds every holder.
+    @Test func compactionOfADepartedMountIsFinishedByAnother() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let a = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xa))
+        var holders: Set<UInt64> = []
+        for round in 0..<4 {
+            for i in 0..<100 {
+                let ino = try a.makeNode(parent: Format.rootIno, name: b("f\(round)-\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+                try a.setxattr(ino, name: Self.tag, value: [], flags: 0)
+                holders.insert(ino)
+            }
+            core.srchForceRotate = true
+            try a.sync()
+        }
+        // rid 0xd takes the work and is gone before committing it
+        let dead = LocalLink(core: core, rid: 0xd)
+        let sc = try dead.srchGetCompact()
+        #expect(sc.nr == 4)
+        #expect(try Self.srchRootTypes(core)[KeyType.srchBusy] == 1)
+        #expect(try core.getSrchCompact(rid: 0xa).nr == 0, "the busy inputs are not handed out twice")
+        #expect(Set(try Self.search(a, Self.tag)) == holders)
+        try core.reclaim(rid: 0xd)
+        #expect(try Self.srchRootTypes(core)[KeyType.srchPending] == 1)
+        var steps = 0
+        while try a.srchCompactOnce() { steps += 1 }
+        #expect(steps == 2)
+        let types = try Self.srchRootTypes(core)
+        #expect(types[KeyType.srchLog] == nil && types[KeyType.srchBlocks] == 1 && types[KeyType.srchPending] == nil && types[KeyType.srchBusy] == nil, "\(types)")
+        #expect(Set(try Self.search(a, Self.tag)) == holders)
+        try a.unmount()
+        try core.commit()
+        try VolumeCheckTests.expectClean(tv)
+    }
+
     @Test func logFilesRotateAtTheOriginalsSize() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
