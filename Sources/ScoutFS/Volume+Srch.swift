@@ -75,29 +75,31 @@ extension Volume {
     }
 
     /// Does one piece of srch compaction work from the server (SRCH_GET_COMPACT); false when
-    /// it had none. A merge reads the input files' entries, sorts them, drops the pairs that
-    /// cancel (a create and its delete) and writes one sorted file with blocks from the
-    /// compaction's own `meta_avail`; the deletion step that follows frees the inputs' blocks
-    /// into its `meta_freed`. Each step is written and synced before SRCH_COMMIT_COMPACT hands
-    /// it back, so a crash leaves the server's busy item to be redone from the start.
-    ///
-    /// Deviation: the original stops and commits every 32 MiB of dirty blocks with resume
-    /// positions (`blk`, `pos`) in each input; this writes a step whole (the inputs are at
-    /// most four 1 MiB log files, or four sorted files of one size order).
-    public func srchCompactOnce() throws(FSError) -> Bool {
+    /// it had none. A merge of log files reads their entries, sorts them, drops the pairs
+    /// that cancel (an entry seen an even number of times: a create and its delete) and
+    /// writes one sorted file with blocks from the compaction's own `meta_avail`. A merge of
+    /// sorted files streams them in order from each input's resume position (`blk`, `pos`:
+    /// the srch block and the byte offset of its next entry) and stops, between runs of equal
+    /// entries, once `dirtyLimit` output blocks are dirty: it hands back its progress without
+    /// DONE and the server keeps it pending for the next SRCH_GET_COMPACT (the original's
+    /// safe-resume positions). The deletion step that follows a merge frees the inputs'
+    /// blocks into the compaction's `meta_freed`. Every step is written and synced before
+    /// SRCH_COMMIT_COMPACT, so a crash leaves the server's last copy to be redone.
+    public func srchCompactOnce(dirtyLimit: Int = 32 << 20 / Format.largeBlockSize) throws(FSError) -> Bool {
         var sc = try link.srchGetCompact()
         guard sc.nr > 0 else { return false }
         var lt = LogTrees()
         lt.metaAvail = sc.metaAvail
         lt.metaFreed = sc.metaFreed
         let inputs = (0..<Int(sc.nr)).map { sc.inputs[$0].sfl }
+        var finished = true
         do throws(BlockStoreError) {
             let t = try LogTransaction(device: meta, logTrees: lt)
             if sc.flags & SrchCompact.flagDelete != 0 {
                 for f in inputs {
                     for ref in try SrchFiles.allBlocks(t, f) { try t.free(ref) }
                 }
-            } else {
+            } else if sc.flags & SrchCompact.flagLog != 0 {
                 var all: [SrchEntry] = []
                 all.reserveCapacity(inputs.reduce(0) { $0 + Int($1.entries) })
                 for f in inputs {
@@ -120,6 +122,33 @@ extension Volume {
                     sc.inputs[k].blk = sc.inputs[k].sfl.blocks
                     sc.inputs[k].pos = 0
                 }
+            } else {
+                var readers = (0..<Int(sc.nr)).map { SrchReader(file: sc.inputs[$0].sfl, blk: sc.inputs[$0].blk, pos: Int(sc.inputs[$0].pos)) }
+                var out = sc.out
+                while true {
+                    var least: SrchEntry? = nil
+                    for i in readers.indices {
+                        if let e = try readers[i].entry(t), least.map({ e < $0 }) ?? true { least = e }
+                    }
+                    guard let m = least else { break }
+                    if t.dirtyCount > dirtyLimit {
+                        finished = false
+                        break
+                    }
+                    var count = 0
+                    for i in readers.indices {
+                        while let e = try readers[i].entry(t), e == m {
+                            readers[i].advance()
+                            count += 1
+                        }
+                    }
+                    if count % 2 == 1 { try SrchFiles.append(t, &out, m) }
+                }
+                sc.out = out
+                for (k, r) in readers.enumerated() {
+                    sc.inputs[k].blk = r.blk
+                    sc.inputs[k].pos = UInt64(r.pos)
+                }
             }
             let written = try t.write()
             sc.metaAvail = written.metaAvail
@@ -129,9 +158,75 @@ extension Volume {
             try? link.srchCommitCompact(sc)
             throw .store(error)
         }
-        sc.flags |= SrchCompact.flagDone
+        if finished { sc.flags |= SrchCompact.flagDone }
         try link.srchCommitCompact(sc)
         state.withLock { counters.srchCompactions += 1 }
         return true
+    }
+}
+
+/// Reads a sorted srch file's entries from a resume position: block `blk`, byte `pos` of its
+/// entries (the entries before it are decoded again for the differences).
+struct SrchReader {
+    let file: SrchFile
+    private(set) var blk: UInt64
+    private(set) var pos: Int
+    private var block: BlockBuffer?
+    private var entryBytes = 0
+    private var prev = SrchEntry()
+    private var current: (SrchEntry, Int)?
+
+    init(file: SrchFile, blk: UInt64, pos: Int) {
+        self.file = file
+        self.blk = blk
+        self.pos = pos
+    }
+
+    /// The entry at the position, nil past the end.
+    mutating func entry(_ store: any MetaBlockStore) throws(BlockStoreError) -> SrchEntry? {
+        if let current { return current.0 }
+        while blk < file.blocks {
+            if block == nil {
+                let b = try SrchFiles.block(store, file, blk)
+                let h: SrchBlockHeader
+                do { h = try b.decode(SrchBlockHeader.self) } catch { throw .format(error) }
+                block = b
+                entryBytes = Int(h.entryBytes)
+                prev = SrchEntry()
+                var p = 0
+                while p < pos && p < entryBytes {
+                    guard let (e, n) = decodeAt(b, p) else { throw corrupt() }
+                    prev = e
+                    p += n
+                }
+            }
+            if pos >= entryBytes {
+                block = nil
+                blk += 1
+                pos = 0
+                continue
+            }
+            guard let b = block, let d = decodeAt(b, pos) else { throw corrupt() }
+            current = d
+            return d.0
+        }
+        return nil
+    }
+
+    /// Moves past the entry `entry` returned.
+    mutating func advance() {
+        guard let (e, n) = current else { return }
+        prev = e
+        pos += n
+        current = nil
+    }
+
+    private func decodeAt(_ b: BlockBuffer, _ p: Int) -> (SrchEntry, Int)? {
+        guard p <= SrchBlockHeader.safeBytes else { return nil }
+        return SrchCodec.decode(UnsafeRawBufferPointer(b.bytes), at: SrchCodec.entriesOffset + p, after: prev)
+    }
+
+    private func corrupt() -> BlockStoreError {
+        .format(.invalid(structure: "srch block", reason: "entry at \(pos) of block \(blk) does not decode"))
     }
 }

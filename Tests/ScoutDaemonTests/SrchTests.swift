@@ -187,6 +187,57 @@ struct SrchVolumeTests {
         try VolumeCheckTests.expectClean(tv)
     }
 
+    /// A merge of sorted files that stops every few dirty blocks resumes from its inputs'
+    /// positions (over several SRCH_GET_COMPACTs) and writes the same entries as a merge in
+    /// one go: every search between the steps is complete, the check is clean.
+    @Test func sortedMergesResumeFromTheirPositions() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md) = try LogMergeTests.open(tv)
+        let a = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0xa))
+        let f = try a.makeNode(parent: Format.rootIno, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me).ino
+        // distinct names, so random hashes: about 5000 entries a block
+        var names: [[UInt8]] = []
+        var held: Set<[UInt8]> = []
+        for round in 0..<16 {
+            for i in 0..<1500 {
+                let n = b("scoutfs.srch.r\(round)-\(i)")
+                try a.setxattr(f, name: n, value: [], flags: 0)
+                names.append(n)
+                held.insert(n)
+            }
+            // some deletions cancel within a file, some across files
+            for n in names.suffix(3000).enumerated().filter({ $0.offset % 7 == 0 }).map(\.element) where held.contains(n) {
+                try a.removexattr(f, name: n)
+                held.remove(n)
+            }
+            core.srchForceRotate = true
+            try a.sync()
+        }
+        var steps = 0
+        var partial = 0
+        while try a.srchCompactOnce(dirtyLimit: 2) {
+            steps += 1
+            if try Self.srchRootTypes(core)[KeyType.srchPending] != nil { partial += 1 }
+            if steps > 200 { break }
+        }
+        #expect(partial > 2, "the sorted merge stopped and resumed")
+        let types = try Self.srchRootTypes(core)
+        #expect(types[KeyType.srchLog] == nil && types[KeyType.srchBlocks] == 1 && types[KeyType.srchPending] == nil, "\(types)")
+        var file = SrchFile()
+        try BTree(store: core.txn).forEach(core.txn.superBlock.srchRoot) { bl, off in
+            if let sf = try? SrchFile.decode(bl.value(at: off)) { file = sf }
+            return true
+        }
+        #expect(file.entries == UInt64(held.count) && file.blocks >= 2, "\(file.blocks) blocks")
+        for n in names.shuffled().prefix(300) {
+            #expect(try Self.search(a, n) == (held.contains(n) ? [f] : []))
+        }
+        try a.unmount()
+        try core.commit()
+        try VolumeCheckTests.expectClean(tv)
+    }
+
     /// A mount that took compaction work and died (no SRCH_COMMIT_COMPACT) loses nothing:
     /// reclaiming it puts the work back as pending, another mount finishes it, and every
     /// search meanwhile still finds every holder.
