@@ -149,6 +149,32 @@ public struct ScoutAgent: Sendable {
         WalkInodesSequence(agent: self, index: index, first: first, last: last, batch: batch)
     }
 
+    // MARK: srch
+
+    /// SEARCH_XATTRS: one pass for the `.srch.` xattr `name` from `next` through `last`: up to
+    /// `max` inodes that may hold it, and whether the pass reached `last` (the END flag).
+    /// Continue from the last inode returned + 1 until `end`.
+    public func searchXattrs(name: [UInt8], next: UInt64, last: UInt64 = .max, max: Int = 1_000_000) throws(AgentError) -> (inodes: [UInt64], end: Bool) {
+        let nr = Swift.max(1, max)
+        let nameRoom = (name.count + 7) & ~7
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: nameRoom + nr * 8, alignment: 16)
+        defer { buf.deallocate() }
+        buf.initializeMemory(as: UInt8.self, repeating: 0)
+        for (i, b) in name.enumerated() { buf[i] = b }
+        let base = UInt64(UInt(bitPattern: buf.baseAddress))
+        var arg = SearchXattrsArgs(nextIno: next, lastIno: last, namePtr: base, inodesPtr: base + UInt64(nameRoom),
+                                   nrInodes: UInt64(nr), nameBytes: UInt16(truncatingIfNeeded: name.count)).encoded
+        let n = Int(try call(.searchXattrs, &arg))
+        let flags: SearchXattrsArgs
+        do { flags = try SearchXattrsArgs(bytes: arg) } catch { throw AgentError(command: .searchXattrs, errno: EIO) }
+        var out: [UInt64] = []
+        out.reserveCapacity(n)
+        for i in 0..<Swift.min(n, nr) {
+            out.append(UInt64(littleEndian: buf.loadUnaligned(fromByteOffset: nameRoom + i * 8, as: UInt64.self)))
+        }
+        return (out, flags.outputFlags & SearchXattrsArgs.oflagEnd != 0)
+    }
+
     // MARK: paths and entries
 
     /// INO_PATH: one path to `ino` found from `cursor`; throws ENOENT when there is none.

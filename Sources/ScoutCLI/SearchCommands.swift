@@ -383,3 +383,44 @@ struct GetFiemapCommand: ParsableCommand {
         try runArgp("get-fiemap") { out throws(ArgpError) in try Self.execute(try plan(), out) }
     }
 }
+
+/// `scoutfs search-xattrs [-p PATH] XATTR-NAME`
+struct SearchXattrsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "search-xattrs", abstract: "Print inode numbers of inodes which may have given xattr",
+        usage: "scoutfs search-xattrs [-p PATH] XATTR-NAME")
+
+    @Option(name: .shortAndLong, help: pathHelp) var path: String?
+    @Argument(help: ArgumentHelp("The xattr name, with the .srch. tag", valueName: "XATTR-NAME")) var args: [String] = []
+
+    func plan() throws(ArgpError) -> String {
+        if args.count > 1 { throw .usage("more than one name argument given") }
+        guard let name = args.first else { throw .usage("must provide xattr containing .srch. scoutfs tag") }
+        return name
+    }
+
+    /// The original's passes of 10⁶ inodes, each continuing after the last inode printed.
+    static func execute(name: String, path: String?, _ out: Output) throws(ArgpError) {
+        let agent = try openMountPath(path)
+        defer { agent.close() }
+        var next: UInt64 = 0
+        while true {
+            let r: (inodes: [UInt64], end: Bool)
+            do {
+                r = try agent.searchXattrs(name: Array(name.utf8), next: next)
+            } catch {
+                throw .failed(error.errno, after: [errnoLine("search_xattrs ioctl failed", error.errno)])
+            }
+            guard let last = r.inodes.last else { break }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(r.inodes.count * 8)
+            for i in r.inodes { bytes += Array("\(i)\n".utf8) }
+            out.raw(bytes)
+            if r.end || last == .max { break }
+            next = last + 1
+        }
+    }
+
+    func run() throws {
+        try runArgp("search-xattrs") { out throws(ArgpError) in try Self.execute(name: try plan(), path: path, out) }
+    }
+}

@@ -76,6 +76,14 @@ public final class ClientLink: ServerLink, NetClientHandler, @unchecked Sendable
         _ = try call(.commitLogMerge, comp.encoded())
     }
 
+    public func srchGetCompact() throws(FSError) -> SrchCompact {
+        try decode(.srchGetCompact, try call(.srchGetCompact, []))
+    }
+
+    public func srchCommitCompact(_ sc: SrchCompact) throws(FSError) {
+        _ = try call(.srchCommitCompact, sc.encoded())
+    }
+
     public func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap {
         let args = OpenInoMapArgs(groupNr: group)
         return try decode(.openInoMap, try call(.openInoMap, args.encoded(), timeout: openInoMapTimeout))

@@ -324,7 +324,8 @@ public final class ControlServer: Sendable {
                 guard let volume else { return Self.noVolume }
                 let c = volume.counters
                 return Self.ok([
-                    "commits \(c.commits)", "commit_items \(c.commitItems)", "orphans_deleted \(c.orphansDeleted)",
+                    "commits \(c.commits)", "commit_items \(c.commitItems)",
+                    "srch_add_entry \(c.srchEntries)", "srch_search_xattrs \(c.srchSearches)", "srch_compact \(c.srchCompactions)", "orphans_deleted \(c.orphansDeleted)",
                     "data_bytes_read \(c.dataBytesRead)", "data_bytes_written \(c.dataBytesWritten)",
                     "data_waits \(c.dataWaits)", "log_merge_requests \(c.logMergeRequests)",
                     "log_merge_items \(c.logMergeItems)", "log_merge_partial \(c.logMergePartial)",
@@ -338,7 +339,7 @@ public final class ControlServer: Sendable {
             case "trigger":
                 guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }
                 guard args.count == 1 else { return Self.err(EINVAL, "usage: trigger NAME") }
-                guard args[0] == "log_merge_force_finalize_ours" else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
+                guard ["log_merge_force_finalize_ours", "srch_force_log_rotate"].contains(args[0]) else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
                 guard sources.trigger(args[0]) else { return Self.err(ENOENT, "this mount runs no server") }
                 return "OK\n"
             case "sync":

@@ -156,8 +156,12 @@ public final class Mount: @unchecked Sendable {
             },
             serverCounters: { (runner?.service?.mergeCounters.named ?? []) + (runner?.service?.omapCounters.named ?? []) },
             trigger: { name in
-                guard name == "log_merge_force_finalize_ours", let service = runner?.service else { return false }
-                service.forceFinalize = true
+                guard let service = runner?.service else { return false }
+                if name == "srch_force_log_rotate" {
+                    service.srchForceRotate = true
+                } else {
+                    service.forceFinalize = true
+                }
                 return true
             })
         let early = try? ControlServer.start(path: earlySocket, volume: nil, sources: sources, logger: log)
@@ -395,6 +399,13 @@ public final class Mount: @unchecked Sendable {
                 } catch {
                     logger.warning("log merge: \(error)")
                     busy = false
+                }
+                // srch compaction shares the worker (the original's runs every 10 s by itself)
+                if stop.isSet { break }
+                do throws(FSError) {
+                    if try vol.srchCompactOnce() { busy = true }
+                } catch {
+                    logger.warning("srch compaction: \(error)")
                 }
             }
         }

@@ -92,6 +92,12 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
         set { mutex.withLock { forceFinalizeFlag = newValue } }
     }
     var forceFinalizeFlag = false
+    /// The next COMMIT_LOG_TREES rotates the mount's srch log file whatever its size (the
+    /// `srch_force_log_rotate` trigger).
+    public var srchForceRotate: Bool {
+        get { mutex.withLock { core.srchForceRotate } }
+        set { mutex.withLock { core.srchForceRotate = newValue } }
+    }
     /// How long a GET_LOG_TREES that needs a merge waits for other mounts to finalize.
     public var logMergeWaitTimeout: Duration = .milliseconds(500)
     /// The data device's size in bytes now (RESIZE_DEVICES measures it for each request);
@@ -454,6 +460,15 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
                         uuid: s.uuid, freeMetaBlocks: s.freeMetaBlocks, totalMetaBlocks: s.totalMetaBlocks,
                         freeDataBlocks: s.freeDataBlocks, totalDataBlocks: s.totalDataBlocks, inodeCount: s.inodeCount
                     ).encoded()
+                }
+            case .srchGetCompact:
+                guard payload.isEmpty else { return .failure(.einval) }
+                return locked { () throws(ServerError) in try core.getSrchCompact(rid: rid).encoded() }
+            case .srchCommitCompact:
+                let sc = try SrchCompact.decodePayload(payload)
+                return locked { () throws(ServerError) in
+                    try core.commitSrchCompact(rid: rid, sc)
+                    return []
                 }
             case .getLogMerge:
                 guard payload.isEmpty else { return .failure(.einval) }

@@ -219,6 +219,8 @@ final class GrantWatchingLink: ServerLink {
     func getLogMerge() throws(FSError) -> LogMergeRequest? { try link.getLogMerge() }
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) { try link.commitLogMerge(comp) }
     func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap { try link.openInoMap(group: group) }
+    func srchGetCompact() throws(FSError) -> SrchCompact { try link.srchGetCompact() }
+    func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { try link.srchCommitCompact(sc) }
 }
 
 extension Forest {

@@ -66,6 +66,7 @@ extension ScoutFileSystem {
         case .getAttrX: return try getAttrX(c)
         case .getFiemap: return try getFiemap(c)
         case .resizeDevices: return try resizeDevices(c)
+        case .searchXattrs: return try searchXattrs(c)
         default:
             if let r = try archiveIoctl(cmd, c) { return r }
             if let r = try tagIoctl(cmd, c) { return r }
@@ -101,6 +102,34 @@ extension ScoutFileSystem {
         }
         try c.memory.write(a.entriesPtr, bytes)
         return IoctlReply(result: Int32(found.count))
+    }
+
+    /// SEARCH_XATTRS: one pass of at most 10⁶ srch entries; the inodes go to the caller's
+    /// array and `output_flags` (END when the pass reached `last_ino` and every inode found
+    /// fit) is written in place.
+    private func searchXattrs(_ c: IoctlCall) throws -> IoctlReply {
+        guard c.readable else { throw FUSEError(EBADF) }
+        try c.require(.sysAdmin)
+        let a = try c.args(SearchXattrsArgs.self)
+        guard a.nameBytes <= 255 else { throw FUSEError(EINVAL) }
+        if a.nrInodes == 0 || a.lastIno < a.nextIno { return IoctlReply(result: 0) }
+        let nameBuf = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(a.nameBytes), alignment: 8)
+        defer { nameBuf.deallocate() }
+        try c.memory.read(a.namePtr, into: nameBuf)
+        let name = Array(nameBuf)
+        guard Volume.isSrchName(name) else { throw FUSEError(EINVAL) }
+        let r = try run { () throws(FSError) in try volume.searchXattrs(name: name, fromIno: a.nextIno, lastIno: a.lastIno) }
+        // the result is an int: no more than that many inodes, whatever the array holds
+        let room = Int(min(a.nrInodes, UInt64(Int32.max), UInt64(CallerMemory.maxTransfer / 8)))
+        let inos = r.inodes.prefix(room)
+        var w = IoctlWriter(capacity: inos.count * 8)
+        for i in inos { w.u64(i) }
+        try c.memory.write(a.inodesPtr, w.bytes)
+        let flags: UInt64 = r.done && inos.count == r.inodes.count ? SearchXattrsArgs.oflagEnd : 0
+        var fw = IoctlWriter(capacity: 8)
+        fw.u64(flags)
+        try c.memory.write(c.argument + UInt64(SearchXattrsArgs.outputFlagsOffset), fw.bytes)
+        return IoctlReply(result: Int32(inos.count))
     }
 
     private func inoPath(_ c: IoctlCall) throws -> IoctlReply {

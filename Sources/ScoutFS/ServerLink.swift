@@ -55,6 +55,10 @@ public protocol ServerLink: AnyObject, Sendable {
     func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap
     /// RESIZE_DEVICES: grows the volume's device totals (0 leaves a device as it is).
     func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError)
+    /// SRCH_GET_COMPACT: srch compaction work (`nr` 0 when there is none).
+    func srchGetCompact() throws(FSError) -> SrchCompact
+    /// SRCH_COMMIT_COMPACT: hands a compaction's progress or result back.
+    func srchCommitCompact(_ sc: SrchCompact) throws(FSError)
 }
 
 extension ServerLink {
@@ -62,4 +66,6 @@ extension ServerLink {
     public func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError) {
         throw FSError(FSError.EOPNOTSUPP)
     }
+    public func srchGetCompact() throws(FSError) -> SrchCompact { SrchCompact() }
+    public func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { throw FSError(FSError.EOPNOTSUPP, "this link serves no srch compaction") }
 }

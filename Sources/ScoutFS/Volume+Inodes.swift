@@ -132,6 +132,7 @@ extension Volume {
         var pos = lo
         while let it = try cache.next(from: pos, through: hi) {
             if it.key.type == KeyType.xattr && it.key.fourth == 0 { try dropTagItems(ino, id: it.key.third, first: it.value) }
+            srchNoteDropped(ino, it.key, it.value)
             cache.delete(it.key)
             if it.key == hi { break }
             pos = it.key.incremented()

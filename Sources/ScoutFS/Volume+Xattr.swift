@@ -93,6 +93,7 @@ extension Volume {
                 try setACL(ino, &i, name: name, value: value, replacing: old?.keys ?? [], killSGID: killSGID)
             } else {
                 putXattr(ino, &i, name: name, value: value, replacing: old?.keys ?? [])
+                srchNote(ino, name: name, removing: old?.id, adding: i.nextXattrId - 1)
             }
             i.ctime = Self.now()
             storeInode(ino, &i)
@@ -133,6 +134,7 @@ extension Volume {
                 _ = try applyTagChanges(ino, name: name, tags: tags, tagKey: tagKey, old: (old.id, old.value), new: nil, newID: old.id)
             }
             for k in old.keys { cache.delete(k) }
+            srchNote(ino, name: name, removing: old.id, adding: nil)
             i.ctime = Self.now()
             storeInode(ino, &i)
         } }

@@ -29,6 +29,12 @@ public struct FileAttr: Equatable, Sendable {
 public struct VolumeCounters: Sendable {
     public var commits: UInt64 = 0
     public var commitItems: UInt64 = 0
+    /// srch entries committed to this mount's srch log files (`srch_add_entry`).
+    public var srchEntries: UInt64 = 0
+    /// SEARCH_XATTRS passes (`srch_search_xattrs`).
+    public var srchSearches: UInt64 = 0
+    /// srch compaction steps done for the server (`srch_compact`).
+    public var srchCompactions: UInt64 = 0
     public var forestReads: UInt64 = 0
     public var lockRequests: UInt64 = 0
     public var orphansDeleted: UInt64 = 0
@@ -101,6 +107,8 @@ public final class Volume: @unchecked Sendable {
     var inoNext: UInt64 = 0
     var inoEnd: UInt64 = 0
     var dataDirty = false
+    /// srch entries of this transaction, appended to the log tree's srch file at commit.
+    var srchPending: [SrchEntry] = []
     public let fmtVers: UInt64
     public let fsid: UInt64
     public internal(set) var counters = VolumeCounters()
@@ -281,7 +289,7 @@ public final class Volume: @unchecked Sendable {
 
     /// Commits when the dirty items could exhaust the metadata pool, or when the interval passed.
     func maybeCommit() throws(FSError) {
-        let needed = cache.dirtyCount * 2 + txn.dirtyCount + 64
+        let needed = cache.dirtyCount * 2 + txn.dirtyCount + 64 + srchPending.count / 1024
         if needed > txn.avail.count / 2 || cache.dirtyBytes > 64 << 20 {
             try commitLocked()
         }
@@ -329,7 +337,7 @@ public final class Volume: @unchecked Sendable {
         lastCommit = monotonicSeconds()
         if needsOpen && !force { return }
         try openIfNeeded()
-        if !force && cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 { return }
+        if !force && cache.dirtyCount == 0 && !dataDirty && txn.dirtyCount == 0 && srchPending.isEmpty { return }
         let seq = itemSeq
         let items = cache.dirtyItems()
         let tree = BTree(store: txn)
@@ -372,6 +380,15 @@ public final class Volume: @unchecked Sendable {
             }
             lt.bloomRef = bref
         }
+        if !srchPending.isEmpty {
+            var f = lt.srchFile
+            do {
+                for e in srchPending { try SrchFiles.append(txn, &f, e) }
+            } catch {
+                throw .store(error)
+            }
+            lt.srchFile = f
+        }
         lt.itemRoot = root
         if !items.isEmpty || !cache.deltas.isEmpty { lt.maxItemSeq = max(lt.maxItemSeq, seq) }
         lt.dataAvail = txn.logTrees.dataAvail
@@ -389,6 +406,8 @@ public final class Volume: @unchecked Sendable {
             throw .store(error)
         }
         try link.commitLogTrees(written)
+        counters.srchEntries += UInt64(srchPending.count)
+        srchPending = []
         counters.commits += 1
         counters.commitItems += UInt64(items.count + cache.deltas.count)
         cache.committed()

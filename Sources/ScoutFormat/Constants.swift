@@ -61,6 +61,9 @@ public enum Format {
 
     public static let srchLogBlockLimit = 1024 * 1024 / largeBlockSize
     public static let srchCompactNr = 4
+    /// Sorted files are compacted together when their block counts' bit lengths divided by
+    /// this match (`SCOUTFS_SRCH_COMPACT_ORDER`).
+    public static let srchCompactOrder = 2
     public static let srchEntryMaxBytes = 2 + 8 * 3
 
     /// Volume option bit: data_alloc_zone_blocks is set.

@@ -842,3 +842,51 @@ public struct FiemapExtent: IoctlStruct, Hashable {
         w.pad(12)
     }
 }
+
+/// `scoutfs_ioctl_search_xattrs` (56 bytes).
+public struct SearchXattrsArgs: IoctlStruct {
+    public static let size = 56
+    /// Set in `outputFlags` when the pass searched through `lastIno`.
+    public static let oflagEnd: UInt64 = 1
+    /// Where `outputFlags` sits in the struct (the ioctl is `_IOW`: it is written in place).
+    public static let outputFlagsOffset = 32
+    public var nextIno: UInt64
+    public var lastIno: UInt64
+    public var namePtr: UInt64
+    public var inodesPtr: UInt64
+    public var outputFlags: UInt64
+    public var nrInodes: UInt64
+    public var nameBytes: UInt16
+
+    public init(nextIno: UInt64, lastIno: UInt64, namePtr: UInt64, inodesPtr: UInt64, outputFlags: UInt64 = 0, nrInodes: UInt64, nameBytes: UInt16) {
+        self.nextIno = nextIno
+        self.lastIno = lastIno
+        self.namePtr = namePtr
+        self.inodesPtr = inodesPtr
+        self.outputFlags = outputFlags
+        self.nrInodes = nrInodes
+        self.nameBytes = nameBytes
+    }
+
+    public init(_ r: inout IoctlReader) throws(IoctlDecodeError) {
+        nextIno = try r.u64()
+        lastIno = try r.u64()
+        namePtr = try r.u64()
+        inodesPtr = try r.u64()
+        outputFlags = try r.u64()
+        nrInodes = try r.u64()
+        nameBytes = try r.u16()
+        try r.skip(6)
+    }
+
+    public func encode(_ w: inout IoctlWriter) {
+        w.u64(nextIno)
+        w.u64(lastIno)
+        w.u64(namePtr)
+        w.u64(inodesPtr)
+        w.u64(outputFlags)
+        w.u64(nrInodes)
+        w.u16(nameBytes)
+        w.pad(6)
+    }
+}

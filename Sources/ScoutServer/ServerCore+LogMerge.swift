@@ -17,6 +17,8 @@ public struct LogMergeCounters: Equatable, Sendable {
     public var logMergeFreedBlocks: UInt64 = 0
     public var logTreesFinalized: UInt64 = 0
     public var orphanLogTreesReclaimed: UInt64 = 0
+    public var srchRotateLog: UInt64 = 0
+    public var srchCompactCommit: UInt64 = 0
 
     public init() {}
 
@@ -29,6 +31,7 @@ public struct LogMergeCounters: Equatable, Sendable {
             ("log_merge_error", logMergeErrors), ("log_merge_splice", logMergeSplices),
             ("log_merge_freed_blocks", logMergeFreedBlocks), ("log_trees_finalized", logTreesFinalized),
             ("orphan_log_trees_reclaimed", orphanLogTreesReclaimed),
+            ("srch_rotate_log", srchRotateLog), ("srch_compact_commit", srchCompactCommit),
         ]
     }
 }

@@ -103,6 +103,9 @@ public final class ServerCore {
     public private(set) var dataShort: Set<UInt64> = []
     /// What log merging counted (kept in memory, per server).
     public var counters = LogMergeCounters()
+    /// The next COMMIT_LOG_TREES rotates the committing mount's srch log file whatever its
+    /// size (the original's `srch_force_log_rotate` trigger); cleared by a rotation.
+    public var srchForceRotate = false
     /// The core seq when the last SYNC_LOG_TREES for finalization went out: open transactions
     /// that began before it were already asked to commit.
     public var finalizeSentSeq: UInt64 = 0
@@ -270,7 +273,7 @@ public final class ServerCore {
     /// server repeats it, it finishes what is left (the original's `reclaim_rid`).
     ///
     /// The mount's outstanding log merge requests are cancelled first (their ranges go back).
-    /// Not done yet, as the rest of this server lacks them: srch compaction, the omap entry.
+    /// Its srch log file is rotated into the srch root as the tree is finalized.
     public func reclaim(rid: UInt64) throws(ServerError) {
         dataShort.remove(rid)
         while try !reclaimStep(rid: rid) {
@@ -283,6 +286,7 @@ public final class ServerCore {
     /// reclaimed. Every step leaves a consistent state to commit.
     public func reclaimStep(rid: UInt64) throws(ServerError) -> Bool {
         try cancelLogMerges(rid: rid)
+        try cancelSrchCompacts(rid: rid)
         if let lt = try currentLogTrees(rid: rid), lt.flags & LogTrees.flagFinalized == 0 {
             if try !finalizeStep(lt) { return false }
         }
@@ -304,6 +308,7 @@ public final class ServerCore {
     /// finalized with a new `finalize_seq`. Left uncommitted; true once it is finalized.
     func finalizeStep(_ lt: LogTrees) throws(ServerError) -> Bool {
         var lt = lt
+        try rotateSrchLog(&lt, force: true)
         for head in [lt.metaFreed, lt.metaAvail] where !head.ref.isNull {
             do {
                 let (blknos, listBlocks) = try AllocList.read(head, from: txn)
@@ -418,6 +423,7 @@ public final class ServerCore {
         }
         var next = lt
         next.commitTransSeq = lt.getTransSeq
+        try rotateSrchLog(&next, force: srchForceRotate)
         if next.maxItemSeq >= txn.superBlock.seq { txn.superBlock.seq = next.maxItemSeq }
         txn.superBlock.inodeCount = UInt64(bitPattern: Int64(bitPattern: txn.superBlock.inodeCount) &+ Int64(bitPattern: lt.inodeCountDelta &- cur.inodeCountDelta))
         try storeLogTrees(next)

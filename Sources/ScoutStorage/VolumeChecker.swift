@@ -657,9 +657,9 @@ public final class VolumeChecker {
                 return
             }
             switch k.type {
-            case KeyType.srchBusy:
-                if let c = try? SrchCompact.decode(item.value) { compacts.append((k, c)) } else { self.report(.item, "srch_root item \(k): busy value does not decode") }
-            case KeyType.srchLog, KeyType.srchBlocks, KeyType.srchPending:
+            case KeyType.srchBusy, KeyType.srchPending:
+                if let c = try? SrchCompact.decode(item.value) { compacts.append((k, c)) } else { self.report(.item, "srch_root item \(k): compaction value does not decode") }
+            case KeyType.srchLog, KeyType.srchBlocks:
                 if let f = try? SrchFile.decode(item.value) { files.append((k, f)) } else { self.report(.item, "srch_root item \(k): srch file value does not decode") }
             default:
                 self.report(.item, "srch_root item \(k): unknown srch item type")
@@ -669,7 +669,12 @@ public final class VolumeChecker {
         for (k, c) in compacts {
             walkList(c.metaAvail, name: "srch compact \(k) meta_avail")
             walkList(c.metaFreed, name: "srch compact \(k) meta_freed")
-            walkSrchFile(c.out, name: "srch compact \(k) output")
+            if c.flags & SrchCompact.flagDelete != 0 {
+                // the output is a file item already; the inputs wait to be freed
+                for i in 0..<Int(c.nr) { walkSrchFile(c.inputs[i].sfl, name: "srch compact \(k) input \(i)") }
+            } else {
+                walkSrchFile(c.out, name: "srch compact \(k) output")
+            }
         }
     }
 

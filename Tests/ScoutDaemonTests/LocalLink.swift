@@ -56,6 +56,8 @@ final class LocalLink: ServerLink, @unchecked Sendable {
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {
         try run { () throws(ServerError) in try core.commitLogMerge(rid: rid, comp) }
     }
+    func srchGetCompact() throws(FSError) -> SrchCompact { try run { () throws(ServerError) in try core.getSrchCompact(rid: rid) } }
+    func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { try run { () throws(ServerError) in try core.commitSrchCompact(rid: rid, sc) } }
     func commitLogTrees(_ lt: LogTrees) throws(FSError) { try run { () throws(ServerError) in try core.commitLogTrees(lt) } }
     func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { try run { () throws(ServerError) in try core.allocInodes(count: count) } }
     func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
