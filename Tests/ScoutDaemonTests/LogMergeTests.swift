@@ -21,6 +21,13 @@ struct LogMergeTests {
         return (ServerCore(txn: try MetaTransaction(device: md)), md)
     }
 
+    /// The server state and one mount (rid 0x1111) on it.
+    static func mount(_ tv: TestVolume) throws -> (ServerCore, MetaDevice, LocalLink, Volume) {
+        let (core, md) = try open(tv)
+        let link = LocalLink(core: core, rid: 0x1111)
+        return (core, md, link, try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link))
+    }
+
     static func names(_ vol: Volume, _ dir: UInt64) throws -> Set<String> {
         var names: Set<String> = []
         try vol.readdir(dir, offset: 0) { n, _, _, _ in
@@ -65,9 +72,7 @@ struct LogMergeTests {
     @Test func mergedNamespaceMovesIntoTheFsRootAndInputsAreFreed() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
-        let (core, md) = try Self.open(tv)
-        let link = LocalLink(core: core, rid: 0x1111)
-        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let (core, md, link, vol) = try Self.mount(tv)
         let root = Format.rootIno
         let d = try vol.makeNode(parent: root, name: b("d"), mode: UInt32(S_IFDIR) | 0o755, caller: me)
         var live: Set<String> = []
@@ -114,9 +119,7 @@ struct LogMergeTests {
     @Test func newerItemsInActiveTreesBeatMergedOnes() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
-        let (core, md) = try Self.open(tv)
-        let link = LocalLink(core: core, rid: 0x1111)
-        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let (core, md, link, vol) = try Self.mount(tv)
         let root = Format.rootIno
         let f = try vol.makeNode(parent: root, name: b("f"), mode: UInt32(S_IFREG) | 0o644, caller: me)
         try vol.setxattr(f.ino, name: b("user.v"), value: b("old"), flags: 0)
@@ -171,9 +174,7 @@ struct LogMergeTests {
     @Test func partialStaleAndFailedRequestsAllConverge() throws {
         let tv = try TestVolume.make()
         defer { TempDir.remove(tv.dir) }
-        let (core, md) = try Self.open(tv)
-        let link = LocalLink(core: core, rid: 0x1111)
-        let vol = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: link)
+        let (core, md, link, vol) = try Self.mount(tv)
         let root = Format.rootIno
         var live: Set<String> = []
         for i in 0..<2000 {
