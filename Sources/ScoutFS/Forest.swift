@@ -221,6 +221,9 @@ final class GrantWatchingLink: ServerLink {
     func openInoMap(group: UInt64) throws(FSError) -> OpenInoMap { try link.openInoMap(group: group) }
     func srchGetCompact() throws(FSError) -> SrchCompact { try link.srchGetCompact() }
     func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { try link.srchCommitCompact(sc) }
+    func resizeDevices(metaBlocks: UInt64, dataBlocks: UInt64) throws(FSError) {
+        try link.resizeDevices(metaBlocks: metaBlocks, dataBlocks: dataBlocks)
+    }
 }
 
 extension Forest {

@@ -801,32 +801,6 @@ public final class VolumeChecker {
         return zip(out, blooms).map { ($0.0.name, $0.0.lt, $0.1) }
     }
 
-    /// The start key of the cluster lock covering `key` (our `LockRange.covering`): the bloom
-    /// filter of a log tree holds the lock start of every item in it.
-    static func lockStart(_ key: Key) -> Key {
-        switch key.zone {
-        case KeyZone.fs: return Key(zone: KeyZone.fs, first: key.first & ~(Format.lockInodeGroupNr - 1))
-        case KeyZone.orphan: return Key(zone: KeyZone.orphan, type: KeyType.orphan)
-        case KeyZone.inodeIndex: return Key(zone: KeyZone.inodeIndex, type: key.type, second: key.second & ~UInt64(1023))
-        // the .totl. and .indx. zones are each one lock
-        case KeyZone.xattrTotl, KeyZone.xattrIndx: return Key(zone: key.zone)
-        default: return key
-        }
-    }
-
-    /// Whether `bloom` (a bloom block) holds `key`: three bit numbers from FNV-1a-64 of the
-    /// encoded key, as mounts set them (our `Bloom`).
-    static func bloomHolds(_ bloom: BlockBuffer, _ key: Key) -> Bool {
-        let bits = UInt32(Format.forestBloomBits)
-        var hash = FNV1a.hash64(key.encoded())
-        for _ in 0..<Format.forestBloomNrs {
-            let n = Int(UInt32(truncatingIfNeeded: hash) % bits)
-            if bloom.u8(BloomBlockHeader.encodedSize + n / 8) & (1 << UInt8(n % 8)) == 0 { return false }
-            hash >>= UInt64(Format.forestBloomFuncBits)
-        }
-        return true
-    }
-
     // MARK: - fs items
 
     /// Merges the fs root with every log tree's items, as reads do, and checks them.
@@ -895,7 +869,7 @@ public final class VolumeChecker {
                 fs.add(it.key, it.value)
             }
             for i in heads.indices where heads[i]?.key == k {
-                if let bloom = blooms[i].block, blooms[i].missed < 10, !Self.bloomHolds(bloom, Self.lockStart(k)) {
+                if let bloom = blooms[i].block, blooms[i].missed < 10, !Bloom.test(bloom, LockRange.covering(k).start) {
                     blooms[i].missed += 1
                     report(.item, "\(blooms[i].name): item \(k) is not in its bloom filter (mounts never read it)")
                 }

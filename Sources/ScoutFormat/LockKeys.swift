@@ -1,7 +1,6 @@
-public import ScoutFormat
-
 /// The cluster lock that covers an item key, named by its start key, and the range it covers
-/// (the original's `scoutfs_lock_ino`, `_orphan`, `_inode_index` ranges).
+/// (the original's `scoutfs_lock_ino`, `_orphan`, `_inode_index` ranges). Pure key arithmetic,
+/// here so the client (locks, bloom keys) and `scoutfs check` share one definition.
 public struct LockRange: Hashable, Sendable, Comparable {
     public var start: Key
     public var end: Key
@@ -58,15 +57,15 @@ public struct LockRange: Hashable, Sendable, Comparable {
 /// The forest's bloom filter (`struct scoutfs_bloom_block`): three bit positions per lock start
 /// key, from FNV-1a-64 of the encoded key, in one 64 KiB block.
 public enum Bloom {
-    public static let headerBytes = 40
-    public static let bits = (Format.largeBlockSize - headerBytes) / 8 * 64
-    static let funcBits = UInt64(Format.largeShift + 3)
+    public static let headerBytes = BloomBlockHeader.encodedSize
+    public static let bits = Format.forestBloomBits
+    static let funcBits = UInt64(Format.forestBloomFuncBits)
 
     /// The bit numbers for `key`.
     public static func bitNumbers(_ key: Key) -> [Int] {
         var hash = FNV1a.hash64(key.encoded())
         var out: [Int] = []
-        for _ in 0..<3 {
+        for _ in 0..<Format.forestBloomNrs {
             out.append(Int(UInt32(truncatingIfNeeded: hash) % UInt32(bits)))
             hash >>= funcBits
         }
