@@ -16,17 +16,21 @@ import ScoutStorage
 public final class LogMerger: @unchecked Sendable {
     let device: MetaDevice
     let link: any ServerLink
+    /// Closed by the unmount before its farewell: no write into the pool after it.
+    let gate: LentBlocksGate
     /// Dirty blocks after which a merge stops and hands back what it did (64 MiB).
     public var dirtyLimit = 1024
 
-    public init(device: MetaDevice, link: any ServerLink) {
+    public init(device: MetaDevice, link: any ServerLink, gate: LentBlocksGate = LentBlocksGate()) {
         self.device = device
         self.link = link
+        self.gate = gate
     }
 
     /// Does one request's work. Returns nil when the server had none, else how many items
     /// were merged and whether it stopped before the request's end.
     public func mergeOnce() throws(FSError) -> (items: Int, partial: Bool)? {
+        if gate.isClosed { return nil }
         guard let req = try link.getLogMerge() else { return nil }
         let comp: LogMergeComplete
         var result = (items: 0, partial: false)
@@ -64,11 +68,12 @@ public final class LogMerger: @unchecked Sendable {
         } catch {
             throw .btree(error)
         }
-        let written: LogTrees
-        do {
-            written = try txn.write()
-        } catch {
-            throw .store(error)
+        let written = try gate.write("a log merge") { () throws(FSError) -> LogTrees in
+            do throws(BlockStoreError) {
+                return try txn.write()
+            } catch {
+                throw .store(error)
+            }
         }
         let comp = LogMergeComplete(
             metaAvail: written.metaAvail, metaFreed: written.metaFreed, root: root, start: req.start, end: req.end,

@@ -86,6 +86,7 @@ extension Volume {
     /// blocks into the compaction's `meta_freed`. Every step is written and synced before
     /// SRCH_COMMIT_COMPACT, so a crash leaves the server's last copy to be redone.
     public func srchCompactOnce(dirtyLimit: Int = 32 << 20 / Format.largeBlockSize) throws(FSError) -> Bool {
+        if lentBlocks.isClosed { return false }
         var sc = try link.srchGetCompact()
         guard sc.nr > 0 else { return false }
         var lt = LogTrees()
@@ -93,6 +94,7 @@ extension Volume {
         lt.metaFreed = sc.metaFreed
         let inputs = (0..<Int(sc.nr)).map { sc.inputs[$0].sfl }
         var finished = true
+        let txn: LogTransaction
         do throws(BlockStoreError) {
             let t = try LogTransaction(device: meta, logTrees: lt)
             if sc.flags & SrchCompact.flagDelete != 0 {
@@ -150,13 +152,26 @@ extension Volume {
                     sc.inputs[k].pos = UInt64(r.pos)
                 }
             }
-            let written = try t.write()
+            txn = t
+        } catch {
+            sc.flags |= SrchCompact.flagError
+            try? link.srchCommitCompact(sc)
+            throw .store(error)
+        }
+        do throws(FSError) {
+            let written = try lentBlocks.write("a srch compaction") { () throws(FSError) -> LogTrees in
+                do throws(BlockStoreError) {
+                    return try txn.write()
+                } catch {
+                    throw .store(error)
+                }
+            }
             sc.metaAvail = written.metaAvail
             sc.metaFreed = written.metaFreed
         } catch {
             sc.flags |= SrchCompact.flagError
             try? link.srchCommitCompact(sc)
-            throw .store(error)
+            throw error
         }
         if finished { sc.flags |= SrchCompact.flagDone }
         try link.srchCommitCompact(sc)

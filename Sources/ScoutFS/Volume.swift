@@ -138,6 +138,12 @@ public final class Volume: @unchecked Sendable {
     let dataWaiters = DataWaiters()
     /// This mount's log merge worker (it has no state of its own between requests).
     let merger: LogMerger
+    /// Writes into blocks the server lent (merge and srch compaction pools) pass through it;
+    /// `unmount` closes it before the farewell.
+    let lentBlocks = LentBlocksGate()
+    /// The final commit of a clean unmount is done: no commit may follow (the farewell hands
+    /// this mount's allocators back to the server).
+    var departed = false
 
     /// Mounts: takes this mount's log tree and allocators (GET_LOG_TREES) and commits them back unchanged.
     public init(meta: MetaDevice, dataPath: String, fmtVers: UInt64, link: any ServerLink) throws(FSError) {
@@ -153,7 +159,7 @@ public final class Volume: @unchecked Sendable {
         let size = data.size
         dataBlocks = size / UInt64(Format.smallBlockSize)
         forest = Forest(device: meta, link: link)
-        merger = LogMerger(device: meta, link: link)
+        merger = LogMerger(device: meta, link: link, gate: lentBlocks)
         cache = ItemCache(forest: forest)
         locks = LockClient(link: GrantWatchingLink(link, grants: forest.grants))
         let lt = try link.getLogTrees()
@@ -308,7 +314,7 @@ public final class Volume: @unchecked Sendable {
     /// Commits if the timer is due; called by the daemon's commit thread.
     public func commitIfDue() {
         state.withLock {
-            if monotonicSeconds() - lastCommit >= commitInterval {
+            if !departed && monotonicSeconds() - lastCommit >= commitInterval {
                 do throws(FSError) {
                     try commitLocked()
                 } catch {
@@ -334,6 +340,7 @@ public final class Volume: @unchecked Sendable {
     /// Commits the transaction. The next one opens when an operation next writes, or at
     /// once with `reopen` (for an operation that goes on writing after the commit).
     func commitLocked(force: Bool = false, reopen: Bool = false) throws(FSError) {
+        if departed { throw FSError(FSError.ESHUTDOWN, "the mount has made its final commit and is leaving") }
         lastCommit = monotonicSeconds()
         if needsOpen && !force { return }
         try openIfNeeded()
@@ -431,9 +438,16 @@ public final class Volume: @unchecked Sendable {
     /// The largest transaction seq known to be complete (GET_LAST_SEQ).
     public func committedSeq() throws(FSError) -> UInt64 { try link.lastSeq() }
 
-    /// Final commit and farewell (a clean unmount).
+    /// Final commit and farewell (a clean unmount). Background writes into lent blocks end
+    /// first (a merge or compaction in progress finishes its write), and no commit follows the
+    /// final one: after the farewell the server owns every block this mount was given.
     public func unmount() throws(FSError) {
-        try sync()
+        lentBlocks.close()
+        try state.withLock { () throws(FSError) in
+            if let failed { throw failed }
+            try commitLocked()
+            departed = true
+        }
         try link.farewell()
     }
 

@@ -47,14 +47,26 @@ final class LocalLink: ServerLink, @unchecked Sendable {
             return try core.getLogTrees(rid: rid)
         }
     }
+    /// Called (outside the server's mutex) after GET_LOG_MERGE handed out a request.
+    var afterGetLogMerge: (@Sendable () -> Void)?
+    /// What this mount sent, in order: `merge-request`, `merge-done`, `merge-error`, `farewell`.
+    private(set) var events: [String] = []
+
     func getLogMerge() throws(FSError) -> LogMergeRequest? {
-        try run { () throws(ServerError) in
+        let req = try run { () throws(ServerError) -> LogMergeRequest? in
             if try core.mergeStatus() == nil { _ = try core.prepareFinalize(rid: nil, force: false) }
-            return try core.getLogMerge(rid: rid)
+            let req = try core.getLogMerge(rid: rid)
+            if req != nil { events.append("merge-request") }
+            return req
         }
+        if req != nil { afterGetLogMerge?() }
+        return req
     }
     func commitLogMerge(_ comp: LogMergeComplete) throws(FSError) {
-        try run { () throws(ServerError) in try core.commitLogMerge(rid: rid, comp) }
+        try run { () throws(ServerError) in
+            events.append(comp.flags & LogMergeComplete.flagError != 0 ? "merge-error" : "merge-done")
+            try core.commitLogMerge(rid: rid, comp)
+        }
     }
     func srchGetCompact() throws(FSError) -> SrchCompact { try run { () throws(ServerError) in try core.getSrchCompact(rid: rid) } }
     func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { try run { () throws(ServerError) in try core.commitSrchCompact(rid: rid, sc) } }
@@ -74,7 +86,12 @@ final class LocalLink: ServerLink, @unchecked Sendable {
             return ServerTotals(uuid: s.uuid, totalMetaBlocks: s.totalMetaBlocks, freeMetaBlocks: s.freeMetaBlocks, totalDataBlocks: s.totalDataBlocks, freeDataBlocks: s.freeDataBlocks, inodeCount: s.inodeCount)
         }
     }
-    func farewell() throws(FSError) { try run { () throws(ServerError) in try core.farewell(rid: rid) } }
+    func farewell() throws(FSError) {
+        try run { () throws(ServerError) in
+            events.append("farewell")
+            try core.farewell(rid: rid)
+        }
+    }
 
     /// Inodes "other mounts" hold, for tests of deletion across mounts.
     var remoteHeld: Set<UInt64> = []

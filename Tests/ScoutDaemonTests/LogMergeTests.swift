@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import ScoutBTree
 import ScoutBlockIO
@@ -6,6 +7,7 @@ import ScoutFormat
 import ScoutServer
 import ScoutStorage
 import ScoutTestSupport
+import Synchronization
 import Testing
 
 private let me = Caller(uid: 0, gid: 0, pid: 1)
@@ -114,6 +116,61 @@ struct LogMergeTests {
         #expect(try Self.names(other, d.ino) == live)
         #expect(throws: FSError.self) { try other.lookup(parent: d.ino, name: b("f0")) }
         #expect(try other.lookup(parent: d.ino, name: b("r1")).nlink == 1)
+    }
+
+    /// A clean unmount while this mount's log merge sits between its request and the write
+    /// of its blocks: the farewell gives the request's pool back to the server, so the merge
+    /// must not write into it afterwards (it did: the server's next commits used those blocks
+    /// and the super block ended up pointing at the merge's alloc-list and btree blocks). The
+    /// unmount closes the lent-blocks gate first: the merge fails with ESHUTDOWN and writes
+    /// nothing, no commit follows the final one, and a later mount's writes leave the volume
+    /// clean.
+    @Test func unmountEndsLentBlockWritesBeforeTheFarewell() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (core, md, link, vol) = try Self.mount(tv)
+        let d = try vol.makeNode(parent: Format.rootIno, name: b("d"), mode: UInt32(S_IFDIR) | 0o755, caller: me)
+        for i in 0..<400 {
+            _ = try vol.makeNode(parent: d.ino, name: b("f\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+            if i % 100 == 99 { try vol.sync() }
+        }
+        try Self.finalize(vol, link)
+        let requested = DispatchSemaphore(value: 0)
+        link.afterGetLogMerge = {
+            requested.signal()
+            usleep(300_000)  // the unmount runs now, before this merge writes
+        }
+        let merged = Mutex<Result<Bool, FSError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            let r = Result { () throws(FSError) in try vol.mergeLogsOnce() }
+            merged.withLock { $0 = r }
+            done.signal()
+        }
+        #expect(requested.wait(timeout: .now() + 10) == .success)
+        try vol.unmount()
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        link.afterGetLogMerge = nil
+        let result = merged.withLock { $0 }
+        guard case .failure(let e) = result else {
+            Issue.record("the merge went on after the unmount began: \(String(describing: result)), events \(link.events)")
+            return
+        }
+        #expect(e.errno == FSError.ESHUTDOWN, "\(e)")
+        let farewell = try #require(link.events.firstIndex(of: "farewell"))
+        #expect(!link.events[farewell...].contains("merge-done"), "\(link.events)")
+        #expect(throws: FSError.self) { try vol.sync(force: true) }
+        #expect(try vol.mergeLogsOnce() == false)
+
+        // the server hands the blocks out again: another mount writes, merges and leaves
+        let other = try Volume(meta: md, dataPath: tv.data, fmtVers: 2, link: LocalLink(core: core, rid: 0x2222))
+        for i in 0..<400 {
+            _ = try other.makeNode(parent: d.ino, name: b("g\(i)"), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        }
+        try other.sync()
+        _ = try Self.drainMerges(other, core)
+        try other.unmount()
+        try VolumeCheckTests.expectClean(tv)
     }
 
     @Test func newerItemsInActiveTreesBeatMergedOnes() throws {
