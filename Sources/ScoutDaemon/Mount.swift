@@ -251,8 +251,15 @@ public final class Mount: @unchecked Sendable {
         fcfg.maxReaderThreads = 1024
         fcfg.readdirPlus = .off
         fcfg.posixACL = true
+        // a read() after a lost lock asks GETATTR and drops pages whose mtime or size changed
+        // (see ScoutFileSystem.NotifierBox.invalidate)
+        fcfg.dataInvalidation = .automatic
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
         fs.attach(notifier: session.notifier)
+        if let v = getenv("SCOUTFS_TEST_PAGE_INVAL_DELAY_MS").flatMap({ Int(String(cString: $0)) }), v > 0 {
+            log.notice("page invalidations after a lost lock are delayed by \(v) ms (SCOUTFS_TEST_PAGE_INVAL_DELAY_MS)")
+            fs.delayPageInvalidation(ms: min(v, 60_000))
+        }
         let cleanUnmount = CleanFlag()
         let stop = CleanFlag()
         // Gives back everything another mount could need: the commit timer, the control socket

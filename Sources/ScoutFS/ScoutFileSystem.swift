@@ -9,7 +9,9 @@ import ScoutFormat
 /// replies carry long timeouts (`cacheTimeout`), so the kernel answers repeated lookups and
 /// stats itself; open files keep their page cache (FOPEN_KEEP_CACHE). What makes this safe in
 /// a cluster is the invalidation hook: when this mount loses an inode group's lock, the volume
-/// reports the group's cached inodes and `invalidate(_:)` sends NOTIFY_INVAL_INODE for each.
+/// reports the group's cached inodes and `invalidate(_:)` sends NOTIFY_INVAL_INODE for each
+/// (attributes before the lock is given up, pages right after; `NotifierBox` says how reads
+/// in between are kept from old pages).
 /// Node ids are inode numbers (so export handles work), generation 0.
 public final class ScoutFileSystem: FileSystemOperations {
     public let volume: Volume
@@ -35,6 +37,12 @@ public final class ScoutFileSystem: FileSystemOperations {
     /// Where kernel cache invalidations are sent.
     public func attach(notifier: FUSENotifier) {
         self.notifier.set(notifier)
+    }
+
+    /// Delays every page invalidation after a lost lock by `ms` (a test knob: it widens the
+    /// window in which reads must not be served from the old pages).
+    public func delayPageInvalidation(ms: Int) {
+        notifier.setPageInvalidationDelay(ms: ms)
     }
 
     private static func ft(_ t: Timespec) -> FileTime { FileTime(seconds: Int64(t.sec), nanoseconds: t.nsec) }
@@ -199,7 +207,9 @@ public final class ScoutFileSystem: FileSystemOperations {
         // locking each, and a page fault waiting here for offline data holds its page locked
         // until a stage, which the stager's own open would then never get to send
         if offline { return OpenReply(fileHandle: fh, flags: [.directIO, .keepCache]) }
-        return OpenReply(fileHandle: fh, flags: flags & 0o40000 != 0 ? [.directIO] : [.keepCache])
+        if flags & 0o40000 != 0 { return OpenReply(fileHandle: fh, flags: [.directIO]) }
+        // pages from before another mount's change may still be cached: the kernel drops them
+        return OpenReply(fileHandle: fh, flags: notifier.pagesMayBeStale(ino) ? [] : [.keepCache])
     }
 
     public func read(
@@ -353,12 +363,20 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// buffered write holds that page lock while its FUSE request waits for this very cluster
 /// lock, which would never come.
 final class NotifierBox: @unchecked Sendable {
-    // Invariant: `notifier` and `names` are only touched with `lock` held.
+    // Invariant: `notifier`, `names` and `pagesPending` are only touched with `lock` held.
     private let lock = PThreadLock()
     private var notifier: FUSENotifier?
     private var names: [UInt64: Set<[UInt8]>] = [:]
+    /// Inodes whose page invalidation was sent off after their lock was lost and has not
+    /// finished: the kernel may still hold pages from before another mount's change.
+    private var pagesPending: [UInt64: Int] = [:]
+    /// How long the page invalidation waits before it starts (0; tests widen the window
+    /// between giving a lock up and the pages going, through `SCOUTFS_TEST_PAGE_INVAL_DELAY_MS`).
+    var pageInvalidationDelayMs = 0
 
     func set(_ n: FUSENotifier) { lock.withLock { notifier = n } }
+
+    func setPageInvalidationDelay(ms: Int) { lock.withLock { pageInvalidationDelayMs = ms } }
 
     func remember(parent: UInt64, name: [UInt8]) {
         lock.withLock { _ = names[parent, default: []].insert(name) }
@@ -368,13 +386,24 @@ final class NotifierBox: @unchecked Sendable {
         lock.withLock { _ = names.removeValue(forKey: dir) }
     }
 
+    /// Whether the kernel may still hold pages of `ino` from before a lock was lost.
+    func pagesMayBeStale(_ ino: UInt64) -> Bool { lock.withLock { pagesPending[ino] != nil } }
+
     /// Drops the kernel's attributes of `inos` now, and their pages and the dentries
     /// remembered under any of them soon after.
+    ///
+    /// The pages cannot go before the lock is given up: dropping a page waits for its page
+    /// lock, which a read or fault holds while its request waits here for that very lock.
+    /// So until they are gone, the kernel refreshes what it would serve from them: the
+    /// attributes are invalid now, so the next read() asks GETATTR first (AUTO_INVAL_DATA
+    /// drops the pages when the mtime or size changed), and an open replies without
+    /// FOPEN_KEEP_CACHE (the kernel drops the pages at open, in the opener's context).
     func invalidate(_ inos: [UInt64]) {
         let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
             var out: [(UInt64, [UInt8])] = []
             for ino in inos {
                 if let set = names.removeValue(forKey: ino) { out += set.map { (ino, $0) } }
+                if notifier != nil { pagesPending[ino, default: 0] += 1 }
             }
             return (notifier, out)
         }
@@ -384,8 +413,15 @@ final class NotifierBox: @unchecked Sendable {
         // once another mount's rename or unlink returns, no name here resolves the old way.
         // (The entry invalidations below only free the kernel's memory then.)
         if !entries.isEmpty { _ = try? n.incrementEpoch() }
-        Threads.detached(name: "inval-pages") {
-            for ino in inos { _ = try? n.invalidateInode(ino, offset: 0, length: -1) }
+        let delay = lock.withLock { pageInvalidationDelayMs }
+        Threads.detached(name: "inval-pages") { [self] in
+            if delay > 0 { usleep(useconds_t(delay) * 1000) }
+            for ino in inos {
+                _ = try? n.invalidateInode(ino, offset: 0, length: -1)
+                lock.withLock {
+                    if let c = pagesPending[ino] { pagesPending[ino] = c > 1 ? c - 1 : nil }
+                }
+            }
             for (parent, name) in entries { _ = try? n.invalidateEntry(parent: parent, name: name) }
         }
     }

@@ -21,6 +21,8 @@ struct Cluster {
     var localFence = false
     /// More mount options for every member (`name=value,...`).
     var mountOptions = ""
+    /// More environment for every member's daemon (`NAME=value ...`).
+    var mountEnvironment = ""
     /// Each member's own loop devices over `dir/meta` and `dir/data`.
     var metaDevices: [String] = []
     var dataDevices: [String] = []
@@ -63,7 +65,7 @@ struct Cluster {
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "\(mountEnvironment) SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).

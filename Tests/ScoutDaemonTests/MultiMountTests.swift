@@ -121,6 +121,39 @@ struct MultiMountTests {
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
     }
 
+    /// A mount that read a file keeps its pages; another mount then rewrites the file (same
+    /// size). The first mount gives its lock up before the kernel's pages can go (dropping
+    /// them waits for page locks that reads hold while they wait for the lock), and here the
+    /// page invalidation is held back 3 s: a read() through the descriptor opened before,
+    /// a new open's read, and a new shared mapping all still see the new bytes at once.
+    @Test func noReadServesPagesFromBeforeAnotherMountsWrite() throws {
+        var c = try Cluster.make()
+        c.mountEnvironment = "SCOUTFS_TEST_PAGE_INVAL_DELAY_MS=3000"
+        defer { c.cleanup() }
+        try c.mount([0, 1])
+        let size = 64 << 10
+        try writeFile(c.mnt(0) + "/f", [UInt8](repeating: 0x41, count: size), fsync: true)
+        let path1 = c.mnt(1) + "/f"
+        let fd = open(path1, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        var buf = [UInt8](repeating: 0, count: size)
+        #expect(pread(fd, &buf, size, 0) == size && buf.allSatisfy { $0 == 0x41 })
+        for round in 0..<3 {
+            let byte = UInt8(0x61 + round)
+            try writeFile(c.mnt(0) + "/f", [UInt8](repeating: byte, count: size), fsync: true)
+            #expect(pread(fd, &buf, size, 0) == size)
+            #expect(buf.allSatisfy { $0 == byte }, "round \(round): the open descriptor read old pages (\(buf[0]))")
+            let fresh = (try? readAll(path1)) ?? []
+            #expect(fresh.count == size && fresh.allSatisfy { $0 == byte }, "round \(round): a new open read old pages")
+            let (rc, out) = MountEnv.sh(
+                "/usr/bin/python3 -c 'import mmap,os; f=os.open(\"\(path1)\", os.O_RDONLY); m=mmap.mmap(f, \(size), prot=mmap.PROT_READ); print(len(set(m[:])), m[0])'")
+            #expect(rc == 0 && out.trimmingCharacters(in: " \n") == "1 \(byte)", "round \(round): the mapping read old pages: \(out)")
+            // and this mount's own read brings the lock back before the next round's write
+        }
+        close(fd)
+        #expect(c.unmount([0, 1]) == 0, "\(c.logs())")
+    }
+
     /// Threads write a file with pwrite on one mount while processes on another mount fault
     /// it in through a shared mapping: both sides keep going and the mounts keep answering.
     @Test func pwriteAgainstMmapFaultsAcrossMounts() throws {
