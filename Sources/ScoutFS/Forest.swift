@@ -38,12 +38,17 @@ final class ReadOnlyStore: MetaBlockStore {
 /// narrowest range all those leaves cover and to the lock's range, so the caller can cache
 /// the result as complete for that range. The newest version of a key (highest seq) wins; a
 /// deletion item hides older versions. A stale block (freed and reused after the roots were
-/// sampled) makes the reader fetch new roots and retry once; stale twice is corruption (EIO).
+/// sampled) makes the reader fetch new roots and retry, for as long as the roots it gets are
+/// new: busy mounts commit, and the server reuses their freed blocks, faster than a loaded
+/// reader may get through one read. A stale block under the same fs and logs roots as the
+/// last stale one is corruption (EIO), as in the original's `scoutfs_block_check_stale`.
 final class Forest {
     let device: MetaDevice
     let link: any ServerLink
     private let store: ReadOnlyStore
     private var roots: ForestRoots?
+    /// The roots last asked for (set before their log trees are walked, which may go stale).
+    private var sampled: ForestRoots?
     private var logTrees: [(root: BTreeRoot, bloom: BlockRef, finalized: Bool)] = []
     /// Bumped by every lock grant; roots sampled before the latest grant may miss what another
     /// mount committed before giving up its lock, so they are sampled again.
@@ -62,6 +67,7 @@ final class Forest {
     private func loadRoots() throws(FSError) {
         let generation = grants.value
         let r = try link.getRoots()
+        sampled = r
         var trees: [(BTreeRoot, BlockRef, Bool)] = []
         let tree = BTree(store: store)
         do {
@@ -79,18 +85,25 @@ final class Forest {
         rootsGeneration = generation
     }
 
+    /// How many root samples a read may find stale blocks under before it gives up (EIO).
+    static let staleRetries = 100
+
     /// The merged items of the range around `key`, within `lock`.
     func read(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
-        do {
-            return try readOnce(key, lock: lock)
-        } catch where error.errno == FSError.ESTALE {
-            roots = nil
+        var staleUnder: ForestRoots?
+        for _ in 0..<Self.staleRetries {
             do {
                 return try readOnce(key, lock: lock)
             } catch where error.errno == FSError.ESTALE {
-                throw FSError(FSError.EIO, "stale block twice reading \(key): \(error.message)")
+                guard let used = sampled else { throw error }
+                if let last = staleUnder, last.fsRoot.ref == used.fsRoot.ref, last.logsRoot.ref == used.logsRoot.ref {
+                    throw FSError(FSError.EIO, "stale block twice under the same roots reading \(key): \(error.message)")
+                }
+                staleUnder = used
+                roots = nil
             }
         }
+        throw FSError(FSError.EIO, "stale blocks under \(Self.staleRetries) samples of the roots reading \(key)")
     }
 
     private func readOnce(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {

@@ -35,8 +35,15 @@ final class LocalLink: ServerLink, @unchecked Sendable {
         }
     }
 
+    /// Roots GET_ROOTS answers with, first in first out, before the server's own.
+    var rootsQueue: [ForestRoots] = []
+
     func getRoots() throws(FSError) -> ForestRoots {
-        try run { () throws(ServerError) in let r = core.stableRoots(); return ForestRoots(fsRoot: r.fsRoot, logsRoot: r.logsRoot, srchRoot: r.srchRoot) }
+        try run { () throws(ServerError) in
+            if !rootsQueue.isEmpty { return rootsQueue.removeFirst() }
+            let r = core.stableRoots()
+            return ForestRoots(fsRoot: r.fsRoot, logsRoot: r.logsRoot, srchRoot: r.srchRoot)
+        }
     }
     /// Every GET_LOG_TREES finalizes this mount's tree however small (the force trigger).
     var forceFinalize = false

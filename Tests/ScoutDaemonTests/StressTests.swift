@@ -17,22 +17,6 @@ struct StressConfig: Sendable {
     var maxHangs = 1
     var ops = Set(StressOp.allCases)
     var opsText = ""
-    /// Whether a stale cross-mount view is a failure (SCOUT_STRESS_STRICT=1, `make stress`) or
-    /// a known issue (`swift test`): see `StressConfig.isStaleView`.
-    var strict = false
-
-    /// The one window left open (issue 13): a lock invalidation drops the kernel's cached pages
-    /// of a file on a thread of its own after the lock is given up (dropping them inline would
-    /// deadlock with a fault or write holding a page lock while its request waits for that very
-    /// lock), so right after another mount changed a file, a read here can still get the old
-    /// cached contents for a moment. Only such a check counts; a failure that says anything
-    /// else (names, sizes, errors, hangs, appends, trees) is always a failure.
-    static func isStaleView(_ failure: String) -> Bool {
-        let details = failure.split(separator: "\n").dropFirst()
-        guard failure.contains("then seen on m"), !details.isEmpty else { return false }
-        return details.allSatisfy { $0.contains("contents differ") || $0.contains("mmap read") }
-    }
-
     static func fromEnvironment() throws -> StressConfig {
         func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
         func int(_ name: String, _ def: Int) -> Int { env(name).flatMap { Int($0) } ?? def }
@@ -51,7 +35,6 @@ struct StressConfig: Sendable {
         c.raceRounds = max(0, int("SCOUT_STRESS_RACES", c.raceRounds))
         c.maxHangs = max(1, int("SCOUT_STRESS_MAX_HANGS", c.maxHangs))
         c.opsText = env("SCOUT_STRESS_OPS") ?? ""
-        c.strict = env("SCOUT_STRESS_STRICT") == "1"
         c.ops = try StressOp.parse(c.opsText)
         return c
     }
@@ -483,16 +466,7 @@ extension RealMounts {
                     print("stress seed \(seed): \(steps) steps, \(failures.count) failures, \(Int(monotonicSeconds() - t0)) s")
                     if !failures.isEmpty {
                         failedSeeds.append(seed)
-                        let stale = cfg.strict ? [] : failures.filter(StressConfig.isStaleView)
-                        let hard = cfg.strict ? failures : failures.filter { !StressConfig.isStaleView($0) }
-                        if !hard.isEmpty {
-                            Issue.record("stress seed \(seed) failed (replay: \(cfg.replay(seed))):\n\(hard.joined(separator: "\n"))")
-                        }
-                        if !stale.isEmpty {
-                            withKnownIssue("issue 13, open: another mount's kernel may serve old cached pages for a moment after a lock is given up (SCOUT_STRESS_STRICT=1 fails on it)", isIntermittent: true) {
-                                Issue.record("stress seed \(seed), stale views (replay: \(cfg.replay(seed))):\n\(stale.joined(separator: "\n"))")
-                            }
-                        }
+                        Issue.record("stress seed \(seed) failed (replay: \(cfg.replay(seed))):\n\(failures.joined(separator: "\n"))")
                     }
                     if hung { break }
                 }
