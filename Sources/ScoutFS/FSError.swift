@@ -39,6 +39,7 @@ public struct FSError: Error, Equatable, Sendable, CustomStringConvertible {
     public static let ENODEV: Int32 = 19
     public static let EOPNOTSUPP: Int32 = 95
     public static let ESTALE: Int32 = 116
+    public static let EDQUOT: Int32 = 122
     public static let EPERM: Int32 = 1
     public static let EINTR: Int32 = 4
 

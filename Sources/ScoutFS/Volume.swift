@@ -109,6 +109,8 @@ public final class Volume: @unchecked Sendable {
     var dataDirty = false
     /// srch entries of this transaction, appended to the log tree's srch file at commit.
     var srchPending: [SrchEntry] = []
+    /// The quota rules in memory and recent check results (`Volume+Quota.swift`).
+    var quota = QuotaCache()
     public let fmtVers: UInt64
     public let fsid: UInt64
     public internal(set) var counters = VolumeCounters()
@@ -181,7 +183,10 @@ public final class Volume: @unchecked Sendable {
     func withLocks<R>(_ inos: [UInt64], write: Bool, orphans: Bool = false, _ body: () throws -> R) throws(FSError) -> R {
         var want = Set(inos.map { LockRange.inode($0) })
         let mode: LockMode = write ? .write : .read
+        var needRules = false
         for _ in 0..<16 {
+            // a quota check found no rules in memory: read them with no lock held
+            if needRules { try loadQuotaRules() }
             // key order: the orphan zone sorts before the fs zone
             let sorted = want.sorted()
             var taken: [LockRange] = []
@@ -202,6 +207,9 @@ public final class Volume: @unchecked Sendable {
                 return try underLocks(Set(taken), write: write, orphan: orphanTaken, body)
             } catch let e as NeedLocks {
                 for ino in e.inos { want.insert(.inode(ino)) }
+                continue
+            } catch is NeedQuotaRules {
+                needRules = true
                 continue
             } catch let e as FSError {
                 throw e
@@ -258,6 +266,7 @@ public final class Volume: @unchecked Sendable {
             }
             if to == .null {
                 cache.invalidate(range)
+                if range == .quota { quota.invalidate() }
                 if range.start.zone == KeyZone.fs {
                     inos = lookupCounts.keys.filter { range.contains(Key(zone: KeyZone.fs, first: $0)) }
                     if range.contains(Key(zone: KeyZone.fs, first: Format.rootIno)) { inos.append(Format.rootIno) }
