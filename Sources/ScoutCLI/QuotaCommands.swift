@@ -37,9 +37,14 @@ enum QuotaRuleText {
         return s + "\(char(ops, r.op)) \(r.limit) \(r.ruleFlags & QuotaRule.ruleFlagCount != 0 ? "C" : "-")"
     }
 
+    /// What a flag other than `-`, `S` (names) or `C` (the rule) becomes: the original means
+    /// to refuse it with a message, but its check compares the byte with a negative int and
+    /// never fires, so the bits `~1` go to the filesystem, which refuses the rule (EINVAL).
+    static let unknownFlags: UInt8 = 0xfe
+
     /// `parse_rule`: the fields as sscanf(" %hhu %llu,%c,%c %llu,%c,%c %llu,%c,%c %c %llu %c")
     /// reads them (anything after the last field is ignored), then each name's source and
-    /// flag, the op and the rule flag, in that order.
+    /// the op, in that order (the flags: see ``unknownFlags``).
     static func parse(_ text: [UInt8]) -> Parsed {
         var scan = CScanner(text)
         var fields: [UInt64] = []
@@ -64,32 +69,21 @@ enum QuotaRuleText {
             scan.skipSpace()
             complete = complete && char()
         }
-        let quoted = text
-        guard complete else { return .invalid(Array("invalid rule, missing fields: ".utf8) + quoted + [10]) }
+        guard complete else { return .invalid(Array("invalid rule, missing fields: ".utf8) + text + [10]) }
         var r = QuotaRule(prio: UInt8(truncatingIfNeeded: fields[0]), nameVal: Array(fields[1...3]), limit: fields[4])
         for i in 0..<3 {
             let (src, flag) = (chars[i * 2], chars[i * 2 + 1])
             guard let s = sources.firstIndex(of: src) else {
-                return .invalid(Array("invalid name source '".utf8) + [src] + Array("' in name #\(i + 1) in rule:\n\t".utf8) + quoted + [10])
+                return .invalid(Array("invalid name source '".utf8) + [src] + Array("' in name #\(i + 1) in rule:\n\t".utf8) + text + [10])
             }
             r.nameSource[i] = UInt8(s)
-            switch flag {
-            case UInt8(ascii: "-"): r.nameFlags[i] = 0
-            case UInt8(ascii: "S"): r.nameFlags[i] = QuotaRule.nameFlagSelect
-            default:
-                return .invalid(Array("invalid name flags '".utf8) + [flag] + Array("' in name #\(i + 1) in rule:\n\t".utf8) + quoted + [10])
-            }
+            r.nameFlags[i] = flag == UInt8(ascii: "-") ? 0 : flag == UInt8(ascii: "S") ? QuotaRule.nameFlagSelect : unknownFlags
         }
         guard let op = ops.firstIndex(of: chars[6]) else {
-            return .invalid(Array("invalid op '".utf8) + [chars[6]] + Array("' in rule:\n\t".utf8) + quoted + [10])
+            return .invalid(Array("invalid op '".utf8) + [chars[6]] + Array("' in rule:\n\t".utf8) + text + [10])
         }
         r.op = UInt8(op)
-        switch chars[7] {
-        case UInt8(ascii: "-"): r.ruleFlags = 0
-        case UInt8(ascii: "C"): r.ruleFlags = QuotaRule.ruleFlagCount
-        default:
-            return .invalid(Array("invalid rule flags '".utf8) + [chars[7]] + Array("' in rule:\n\t".utf8) + quoted + [10])
-        }
+        r.ruleFlags = chars[7] == UInt8(ascii: "-") ? 0 : chars[7] == UInt8(ascii: "C") ? QuotaRule.ruleFlagCount : unknownFlags
         return .rule(r)
     }
 }
@@ -186,7 +180,7 @@ struct QuotaAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-add", abstract: "Add quota rule")
 
     @Option(name: .shortAndLong, help: quotaPathHelp) var path: String?
-    @Option(name: .shortAndLong, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
+    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
     @Argument(help: .hidden) var ignored: [String] = []
 
     func run() throws {
@@ -201,7 +195,7 @@ struct QuotaDelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-del", abstract: "Delete quota rule")
 
     @Option(name: .shortAndLong, help: quotaPathHelp) var path: String?
-    @Option(name: .shortAndLong, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
+    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
     @Argument(help: .hidden) var ignored: [String] = []
 
     func run() throws {
