@@ -146,9 +146,10 @@ private func ioctlFailed(_ name: String, _ e: AgentError) -> ArgpError {
 }
 
 /// `scoutfs quota-add -p PATH -r RULE` and `quota-del`: one ADD_QUOTA_RULE or DEL_QUOTA_RULE.
-struct QuotaModCommand {
-    var path: String?
-    var rule: String?
+struct QuotaModOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: quotaPathHelp) var path: String?
+    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
+    @Argument(help: .hidden) var ignored: [String] = []
 
     /// argp's checks at the end of parsing: the path first, then the rule.
     func plan() throws(ArgpError) -> (path: String, rule: String) {
@@ -174,36 +175,25 @@ struct QuotaModCommand {
             throw ioctlFailed("MOD_QUOTA_RULE", error)
         }
     }
+
+    func run(_ command: String, add: Bool) throws {
+        try runArgp(command) { out throws(ArgpError) in
+            let p = try plan()
+            try Self.execute(path: p.path, rule: p.rule, add: add, out)
+        }
+    }
 }
 
 struct QuotaAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-add", abstract: "Add quota rule")
-
-    @Option(name: .shortAndLong, help: quotaPathHelp) var path: String?
-    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
-    @Argument(help: .hidden) var ignored: [String] = []
-
-    func run() throws {
-        try runArgp("quota-add") { out throws(ArgpError) in
-            let p = try QuotaModCommand(path: path, rule: rule).plan()
-            try QuotaModCommand.execute(path: p.path, rule: p.rule, add: true, out)
-        }
-    }
+    @OptionGroup var options: QuotaModOptions
+    func run() throws { try options.run("quota-add", add: true) }
 }
 
 struct QuotaDelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-del", abstract: "Delete quota rule")
-
-    @Option(name: .shortAndLong, help: quotaPathHelp) var path: String?
-    @Option(name: .shortAndLong, parsing: .unconditional, help: ArgumentHelp("Rule string", valueName: "RULE_STRING")) var rule: String?
-    @Argument(help: .hidden) var ignored: [String] = []
-
-    func run() throws {
-        try runArgp("quota-del") { out throws(ArgpError) in
-            let p = try QuotaModCommand(path: path, rule: rule).plan()
-            try QuotaModCommand.execute(path: p.path, rule: p.rule, add: false, out)
-        }
-    }
+    @OptionGroup var options: QuotaModOptions
+    func run() throws { try options.run("quota-del", add: false) }
 }
 
 /// The original's `do_bulk`: rules come in batches (from GET_QUOTA_RULES, or one line of
@@ -269,20 +259,23 @@ struct QuotaBulkOptions: ParsableArguments {
         guard let path else { throw .usage("must provide file path") }
         return path
     }
+
+    /// Opens the path (after argp's check), then runs the bulk operation `make` builds.
+    func run(_ command: String, _ make: @escaping (ScoutAgent, Output) throws(ArgpError) -> QuotaBulk) throws {
+        try runArgp(command) { out throws(ArgpError) in
+            let agent = try openFile(try plan(), O_RDONLY)
+            defer { agent.close() }
+            try make(agent, out).run(unsorted: unsorted)
+        }
+    }
 }
 
 struct QuotaListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-list", abstract: "List quota rules")
     @OptionGroup var options: QuotaBulkOptions
 
-    static func execute(path: String, unsorted: Bool, _ out: Output) throws(ArgpError) {
-        let agent = try openFile(path, O_RDONLY)
-        defer { agent.close() }
-        try QuotaBulk(next: QuotaBulk.fromIoctl(agent), each: { out.line(QuotaRuleText.format($0)) }).run(unsorted: unsorted)
-    }
-
     func run() throws {
-        try runArgp("quota-list") { out throws(ArgpError) in try Self.execute(path: try options.plan(), unsorted: options.unsorted, out) }
+        try options.run("quota-list") { agent, out in QuotaBulk(next: QuotaBulk.fromIoctl(agent), each: { out.line(QuotaRuleText.format($0)) }) }
     }
 }
 
@@ -290,14 +283,8 @@ struct QuotaWipeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "quota-wipe", abstract: "Delete all quota rules")
     @OptionGroup var options: QuotaBulkOptions
 
-    static func execute(path: String, unsorted: Bool, _ out: Output) throws(ArgpError) {
-        let agent = try openFile(path, O_RDONLY)
-        defer { agent.close() }
-        try QuotaBulk(next: QuotaBulk.fromIoctl(agent), each: QuotaBulk.modify(agent, add: false, out)).run(unsorted: unsorted)
-    }
-
     func run() throws {
-        try runArgp("quota-wipe") { out throws(ArgpError) in try Self.execute(path: try options.plan(), unsorted: options.unsorted, out) }
+        try options.run("quota-wipe") { agent, out in QuotaBulk(next: QuotaBulk.fromIoctl(agent), each: QuotaBulk.modify(agent, add: false, out)) }
     }
 }
 
@@ -324,14 +311,10 @@ struct QuotaRestoreCommand: ParsableCommand {
         }
     }
 
-    static func execute(path: String, unsorted: Bool, _ out: Output) throws(ArgpError) {
-        let agent = try openFile(path, O_RDONLY)
-        defer { agent.close() }
-        guard let input = fdopen(0, "r") else { throw .failed(errno, after: [errnoLine("error reading rules", errno)]) }
-        try QuotaBulk(next: lines(input, out), each: QuotaBulk.modify(agent, add: true, out)).run(unsorted: unsorted)
-    }
-
     func run() throws {
-        try runArgp("quota-restore") { out throws(ArgpError) in try Self.execute(path: try options.plan(), unsorted: options.unsorted, out) }
+        try options.run("quota-restore") { agent, out throws(ArgpError) in
+            guard let input = fdopen(0, "r") else { throw .failed(errno, after: [errnoLine("error reading rules", errno)]) }
+            return QuotaBulk(next: Self.lines(input, out), each: QuotaBulk.modify(agent, add: true, out))
+        }
     }
 }

@@ -186,7 +186,10 @@ public final class Volume: @unchecked Sendable {
         var needRules = false
         for _ in 0..<16 {
             // a quota check found no rules in memory: read them with no lock held
-            if needRules { try loadQuotaRules() }
+            if needRules {
+                try loadQuotaRules()
+                needRules = false
+            }
             // key order: the orphan zone sorts before the fs zone
             let sorted = want.sorted()
             var taken: [LockRange] = []

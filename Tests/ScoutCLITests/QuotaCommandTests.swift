@@ -90,9 +90,10 @@ import Testing
     }
 
     @Test func argpChecks() {
-        #expect(throws: ArgpError.usage("must provide file path")) { try QuotaModCommand(path: nil, rule: "x").plan() }
-        #expect(throws: ArgpError.usage("must provide file path")) { try QuotaModCommand(path: nil, rule: nil).plan() }
-        #expect(throws: ArgpError.usage("must provide rule string")) { try QuotaModCommand(path: "/", rule: nil).plan() }
+        #expect(throws: ArgpError.usage("must provide file path")) { try QuotaModOptions.parse(["-r", "x"]).plan() }
+        #expect(throws: ArgpError.usage("must provide file path")) { try QuotaModOptions.parse([]).plan() }
+        #expect(throws: ArgpError.usage("must provide rule string")) { try QuotaModOptions.parse(["-p", "/"]).plan() }
+        #expect((try? QuotaModOptions.parse(["-p", "/", "-r", "-1 x", "extra"]).plan())?.rule == "-1 x")
         #expect(throws: ArgpError.usage("must provide file path")) { try QuotaBulkOptions.parse([]).plan() }
         #expect(throws: Never.self) { try QuotaBulkOptions.parse(["-p", "/mnt", "-U"]).plan() }
         #expect((try? QuotaBulkOptions.parse(["--path", "/mnt", "--unsorted"]))?.unsorted == true)
