@@ -1,5 +1,6 @@
 import CFuseKernel
 import Glibc
+import ScoutAgent
 import ScoutFormat
 import ScoutIoctl
 import ScoutTestSupport
@@ -139,6 +140,22 @@ extension RealMounts {
             #expect(Self.run("\(MountEnv.binary) quota-restore -p \(v.mnt) < \(v.dir)/lots").rc == 0)
             #expect(Self.run("\(MountEnv.binary) quota-list -p \(v.mnt)").out == many)
             if Self.haveOriginal { #expect(Self.run("\(Self.original) quota-list -p \(v.mnt)").out == many) }
+            // GET_QUOTA_RULES in small batches: the cursor resumes past the last rule returned
+            let agent = try ScoutAgent.open(v.mnt)
+            var iterator: [UInt64] = [0, 0]
+            var seen: [QuotaRule] = []
+            var cursors: [[UInt64]] = []
+            for _ in 0..<1000 {
+                let batch = try agent.getQuotaRules(iterator: &iterator, max: 7)
+                if batch.isEmpty { break }
+                seen += batch
+                cursors.append(iterator)
+            }
+            #expect(try agent.getQuotaRules(iterator: &iterator, max: 7).isEmpty && iterator == cursors.last)
+            agent.close()
+            #expect(seen.count == 3000 && Set(seen).count == 3000 && Set(seen.map(\.nameVal[0])) == Set((0..<3000).map { 9_000_003_000 - UInt64($0) }))
+            #expect(zip(cursors, cursors.dropFirst()).allSatisfy { $0.0[0] < $0.1[0] || ($0.0[0] == $0.1[0] && $0.0[1] < $0.1[1]) }, "storage order")
+            #expect(zip(seen, seen.dropFirst()).allSatisfy { FNV1a.hash64($0.0.encoded) < FNV1a.hash64($0.1.encoded) }, "hash order")
             #expect(Self.run("\(MountEnv.binary) quota-wipe -p \(v.mnt)").rc == 0)
 
             // the item's key: (QUOTA zone, RULE type, FNV-1a 64 of the 48-byte value, collision 0)
