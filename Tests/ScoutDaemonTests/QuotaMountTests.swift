@@ -225,14 +225,16 @@ extension RealMounts {
             // an existing name is still opened (EEXIST comes first), links and renames go on
             #expect(open(m[0] + "/d/f0", O_CREAT | O_WRONLY, 0o644).closing() == 0)
             #expect(link(m[0] + "/d/f0", m[0] + "/d/f0-link") == 0 && rename(m[1] + "/d/f1", m[1] + "/d/f1-moved") == 0)
-            // the agent lowers the count on mount 1: the cached EDQUOT stays for up to 5 s on mount 0
+            // the agent lowers the count on mount 1: mount 0 keeps its EDQUOT for 5 s
+            #expect(MountEnv.sh("\(c.bin) trigger -p \(m[0]) drop_quota_check_cache").0 == 0)
+            let start = monotonicSeconds()
             #expect(Self.create(m[0] + "/d/over") == EDQUOT)
             #expect(removexattr(m[1] + "/d/f0", "scoutfs.totl.files.7.7.7") == 0)
             #expect(MountEnv.sh("\(c.bin) sync -p \(m[1])").0 == 0)
-            let start = monotonicSeconds()
-            #expect(Self.create(m[0] + "/d/over") == EDQUOT, "the check result is kept")
+            if monotonicSeconds() - start < 4.5 { #expect(Self.create(m[0] + "/d/over") == EDQUOT, "the check result is kept") }
             let allowed = waitFor(seconds: 10) { Self.create(m[0] + "/d/over") == 0 }
-            #expect(allowed != nil && monotonicSeconds() - start < 6.5, "the check result expires after 5 s")
+            let took = monotonicSeconds() - start
+            #expect(allowed != nil && took >= 5 && took < 9, "the check result expires after 5 s (allowed after \(took) s)")
             // a rule change is seen by the other mount at once (its rules and checks are dropped)
             #expect(Self.set(m[0] + "/d/over", "scoutfs.totl.files.7.7.7", "1") == 0)
             settle()
