@@ -184,9 +184,13 @@ public final class Volume: @unchecked Sendable {
         var want = Set(inos.map { LockRange.inode($0) })
         let mode: LockMode = write ? .write : .read
         var needRules = false
-        for _ in 0..<16 {
-            // a quota check found no rules in memory: read them with no lock held
+        var rounds = 0
+        var ruleReads = 0
+        while rounds < 16 && ruleReads <= 256 {
+            // a quota check found no rules in memory: read them with no lock held (another
+            // mount changing rules meanwhile makes it read them again, as the original does)
             if needRules {
+                ruleReads += 1
                 try loadQuotaRules()
                 needRules = false
             }
@@ -210,6 +214,7 @@ public final class Volume: @unchecked Sendable {
                 return try underLocks(Set(taken), write: write, orphan: orphanTaken, body)
             } catch let e as NeedLocks {
                 for ino in e.inos { want.insert(.inode(ino)) }
+                rounds += 1
                 continue
             } catch is NeedQuotaRules {
                 needRules = true

@@ -313,6 +313,36 @@ extension RealMounts {
             #expect(check.0 == 0, "\(check.1)")
         }
 
+        /// Rules changing on one mount over and over while another creates and writes files:
+        /// every change takes the quota lock from the creating mount, which reads the rules
+        /// again; nothing fails, nothing hangs, and a limit that applies is still enforced.
+        @Test(.enabled(if: MountEnv.usable)) func ruleChangesWhileAnotherMountCreates() throws {
+            let c = try Cluster.make()
+            defer { c.cleanup() }
+            try c.mount([0, 1])
+            #expect(mkdir(c.mnt(0) + "/w", 0o755) == 0)
+            let py = "import os,sys\nd=sys.argv[1]\nn=0\nwhile not os.path.exists(d+'/../stop'):\n"
+                + "    fd=os.open(d+'/f%d'%n, os.O_CREAT|os.O_WRONLY, 0o644); os.write(fd, b'x'*4096); os.close(fd); n+=1\n"
+                + "print(n)\n"
+            try writeFile(c.dir + "/creates.py", Array(py.utf8), fsync: false)
+            let changes = "for i in $(seq 1 60); do \(c.bin) quota-add -p \(c.mnt(1)) -r \"1 $i,U,S 5,L,- 5,L,- I 1 -\" || exit 1; "
+                + "\(c.bin) quota-add -p \(c.mnt(1)) -r \"1 5,L,- 5,L,- 5,L,- D 1 -\" || exit 2; "
+                + "\(c.bin) quota-wipe -p \(c.mnt(1)) || exit 3; done; touch \(c.mnt(0))/stop"
+            let rcs = try c.inBackground(
+                [("python3 \(c.dir)/creates.py \(c.mnt(0))/w > \(c.dir)/creates.out 2>&1", "creates"), (changes, "changes")], seconds: 240)
+            #expect(rcs == [0, 0], "creates: \((try? TempDir.readText(c.dir + "/creates.out")) ?? "")")
+            let created = Int(((try? TempDir.readText(c.dir + "/creates.out")) ?? "").trimmingCharacters(in: " \n")) ?? 0
+            #expect(created > 0)
+            // and the rules still work afterwards
+            #expect(Self.run("\(c.bin) quota-add -p \(c.mnt(1)) -r '1 5,L,- 5,L,- 5,L,- I 1 -'").rc == 0)
+            #expect(Self.set(c.mnt(1) + "/w", "scoutfs.totl.t.5.5.5", "1") == 0)
+            #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(1))").0 == 0)
+            #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(0)) drop_quota_check_cache").0 == 0)
+            #expect(Self.create(c.mnt(0) + "/w/last") == EDQUOT)
+            print("quota: \(created) files created on one mount during 240 rule changes on the other")
+            #expect(c.unmount([0, 1]) == 0)
+        }
+
         /// A format version 1 volume has no quotas: the commands fail with EOPNOTSUPP, as the
         /// original's do, and nothing is enforced.
         @Test(.enabled(if: MountEnv.usable)) func formatVersion1HasNoQuotas() throws {
