@@ -17,7 +17,8 @@ public struct ScoutCommand: ParsableCommand {
                       GetAllocatedInosCommand.self, GetAttrXCommand.self, SetAttrXCommand.self, SetattrCommand.self,
                       ReleaseCommand.self, StageCommand.self, PunchOfflineCommand.self, MoveBlocksCommand.self,
                       DataWaitingCommand.self, DataWaitErrCommand.self, GetFiemapCommand.self, TriggerCommand.self,
-                      ListHiddenXattrsCommand.self, ReadXattrTotalsCommand.self, ReadXattrIndexCommand.self]
+                      ListHiddenXattrsCommand.self, ReadXattrTotalsCommand.self, ReadXattrIndexCommand.self,
+                      QuotaAddCommand.self, QuotaDelCommand.self, QuotaListCommand.self, QuotaWipeCommand.self, QuotaRestoreCommand.self]
     )
 
     public init() {}
@@ -46,6 +47,7 @@ extension ScoutCommand {
         "resize-devices": ["p", "m", "d"], "change-quorum-config": ["Q"], "change-format-version": ["V"],
         "prepare-empty-data-device": [],
         "list-hidden-xattrs": [], "read-xattr-totals": ["p"], "read-xattr-index": ["p"],
+        "quota-add": ["p", "r"], "quota-del": ["p", "r"], "quota-list": ["p"], "quota-wipe": ["p"], "quota-restore": ["p"],
     ]
 
     /// getopt's short option syntax, which ArgumentParser lacks, rewritten into separate
@@ -276,6 +278,11 @@ extension ScoutCommand {
         ("print", .debug, "META-DEV", "Print metadata structures"),
         ("check", .debug, "META-DEVICE DATA-DEVICE", "Check the consistency of an unmounted volume"),
         ("punch-offline", .agent, "PATH", "Make a (sparse) hole in the file at offset and with length"),
+        ("quota-add", .core, "", "Add quota rule"),
+        ("quota-del", .core, "", "Delete quota rule"),
+        ("quota-list", .core, "", "List quota rules"),
+        ("quota-wipe", .core, "", "Delete all quota rules"),
+        ("quota-restore", .core, "", "Restore quota rules from list output on stdin"),
         ("quorum-status", .info, "[-p PATH]", "Show a quorum member mount's election status and quorum counters"),
         ("search-xattrs", .info, "XATTR-NAME", "Print inode numbers of inodes which may have given xattr"),
         ("setattr", .agent, "FILE", "Set attributes on newly-created zero-length file"),

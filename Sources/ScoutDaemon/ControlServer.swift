@@ -339,6 +339,12 @@ public final class ControlServer: Sendable {
             case "trigger":
                 guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }
                 guard args.count == 1 else { return Self.err(EINVAL, "usage: trigger NAME") }
+                // the mount's own (the original's debugfs drop_quota_check_cache)
+                if args[0] == "drop_quota_check_cache" {
+                    guard let volume else { return Self.noVolume }
+                    volume.dropQuotaCheckCache()
+                    return "OK\n"
+                }
                 guard ["log_merge_force_finalize_ours", "srch_force_log_rotate"].contains(args[0]) else { return Self.err(EINVAL, "unknown trigger \(args[0])") }
                 guard sources.trigger(args[0]) else { return Self.err(ENOENT, "this mount runs no server") }
                 return "OK\n"

@@ -35,6 +35,7 @@ public struct FSError: Error, Equatable, Sendable, CustomStringConvertible {
     public static let ENOSYS: Int32 = 38
     public static let ENOTEMPTY: Int32 = 39
     public static let ENODATA: Int32 = 61
+    public static let EDQUOT: Int32 = 122
     public static let ENXIO: Int32 = 6
     public static let ENODEV: Int32 = 19
     public static let EOPNOTSUPP: Int32 = 95

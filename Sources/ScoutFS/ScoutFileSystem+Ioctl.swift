@@ -70,6 +70,7 @@ extension ScoutFileSystem {
         default:
             if let r = try archiveIoctl(cmd, c) { return r }
             if let r = try tagIoctl(cmd, c) { return r }
+            if let r = try quotaIoctl(cmd, c) { return r }
             throw FUSEError(ENOTTY)
         }
     }

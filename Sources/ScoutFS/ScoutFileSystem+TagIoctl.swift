@@ -53,11 +53,7 @@ extension ScoutFileSystem {
 
     private func readXattrIndex(_ c: IoctlCall) throws -> IoctlReply {
         try c.require(.sysAdmin)
-        // declared _IOR, so the kernel passes nothing in: read the struct from the caller
-        var raw = [UInt8](repeating: 0, count: ReadXattrIndexArgs.size)
-        let r = raw.withUnsafeMutableBytes { buf in Result { () throws(FUSEError) in try c.memory.read(c.argument, into: buf) } }
-        try r.get()
-        let a = try ReadXattrIndexArgs(bytes: raw)
+        let a = try c.callerArgs(ReadXattrIndexArgs.self)
         let nr = Int(min(a.entriesNr, UInt64(Int32.max), UInt64(CallerMemory.maxTransfer / XattrIndexEntry.size)))
         let f = (a.first.major, a.first.minor, a.first.ino)
         let l = (a.last.major, a.last.minor, a.last.ino)

@@ -224,7 +224,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         writeFlags: WriteFlags, flags: Int32
     ) throws -> Int {
         let append = (handles.flags(fileHandle) ?? 0) & O_APPEND != 0
-        let r = data.withUnsafeBytes { raw in Result { () throws(FSError) -> Int in try volume.write(nodeID, offset: offset, raw, append: append, hooks: DataWaitHooks(context)) } }
+        // the kernel's writeback of a shared mapping's pages is never refused for quota
+        let quota = !writeFlags.contains(.cache)
+        let r = data.withUnsafeBytes { raw in
+            Result { () throws(FSError) -> Int in
+                try volume.write(nodeID, offset: offset, raw, append: append, hooks: DataWaitHooks(context), quota: quota)
+            }
+        }
         do {
             return try r.get()
         } catch {

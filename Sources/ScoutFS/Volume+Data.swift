@@ -223,9 +223,12 @@ extension Volume {
     ///
     /// While any block inside i_size is offline the write waits (op `write`) for it to be
     /// staged: data_version is per inode, and a write would make every later stage of the
-    /// file fail with ESTALE. Offline blocks past i_size are overwritten.
+    /// file fail with ESTALE. Offline blocks past i_size are overwritten. A data quota that
+    /// was reached refuses the write (EDQUOT) unless `quota` is false (the kernel writing
+    /// back pages of a shared mapping, which the original never refuses).
     public func write(
-        _ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false, hooks: DataWaitHooks? = nil
+        _ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false, hooks: DataWaitHooks? = nil,
+        quota: Bool = true
     ) throws(FSError) -> Int {
         guard data.count > 0 else { return 0 }
         return try withDataWait([ino], write: true, hooks: hooks) { () throws -> Int in
@@ -234,6 +237,7 @@ extension Volume {
             let offset = append ? i.size : requested
             let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
             if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
+            if quota { try checkDataQuota(i) }
             if i.size > 0 { try waitIfOffline(ino, i, first: 0, last: (i.size - 1) / Self.bs, op: .write) }
             try writeBlocks(ino, &i, offset: offset, data)
             if end > i.size { i.size = end }
@@ -369,6 +373,7 @@ extension Volume {
         try withDataWait([ino], write: true, hooks: hooks) { () throws -> Void in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(Self.isDir(i.mode) ? FSError.EISDIR : FSError.ENODEV) }
+            if mode & FallocMode.punchHole == 0 { try checkDataQuota(i) }
             let changesData = mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0
             let grows = mode & FallocMode.keepSize == 0 && end > i.size
             if (changesData || grows) && i.size > 0 {

@@ -198,6 +198,7 @@ extension Volume {
                 gid = dir.gid
                 if Self.isDir(m) { m |= UInt32(S_ISGID) }
             }
+            try checkInodeQuota(dir: dir, uid: caller.uid, gid: gid)
             var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev)
             if acls.access != nil || acls.defaults != nil {
                 storeInheritedACLs(ino, &i, acls)
@@ -499,6 +500,7 @@ extension Volume {
             let dir = try loadDir(parent)
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }
+            try checkInodeQuota(dir: dir, uid: caller.uid, gid: gid)
             let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
             var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid)
             storeInheritedACLs(ino, &i, acls)

@@ -109,6 +109,8 @@ public final class Volume: @unchecked Sendable {
     var dataDirty = false
     /// srch entries of this transaction, appended to the log tree's srch file at commit.
     var srchPending: [SrchEntry] = []
+    /// The quota rules in memory and recent check results (`Volume+Quota.swift`).
+    var quota = QuotaCache()
     public let fmtVers: UInt64
     public let fsid: UInt64
     public internal(set) var counters = VolumeCounters()
@@ -187,7 +189,17 @@ public final class Volume: @unchecked Sendable {
     func withLocks<R>(_ inos: [UInt64], write: Bool, orphans: Bool = false, _ body: () throws -> R) throws(FSError) -> R {
         var want = Set(inos.map { LockRange.inode($0) })
         let mode: LockMode = write ? .write : .read
-        for _ in 0..<16 {
+        var needRules = false
+        var rounds = 0
+        var ruleReads = 0
+        while rounds < 16 && ruleReads <= 256 {
+            // a quota check found no rules in memory: read them with no lock held (another
+            // mount changing rules meanwhile makes it read them again, as the original does)
+            if needRules {
+                ruleReads += 1
+                try loadQuotaRules()
+                needRules = false
+            }
             // key order: the orphan zone sorts before the fs zone
             let sorted = want.sorted()
             var taken: [LockRange] = []
@@ -208,6 +220,10 @@ public final class Volume: @unchecked Sendable {
                 return try underLocks(Set(taken), write: write, orphan: orphanTaken, body)
             } catch let e as NeedLocks {
                 for ino in e.inos { want.insert(.inode(ino)) }
+                rounds += 1
+                continue
+            } catch is NeedQuotaRules {
+                needRules = true
                 continue
             } catch let e as FSError {
                 throw e
@@ -264,6 +280,7 @@ public final class Volume: @unchecked Sendable {
             }
             if to == .null {
                 cache.invalidate(range)
+                if range == .quota { quota.invalidate() }
                 if range.start.zone == KeyZone.fs {
                     inos = lookupCounts.keys.filter { range.contains(Key(zone: KeyZone.fs, first: $0)) }
                     if range.contains(Key(zone: KeyZone.fs, first: Format.rootIno)) { inos.append(Format.rootIno) }

@@ -6,6 +6,8 @@ public enum Format {
     public static let versionMax: UInt64 = 2
     /// The first format version with `.indx.` xattrs (`SCOUTFS_FORMAT_VERSION_FEAT_INDX_TAG`).
     public static let versionIndxTag: UInt64 = 2
+    /// The first format version with quota rules (`SCOUTFS_FORMAT_VERSION_FEAT_QUOTA`).
+    public static let versionQuota: UInt64 = 2
 
     public static let smallShift = 12
     /// 4 KiB: super, quorum blocks and file data.

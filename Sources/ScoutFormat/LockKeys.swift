@@ -31,6 +31,12 @@ public struct LockRange: Hashable, Sendable, Comparable {
         start: Key(zone: KeyZone.xattrIndx),
         end: Key(zone: KeyZone.xattrIndx, first: .max, type: .max, second: .max, third: .max, fourth: .max))
 
+    /// The quota zone lock (the original's `scoutfs_lock_quota`): the whole zone. Rules are
+    /// read under READ and changed under WRITE, so every change invalidates every mount's rules.
+    public static let quota = LockRange(
+        start: Key(zone: KeyZone.quota),
+        end: Key(zone: KeyZone.quota, first: .max, type: .max, second: .max, third: .max, fourth: .max))
+
     /// The seq index lock covering index `type` at `major`.
     public static func index(type: UInt8, major: UInt64) -> LockRange {
         let mask: UInt64 = (1 << 10) - 1
@@ -47,6 +53,7 @@ public struct LockRange: Hashable, Sendable, Comparable {
         case KeyZone.inodeIndex: return index(type: key.type, major: key.second)
         case KeyZone.xattrTotl: return xattrTotl
         case KeyZone.xattrIndx: return xattrIndx
+        case KeyZone.quota: return quota
         default: return LockRange(start: key, end: key)
         }
     }
