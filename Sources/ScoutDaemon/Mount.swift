@@ -251,6 +251,10 @@ public final class Mount: @unchecked Sendable {
         fcfg.maxReaderThreads = 1024
         fcfg.readdirPlus = .off
         fcfg.posixACL = true
+        // setuid, setgid and security.capability are cleared here on write, truncate and
+        // chown: the kernel then asks for no security.capability before every write (one
+        // request per write(2) instead of two)
+        fcfg.handleKillPrivV2 = true
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
         fs.attach(notifier: session.notifier)
         let cleanUnmount = CleanFlag()
