@@ -298,7 +298,8 @@ public final class Volume: @unchecked Sendable {
     /// limit the blocks on the paths to the dirty items' leaves are counted in the log tree
     /// (clustered items share them: the creates of a directory, the extents of a file), and
     /// each later dirty item adds the worst case again until the bound reaches the limit and
-    /// they are counted anew.
+    /// they are counted anew. A count that leaves less than an eighth of the limit commits at
+    /// once, so counts (a walk of every dirty key) come at least limit/16 items apart.
     func maybeCommit() throws(FSError) {
         if cache.dirtyBytes > 64 << 20 {
             try commitLocked()
@@ -310,7 +311,7 @@ public final class Volume: @unchecked Sendable {
         if let b = pathBound, Self.pathEstimate(b, cache) + fixed <= limit { return }
         let blocks = try commitBlocksBound()
         pathBound = (cache.dirtyCount, blocks)
-        if Self.pathEstimate(pathBound!, cache) + fixed > limit {
+        if Self.pathEstimate(pathBound!, cache) + fixed > limit - limit / 8 {
             try commitLocked()
         }
     }
