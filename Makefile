@@ -4,12 +4,14 @@
 #   make test      every test (swift test)
 #   make demo      the main job (see README)
 #   make bench     btree benchmarks (release build), figures for docs/performance.md
+#   make judges    mdtest and fio: scoutfs against tmpfs and a libfuse passthrough (bench/judges;
+#                  MDTEST=path/to/mdtest of hpc/ior, else that phase is skipped)
 #   make install   the debug binary, mount helper, fence script, man pages and systemd units
 #   make uninstall removes what install (or the demo) put there
 
 APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux acl procps
 
-.PHONY: deps build test demo bench clean install uninstall
+.PHONY: deps build test demo bench judges clean install uninstall
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +34,10 @@ demo: deps
 
 bench: deps
 	./bench/run
+
+judges: deps
+	@dpkg -s fio >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio; }
+	./bench/judges
 
 clean:
 	rm -rf .build var

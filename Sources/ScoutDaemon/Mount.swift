@@ -254,6 +254,10 @@ public final class Mount: @unchecked Sendable {
         // a read() after a lost lock asks GETATTR and drops pages whose mtime or size changed
         // (see ScoutFileSystem.NotifierBox.invalidate)
         fcfg.dataInvalidation = .automatic
+        // setuid, setgid and security.capability are cleared here on write, truncate and
+        // chown: the kernel then asks for no security.capability before every write (one
+        // request per write(2) instead of two)
+        fcfg.handleKillPrivV2 = true
         let session = FUSESession(deviceFD: fd, filesystem: fs, configuration: fcfg, logger: log)
         fs.attach(notifier: session.notifier)
         if let v = getenv("SCOUTFS_TEST_PAGE_INVAL_DELAY_MS").flatMap({ Int(String(cString: $0)) }), v > 0 {

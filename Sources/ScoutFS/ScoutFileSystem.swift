@@ -132,8 +132,10 @@ public final class ScoutFileSystem: FileSystemOperations {
         case nil: break
         }
         if let c = changes.ctime { s.ctime = Self.ts(c) }
-        if changes.killSUIDGID, s.mode == nil, let cur = try? volume.getattr(nodeID), cur.mode & UInt32(S_ISUID | S_ISGID) != 0 {
-            s.mode = cur.mode & ~UInt32(S_ISUID | S_ISGID)
+        // FATTR_KILL_SUIDGID (HANDLE_KILLPRIV_V2): a chown, or a truncate by a caller without
+        // CAP_FSETID; setgid only goes when group-executable, as the VFS does
+        if changes.killSUIDGID, s.mode == nil, let cur = try? volume.getattr(nodeID), Volume.killsSUIDGID(cur.mode) {
+            s.mode = Volume.killedSUIDGID(cur.mode)
         }
         let a = try run { () throws(FSError) in try volume.setattr(nodeID, s, hooks: DataWaitHooks(context)) }
         return AttributeReply(attributes: Self.attrs(a), timeout: cacheTimeout)
@@ -188,7 +190,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     }
 
     public func open(_ context: RequestContext, nodeID: UInt64, flags: Int32, killSUIDGID: Bool) throws -> OpenReply {
-        let offline = try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0) }
+        let offline = try run { () throws(FSError) in try volume.open(nodeID, truncate: flags & O_TRUNC != 0, killSUIDGID: killSUIDGID) }
         return openReply(nodeID, flags: flags, offline: offline)
     }
 
@@ -228,7 +230,9 @@ public final class ScoutFileSystem: FileSystemOperations {
         let quota = !writeFlags.contains(.cache)
         let r = data.withUnsafeBytes { raw in
             Result { () throws(FSError) -> Int in
-                try volume.write(nodeID, offset: offset, raw, append: append, hooks: DataWaitHooks(context), quota: quota)
+                try volume.write(
+                    nodeID, offset: offset, raw, append: append, killSUIDGID: writeFlags.contains(.killSUIDGID),
+                    hooks: DataWaitHooks(context), quota: quota)
             }
         }
         do {

@@ -191,16 +191,18 @@ extension Volume {
     // MARK: operations
 
     /// Counts an open of `ino` (truncating it for O_TRUNC); returns whether the file has
-    /// offline blocks.
+    /// offline blocks. `killSUIDGID` (a truncating open by a caller without CAP_FSETID,
+    /// FUSE_OPEN_KILL_SUIDGID) clears setuid, and setgid when group-executable.
     @discardableResult
-    public func open(_ ino: UInt64, truncate: Bool) throws(FSError) -> Bool {
+    public func open(_ ino: UInt64, truncate: Bool, killSUIDGID: Bool = false) throws(FSError) -> Bool {
         try withLocks([ino], write: truncate) { () throws -> Bool in
             var i = try loadInode(ino)
-            if truncate && Self.isReg(i.mode) && i.size > 0 {
+            if truncate && Self.isReg(i.mode) && (i.size > 0 || (killSUIDGID && Self.killsSUIDGID(i.mode))) {
                 try self.truncate(ino, &i, to: 0)
                 let now = Self.now()
                 i.mtime = now
                 i.ctime = now
+                if killSUIDGID { i.mode = Self.killedSUIDGID(i.mode) }
                 storeInode(ino, &i, dataChanged: true)
             }
             openCounts[ino, default: 0] += 1
@@ -226,9 +228,14 @@ extension Volume {
     /// file fail with ESTALE. Offline blocks past i_size are overwritten. A data quota that
     /// was reached refuses the write (EDQUOT) unless `quota` is false (the kernel writing
     /// back pages of a shared mapping, which the original never refuses).
+    ///
+    /// Privileges go as the kernel would take them away (the mount handles HANDLE_KILLPRIV_V2,
+    /// so the kernel leaves it here and asks for no `security.capability` per write):
+    /// `killSUIDGID` (FUSE_WRITE_KILL_SUIDGID, a writer without CAP_FSETID) clears setuid, and
+    /// setgid when group-executable; `security.capability` goes with every write.
     public func write(
-        _ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false, hooks: DataWaitHooks? = nil,
-        quota: Bool = true
+        _ ino: UInt64, offset requested: UInt64, _ data: UnsafeRawBufferPointer, append: Bool = false,
+        killSUIDGID: Bool = false, hooks: DataWaitHooks? = nil, quota: Bool = true
     ) throws(FSError) -> Int {
         guard data.count > 0 else { return 0 }
         return try withDataWait([ino], write: true, hooks: hooks) { () throws -> Int in
@@ -240,6 +247,8 @@ extension Volume {
             if quota { try checkDataQuota(i) }
             if i.size > 0 { try waitIfOffline(ino, i, first: 0, last: (i.size - 1) / Self.bs, op: .write) }
             try writeBlocks(ino, &i, offset: offset, data)
+            if killSUIDGID { i.mode = Self.killedSUIDGID(i.mode) }
+            try removeCapability(ino)
             if end > i.size { i.size = end }
             let now = Self.now()
             i.mtime = now
@@ -248,6 +257,18 @@ extension Volume {
             storeInode(ino, &i, dataChanged: true)
             return data.count
         }
+    }
+
+    /// Whether `killedSUIDGID` changes `mode`.
+    static func killsSUIDGID(_ mode: UInt32) -> Bool { killedSUIDGID(mode) != mode }
+
+    /// `mode` without setuid, and without setgid when it is group-executable (the VFS's rule
+    /// for a write or truncate by a caller without CAP_FSETID; setgid without group execute
+    /// marks mandatory locking and stays).
+    static func killedSUIDGID(_ mode: UInt32) -> UInt32 {
+        var m = mode & ~UInt32(S_ISUID)
+        if m & UInt32(S_IXGRP) != 0 { m &= ~UInt32(S_ISGID) }
+        return m
     }
 
     /// Writes `data` at `offset` into the file's blocks: online blocks are overwritten in

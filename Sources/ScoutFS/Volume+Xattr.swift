@@ -140,6 +140,17 @@ extension Volume {
         } }
     }
 
+    static let capabilityName = Array("security.capability".utf8)
+
+    /// Removes the `security.capability` xattr of `ino` if it has one (a write drops file
+    /// capabilities, as the kernel's `cap_inode_killpriv`). Called under `ino`'s write lock;
+    /// the caller stores the inode.
+    func removeCapability(_ ino: UInt64) throws(FSError) {
+        guard let cap = try findXattr(ino, Self.capabilityName) else { return }
+        for k in cap.keys { cache.delete(k) }
+        srchNote(ino, name: Self.capabilityName, removing: cap.id, adding: nil)
+    }
+
     /// Every xattr name of `ino` except the hidden `scoutfs.hide.` ones.
     public func listxattr(_ ino: UInt64) throws(FSError) -> [[UInt8]] {
         try withLocks([ino], write: false) { () throws -> [[UInt8]] in

@@ -70,7 +70,7 @@ public final class BlockBuffer: @unchecked Sendable {
 
     /// Decodes a structure at `off`, with bounds checked.
     @inlinable public func decode<T: FixedCodable>(_: T.Type = T.self, at off: Int = 0) throws(FormatError) -> T {
-        var r = ByteReader(UnsafeRawBufferPointer(bytes), structure: String(describing: T.self), offset: off)
+        var r = ByteReader(UnsafeRawBufferPointer(bytes), decoding: T.self, offset: off)
         return try T(from: &r)
     }
 

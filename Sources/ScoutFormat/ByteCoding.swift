@@ -7,13 +7,31 @@ public struct ByteReader {
     @usableFromInline let bytes: UnsafeRawBufferPointer
     /// The next byte to read.
     public var offset: Int
-    @usableFromInline let structure: String
+    @usableFromInline let structureName: String
+    /// The type being decoded, named only when an error is thrown (naming a type is a
+    /// runtime demangling, far dearer than decoding a small value).
+    @usableFromInline let structureType: Any.Type?
 
     @inlinable
     public init(_ bytes: UnsafeRawBufferPointer, structure: String, offset: Int = 0) {
         self.bytes = bytes
         self.offset = offset
-        self.structure = structure
+        self.structureName = structure
+        self.structureType = nil
+    }
+
+    /// A reader whose errors name `type`.
+    @inlinable
+    public init(_ bytes: UnsafeRawBufferPointer, decoding type: Any.Type, offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+        self.structureName = ""
+        self.structureType = type
+    }
+
+    /// The name errors give the structure being read.
+    @usableFromInline var structure: String {
+        structureType.map { String(describing: $0) } ?? structureName
     }
 
     /// Bytes left after `offset`.
@@ -122,7 +140,7 @@ extension FixedCodable {
     /// Decodes a value from the start of `bytes`.
     @inlinable
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(FormatError) -> Self {
-        var r = ByteReader(bytes, structure: String(describing: Self.self))
+        var r = ByteReader(bytes, decoding: Self.self)
         return try Self(from: &r)
     }
 
