@@ -81,7 +81,12 @@ extension FUSESession {
         do {
             try self.dispatch(op, h, args, ctx, reply)
         } catch {
-            reply.error(h.unique, FUSEError.errno(for: error))
+            let errno = FUSEError.errno(for: error)
+            if errno == EIO {
+                // never silent: an I/O error reaches an application
+                self.core.logger.error("\(op) of node \(h.nodeid) failed with EIO: \(error)")
+            }
+            reply.error(h.unique, errno)
         }
     }
 

@@ -359,7 +359,18 @@ func walkAll(_ c: Cluster, monitor: StressMonitor, connections: [Int], daemons: 
                     let s = try StressExecutor.walk(c.mnt(m))
                     snaps.with { $0[m] = s }
                 } catch {
-                    monitor.fail("walk of \(c.mnt(m)): \(error)")
+                    // a failure says whether it lasts (a second walk a moment later) and what
+                    // the daemons logged as errors
+                    usleep(200_000)
+                    let again: String
+                    do throws(Errno) {
+                        _ = try StressExecutor.walk(c.mnt(m))
+                        again = "a second walk 0.2 s later passed"
+                    } catch {
+                        again = "a second walk 0.2 s later failed too: \(error)"
+                    }
+                    let logged = c.logs().split(separator: "\n").filter { $0.contains(" error") || $0.contains("warning") }.suffix(20)
+                    monitor.fail("walk of \(c.mnt(m)): \(error); \(again); daemon errors and warnings:\n\(logged.joined(separator: "\n"))")
                 }
             }
         })
