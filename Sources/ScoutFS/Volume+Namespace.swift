@@ -150,6 +150,7 @@ extension Volume {
     public func setattr(_ ino: UInt64, _ s: SetAttr, hooks: DataWaitHooks? = nil) throws(FSError) -> FileAttr {
         try withDataWait([ino], write: true, hooks: hooks) { () throws -> FileAttr in
             var i = try loadInode(ino)
+            try Self.checkRetention(i)
             let now = Self.now()
             var dataChanged = false
             if let size = s.size {
@@ -198,7 +199,7 @@ extension Volume {
                 gid = dir.gid
                 if Self.isDir(m) { m |= UInt32(S_ISGID) }
             }
-            var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev)
+            var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev, proj: dir.proj)
             if acls.access != nil || acls.defaults != nil {
                 storeInheritedACLs(ino, &i, acls)
                 storeInode(ino, &i)
@@ -264,6 +265,7 @@ extension Volume {
             else {
                 throw FSError(FSError.ESTALE)
             }
+            if truncate { try Self.checkRetention(i) }
             if truncate && i.size > 0 {
                 try self.truncate(d.ino, &i, to: 0)
                 let now = Self.now()
@@ -327,6 +329,7 @@ extension Volume {
             } else if Self.isDir(i.mode) {
                 throw FSError(FSError.EISDIR)
             }
+            try Self.checkRetention(i)
             removeEntry(parent, &dir, d)
             if Self.isDir(i.mode) {
                 dir.nlink -= 1
@@ -383,6 +386,8 @@ extension Volume {
                 guard let td else { throw FSError(FSError.ENOENT) }
                 if td.ino == sd.ino { return }
                 var ti = try loadInode(td.ino)
+                try Self.checkRetention(si)
+                try Self.checkRetention(ti)
                 try swapEntries(parent: parent, &src, sd, si, newParent: newParent, &dst, td, ti)
                 si.ctime = now
                 ti.ctime = now
@@ -400,6 +405,8 @@ extension Volume {
                 } else if Self.isDir(ti.mode) {
                     throw FSError(FSError.EISDIR)
                 }
+                try Self.checkRetention(si)
+                try Self.checkRetention(ti)
                 if parent == newParent { removeEntry(newParent, &src, td) } else { removeEntry(newParent, &dst, td) }
                 if Self.isDir(ti.mode) {
                     ti.nlink = 0
@@ -410,6 +417,8 @@ extension Volume {
                 ti.ctime = now
                 storeInode(td.ino, &ti)
                 if ti.nlink == 0 { orphan(td.ino) }
+            } else {
+                try Self.checkRetention(si)
             }
             if parent == newParent {
                 removeEntry(parent, &src, sd)
@@ -500,7 +509,7 @@ extension Volume {
             var gid = caller.gid
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }
             let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
-            var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid)
+            var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid, proj: dir.proj)
             storeInheritedACLs(ino, &i, acls)
             i.nlink = 0
             storeInode(ino, &i)
