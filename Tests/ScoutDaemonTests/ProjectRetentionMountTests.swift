@@ -216,6 +216,9 @@ extension RealMounts {
                 ("", "BIN get-attr-x -p \(m)/missing"),
                 ("", "\(user) BIN get-attr-x -p -t \(m)/f"),
                 ("", "\(user) BIN set-attr-x -p 1 \(m)/f"),
+                // root without CAP_SYS_ADMIN: the capability decides, not the uid
+                ("", "setpriv --bounding-set=-sys_admin BIN set-attr-x -p 1 \(m)/f"),
+                ("", "setpriv --bounding-set=-sys_admin BIN get-attr-x -p \(m)/f"),
                 ("set-attr-x -t 0", "BIN set-attr-x -t 1 \(m)/f"),
                 ("set-attr-x -t 1", "BIN get-attr-x -t \(m)/f"),
                 ("set-attr-x -t 1", "BIN set-attr-x -p 5 \(m)/f"),
@@ -238,6 +241,13 @@ extension RealMounts {
                 }
                 #expect(results[0] == results[1], "\(command)\n ours: \(results[0])\n orig: \(results[1])")
             }
+            // (both utilities ask our daemon: the answers themselves)
+            let noCap = MountEnv.sh("setpriv --bounding-set=-sys_admin \(MountEnv.binary) set-attr-x -p 1 \(m)/f")
+            #expect(noCap.0 == 1 && noCap.1.contains("Operation not permitted (1)"), "\(noCap.1)")
+            #expect(setxattr(m + "/f", "scoutfs.hide.ok", "1", 1, 0) == 0)
+            let py = "import os\ntry:\n    os.setxattr('\(m)/f', 'scoutfs.hide.no', b'1'); print(0)\nexcept OSError as e: print(e.errno)\n"
+            try writeFile(v.dir + "/nocap.py", Array(py.utf8), fsync: false)
+            #expect(MountEnv.sh("setpriv --bounding-set=-sys_admin python3 \(v.dir)/nocap.py").1 == "1\n")
             #expect(MountEnv.sh("\(MountEnv.binary) set-attr-x -t 0 \(m)/f").0 == 0)
         }
     }
