@@ -38,6 +38,16 @@ static inline long cfk_process_vm_writev(int pid, const struct iovec *local, uns
 static inline int cfk_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
     return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, flags);
 }
+/* the effective capability set of thread or process pid through capget(2): no text of
+   /proc/PID/status for the kernel to generate and us to parse; -1 (errno set) when it fails */
+#include <linux/capability.h>
+static inline int cfk_capget_effective(int pid, unsigned long long *eff) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, pid };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return -1;
+    *eff = ((unsigned long long)d[1].effective << 32) | d[0].effective;
+    return 0;
+}
 /* O_TMPFILE and O_PATH are hidden behind _GNU_SOURCE in glibc's headers; the values are the kernel's (x86-64, arm64 differ) */
 #ifndef O_TMPFILE
 #  if defined(__aarch64__)

@@ -383,25 +383,25 @@ struct SetAttrXCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set-attr-x", abstract: "Set extensible file attributes",
         usage: "scoutfs set-attr-x [<options>] FILE")
 
-    @Option(name: [.customShort("m"), .customLong("meta_seq")], help: ArgumentHelp("Inode Metadata change index sequence number", valueName: "SEQ"))
+    @Option(name: [.customShort("m"), .customLong("meta_seq")], parsing: .unconditional, help: ArgumentHelp("Inode Metadata change index sequence number", valueName: "SEQ"))
     var metaSeq: String?
-    @Option(name: [.customShort("d"), .customLong("data_seq")], help: ArgumentHelp("File Data change index sequence number", valueName: "SEQ"))
+    @Option(name: [.customShort("d"), .customLong("data_seq")], parsing: .unconditional, help: ArgumentHelp("File Data change index sequence number", valueName: "SEQ"))
     var dataSeq: String?
-    @Option(name: [.customShort("v"), .customLong("data_version")], help: ArgumentHelp("File Data contents version", valueName: "VERSION"))
+    @Option(name: [.customShort("v"), .customLong("data_version")], parsing: .unconditional, help: ArgumentHelp("File Data contents version", valueName: "VERSION"))
     var dataVersion: String?
-    @Option(name: [.customShort("n"), .customLong("online_blocks")], help: ArgumentHelp("Online data block count", valueName: "COUNT"))
+    @Option(name: [.customShort("n"), .customLong("online_blocks")], parsing: .unconditional, help: ArgumentHelp("Online data block count", valueName: "COUNT"))
     var onlineBlocks: String?
-    @Option(name: [.customShort("f"), .customLong("offline_blocks")], help: ArgumentHelp("Offline data block count", valueName: "COUNT"))
+    @Option(name: [.customShort("f"), .customLong("offline_blocks")], parsing: .unconditional, help: ArgumentHelp("Offline data block count", valueName: "COUNT"))
     var offlineBlocks: String?
-    @Option(name: [.customShort("c"), .customLong("ctime")], help: ArgumentHelp("Inode change time (posix ctime)", valueName: "SECS.NSECS"))
+    @Option(name: [.customShort("c"), .customLong("ctime")], parsing: .unconditional, help: ArgumentHelp("Inode change time (posix ctime)", valueName: "SECS.NSECS"))
     var ctime: String?
-    @Option(name: [.customShort("r"), .customLong("crtime")], help: ArgumentHelp("ScoutFS creation time", valueName: "SECS.NSECS"))
+    @Option(name: [.customShort("r"), .customLong("crtime")], parsing: .unconditional, help: ArgumentHelp("ScoutFS creation time", valueName: "SECS.NSECS"))
     var crtime: String?
-    @Option(name: [.customShort("s"), .customLong("size")], help: ArgumentHelp("Inode i_size field", valueName: "SIZE"))
+    @Option(name: [.customShort("s"), .customLong("size")], parsing: .unconditional, help: ArgumentHelp("Inode i_size field", valueName: "SIZE"))
     var size: String?
-    @Option(name: [.customShort("t"), .customLong("retention")], help: ArgumentHelp("Retention flag", valueName: "0|1"))
+    @Option(name: [.customShort("t"), .customLong("retention")], parsing: .unconditional, help: ArgumentHelp("Retention flag", valueName: "0|1"))
     var retention: String?
-    @Option(name: [.customShort("p"), .customLong("project_id")], help: ArgumentHelp("Project ID", valueName: "PROJECT_ID"))
+    @Option(name: [.customShort("p"), .customLong("project_id")], parsing: .unconditional, help: ArgumentHelp("Project ID", valueName: "PROJECT_ID"))
     var projectID: String?
     @Argument(help: ArgumentHelp("The file", valueName: "FILE")) var args: [String] = []
 
@@ -410,7 +410,20 @@ struct SetAttrXCommand: ParsableCommand {
         var attrs: InodeAttrX
     }
 
+    /// argp hands every option to the parser before the FILE argument, so a value that
+    /// does not parse stops it before FILE is seen: the original then reports its end-of-
+    /// arguments check, "no filename given", as a usage error (exit 64) after the value's
+    /// own message.
     func plan() throws(ArgpError) -> Plan {
+        do {
+            let x = try attributes()
+            return Plan(path: try attrXFilename(args), attrs: x)
+        } catch where error.outcome == .failed(EINVAL) {
+            throw .usage("no filename given", after: error.stderr)
+        }
+    }
+
+    private func attributes() throws(ArgpError) -> InodeAttrX {
         var x = InodeAttrX()
         if let s = metaSeq {
             x.mask |= InodeAttrX.maskMetaSeq
@@ -453,7 +466,7 @@ struct SetAttrXCommand: ParsableCommand {
             x.mask |= InodeAttrX.maskProjectID
             x.projectID = try Numbers.parseU64(s)
         }
-        return Plan(path: try attrXFilename(args), attrs: x)
+        return x
     }
 
     static func execute(_ p: Plan) throws(ArgpError) {

@@ -92,14 +92,14 @@ func errnoLine(_ what: String, _ e: Int32) -> String { "\(what): \(strerrorStrin
 /// The original's number parsing (parse.c): strtoull/strtoll with base 0, so 0x and 0
 /// prefixes (and a leading sign, wrapping as strtoull does) are accepted.
 enum Numbers {
-    /// The whole string as strtoull(s, &end, 0) reads it; nil when characters are left over
-    /// or the value overflows (the original meant to reject overflow; its check never fires).
+    /// The whole string as strtoull(s, &end, 0) reads it; nil when characters are left over.
+    /// An overflow gives strtoull's ULLONG_MAX: the original meant to reject overflow, but
+    /// its check compares with LLONG_MIN and LLONG_MAX and so never fires for strtoull.
     static func u64(_ s: String) -> UInt64? {
         s.withCString { p -> UInt64? in
             var end: UnsafeMutablePointer<CChar>?
-            errno = 0
             let v = strtoull(p, &end, 0)
-            guard errno != ERANGE, let end, end.pointee == 0 else { return nil }
+            guard let end, end.pointee == 0 else { return nil }
             return UInt64(v)
         }
     }

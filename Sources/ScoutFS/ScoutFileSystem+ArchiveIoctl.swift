@@ -112,8 +112,9 @@ extension ScoutFileSystem {
 
     private func setAttrX(_ c: IoctlCall) throws -> IoctlReply {
         let a = try c.args(InodeAttrX.self)
-        guard a.mask & InodeAttrX.maskUnknown == 0, a.flags & InodeAttrX.flagsUnknown == 0 else { throw FUSEError(EINVAL) }
+        // root first, as the original: a caller without CAP_SYS_ADMIN gets EPERM for any mask
         try c.require(.sysAdmin)
+        guard a.mask == 0 || (a.mask & InodeAttrX.maskUnknown == 0 && a.flags & InodeAttrX.flagsUnknown == 0) else { throw FUSEError(EINVAL) }
         var x = AttrX()
         x.mask = AttrX.Mask(rawValue: a.mask)
         x.flags = a.flags

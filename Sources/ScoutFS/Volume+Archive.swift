@@ -152,6 +152,12 @@ extension Volume {
         cache.put(Self.extentKey(ino, e), DataExtentValue(blkno: 0, flags: e.flags).encoded())
     }
 
+    /// EPERM while `i` is under retention. The original refuses unlink, rename (of the file
+    /// or over it), every setattr (chmod, chown, times, truncate, O_TRUNC), write, punch-offline,
+    /// move-blocks into the file, `user.` xattr changes and set-attr-x unless it clears
+    /// retention; reads, link, release, stage and other xattr namespaces stay allowed. fallocate
+    /// is refused here too: the original's fallocate misses the check, but its documented rule
+    /// is that nothing about a retained file's contents may change.
     static func checkRetention(_ i: Inode) throws(FSError) {
         if i.flags & Inode.flagRetention != 0 { throw FSError(FSError.EPERM, "the file is under retention") }
     }

@@ -197,6 +197,8 @@ extension Volume {
     public func open(_ ino: UInt64, truncate: Bool, killSUIDGID: Bool = false) throws(FSError) -> Bool {
         try withLocks([ino], write: truncate) { () throws -> Bool in
             var i = try loadInode(ino)
+            // O_TRUNC is a setattr of the size, refused under retention even on an empty file
+            if truncate && Self.isReg(i.mode) { try Self.checkRetention(i) }
             if truncate && Self.isReg(i.mode) && (i.size > 0 || (killSUIDGID && Self.killsSUIDGID(i.mode))) {
                 try self.truncate(ino, &i, to: 0)
                 let now = Self.now()
@@ -241,6 +243,7 @@ extension Volume {
         return try withDataWait([ino], write: true, hooks: hooks) { () throws -> Int in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(FSError.EINVAL) }
+            try Self.checkRetention(i)
             let offset = append ? i.size : requested
             let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
             if overflow || end > UInt64(Int64.max) { throw FSError(FSError.EFBIG) }
@@ -394,6 +397,7 @@ extension Volume {
         try withDataWait([ino], write: true, hooks: hooks) { () throws -> Void in
             var i = try loadInode(ino)
             guard Self.isReg(i.mode) else { throw FSError(Self.isDir(i.mode) ? FSError.EISDIR : FSError.ENODEV) }
+            try Self.checkRetention(i)
             if mode & FallocMode.punchHole == 0 { try checkDataQuota(i) }
             let changesData = mode & (FallocMode.punchHole | FallocMode.zeroRange) != 0
             let grows = mode & FallocMode.keepSize == 0 && end > i.size

@@ -77,11 +77,14 @@ extension Volume {
         try state.withLock { () throws(FSError) -> UInt64 in try allocInode() }
     }
 
-    /// Creates the inode item of `ino` (from `reserveInode`, not yet linked anywhere).
-    func newInode(_ ino: UInt64, mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt32 = 0) -> Inode {
+    /// Creates the inode item of `ino` (from `reserveInode`, not yet linked anywhere). Every
+    /// new inode takes its directory's project id `proj` (the original's rule for files,
+    /// directories, symlinks, device nodes and O_TMPFILE alike; 0 on a format v1 volume).
+    func newInode(_ ino: UInt64, mode: UInt32, uid: UInt32, gid: UInt32, rdev: UInt32 = 0, proj: UInt64) -> Inode {
         var i = Inode()
         let now = Self.now()
         i.mode = mode
+        i.proj = proj
         i.uid = uid
         i.gid = gid
         i.rdev = rdev

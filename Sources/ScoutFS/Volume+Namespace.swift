@@ -150,6 +150,7 @@ extension Volume {
     public func setattr(_ ino: UInt64, _ s: SetAttr, hooks: DataWaitHooks? = nil) throws(FSError) -> FileAttr {
         try withDataWait([ino], write: true, hooks: hooks) { () throws -> FileAttr in
             var i = try loadInode(ino)
+            try Self.checkRetention(i)
             let now = Self.now()
             var dataChanged = false
             if let size = s.size {
@@ -199,7 +200,7 @@ extension Volume {
                 if Self.isDir(m) { m |= UInt32(S_ISGID) }
             }
             try checkInodeQuota(dir: dir, uid: caller.uid, gid: gid)
-            var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev)
+            var i = newInode(ino, mode: m, uid: caller.uid, gid: gid, rdev: rdev, proj: dir.proj)
             if acls.access != nil || acls.defaults != nil {
                 storeInheritedACLs(ino, &i, acls)
                 storeInode(ino, &i)
@@ -265,6 +266,7 @@ extension Volume {
             else {
                 throw FSError(FSError.ESTALE)
             }
+            if truncate { try Self.checkRetention(i) }
             if truncate && i.size > 0 {
                 try self.truncate(d.ino, &i, to: 0)
                 let now = Self.now()
@@ -328,6 +330,7 @@ extension Volume {
             } else if Self.isDir(i.mode) {
                 throw FSError(FSError.EISDIR)
             }
+            try Self.checkRetention(i)
             removeEntry(parent, &dir, d)
             if Self.isDir(i.mode) {
                 dir.nlink -= 1
@@ -384,6 +387,8 @@ extension Volume {
                 guard let td else { throw FSError(FSError.ENOENT) }
                 if td.ino == sd.ino { return }
                 var ti = try loadInode(td.ino)
+                try Self.checkRetention(si)
+                try Self.checkRetention(ti)
                 try swapEntries(parent: parent, &src, sd, si, newParent: newParent, &dst, td, ti)
                 si.ctime = now
                 ti.ctime = now
@@ -401,6 +406,8 @@ extension Volume {
                 } else if Self.isDir(ti.mode) {
                     throw FSError(FSError.EISDIR)
                 }
+                try Self.checkRetention(si)
+                try Self.checkRetention(ti)
                 if parent == newParent { removeEntry(newParent, &src, td) } else { removeEntry(newParent, &dst, td) }
                 if Self.isDir(ti.mode) {
                     ti.nlink = 0
@@ -411,6 +418,8 @@ extension Volume {
                 ti.ctime = now
                 storeInode(td.ino, &ti)
                 if ti.nlink == 0 { orphan(td.ino) }
+            } else {
+                try Self.checkRetention(si)
             }
             if parent == newParent {
                 removeEntry(parent, &src, sd)
@@ -502,7 +511,7 @@ extension Volume {
             if dir.mode & UInt32(S_ISGID) != 0 { gid = dir.gid }
             try checkInodeQuota(dir: dir, uid: caller.uid, gid: gid)
             let acls = try inheritedACLs(dir: parent, mode: mode, umask: umask)
-            var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid)
+            var i = newInode(ino, mode: acls.mode, uid: caller.uid, gid: gid, proj: dir.proj)
             storeInheritedACLs(ino, &i, acls)
             i.nlink = 0
             storeInode(ino, &i)

@@ -8,6 +8,8 @@ public enum XattrFlags {
 
 extension Volume {
     static let xattrMaxValue = 65535
+    /// The known namespaces, `user.` first: only its names are refused under retention (the
+    /// original's rule; `scoutfs.`, `trusted.` and the ACL names stay changeable).
     static let xattrPrefixes: [[UInt8]] = ["user.", "trusted.", "security.", "system.", "scoutfs."].map { Array($0.utf8) }
 
     static func xattrKey(_ ino: UInt64, _ hash: UInt32, _ id: UInt64, _ part: UInt8) -> Key {
@@ -81,6 +83,7 @@ extension Volume {
         let tagKey = try tagKey(ino, name, tags)
         try withTagLock(tags) { () throws(FSError) in try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
+            if name.starts(with: Self.xattrPrefixes[0]) { try Self.checkRetention(i) }
             let old = try findXattr(ino, name)
             if flags & XattrFlags.create != 0 && old != nil { throw FSError(FSError.EEXIST) }
             if flags & XattrFlags.replace != 0 && old == nil { throw FSError(FSError.ENODATA) }
@@ -125,6 +128,7 @@ extension Volume {
         let tagKey = try tagKey(ino, name, tags)
         try withTagLock(tags) { () throws(FSError) in try withLocks([ino], write: true) { () throws -> Void in
             var i = try loadInode(ino)
+            if name.starts(with: Self.xattrPrefixes[0]) { try Self.checkRetention(i) }
             guard let old = try findXattr(ino, name) else {
                 // removing an ACL that is not there succeeds, as on ext4 and tmpfs
                 if PosixACL.isACLName(name) { return }

@@ -98,5 +98,103 @@ struct SrchMountTests {
             #expect(prc == 0 && printed.hasPrefix("0\n"), "the original's print: \(printed)")
         }
     }
+
+    /// kill -9 of the server or of a compacting mount while srch compaction runs (right after
+    /// a mount finished a compaction step, so the next one is under way): after each remount
+    /// every mount's search-xattrs prints exactly the holders; compaction then goes on from
+    /// what the server kept, and the volume checks clean.
+    @Test func searchStaysExactThroughKillsDuringCompaction() throws {
+        let seed = getenv("SCOUT_SRCH_SEED").flatMap { UInt64(String(cString: $0)) } ?? UInt64.random(in: 1...1_000_000)
+        var rng = SplitMix64(seed: seed)
+        let c = try Cluster.make()
+        defer { c.cleanup() }
+        try c.mount([0, 1, 2])
+        let name = "scoutfs.srch.k"
+        var paths: [UInt64: String] = [:]
+        var holders: Set<UInt64> = []
+        func verify(_ when: String) {
+            let want = holders.sorted()
+            for slot in 0..<3 {
+                let (rc, out) = MountEnv.sh("\(c.bin) search-xattrs -p \(c.mnt(slot)) \(name)")
+                let found = Self.lines(out)
+                #expect(rc == 0 && found == want, "seed \(seed) \(when), mount \(slot): \(found.count) found, \(want.count) hold it")
+            }
+        }
+        func steps() -> [UInt64] { (0..<3).map { LogMergeMountTests.counter(c, $0, "srch_compact") ?? 0 } }
+        var landed = 0
+        for round in 0..<4 {
+            let leader = try #require(c.leader(among: [0, 1, 2]), "seed \(seed)")
+            // each mount tags 600 new files into its open log file
+            for slot in 0..<3 {
+                let dir = "r\(round)-\(slot)"
+                #expect(mkdir(c.mnt(slot) + "/" + dir, 0o755) == 0)
+                for i in 0..<600 {
+                    let rel = "\(dir)/f\(i)"
+                    let fd = open(c.mnt(slot) + "/" + rel, O_CREAT | O_WRONLY, 0o644)
+                    var st = stat()
+                    #expect(fd >= 0 && fstat(fd, &st) == 0)
+                    close(fd)
+                    #expect(setxattr(c.mnt(slot) + "/" + rel, name, "\(i)", "\(i)".utf8.count, 0) == 0)
+                    paths[UInt64(st.st_ino)] = rel
+                    holders.insert(UInt64(st.st_ino))
+                }
+                #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(slot))").0 == 0)
+            }
+            // then a burst of rotations, each after some earlier holders lose the tag, so
+            // that compaction has a dozen log files to work through when the kill comes
+            for _ in 0..<4 {
+                for slot in 0..<3 {
+                    for ino in holders.sorted() where rng.next() % 30 == 0 {
+                        #expect(removexattr(c.mnt(slot) + "/" + paths[ino]!, name) == 0)
+                        holders.remove(ino)
+                    }
+                    #expect(MountEnv.sh("\(c.bin) trigger -p \(c.mnt(leader)) srch_force_log_rotate").0 == 0)
+                    #expect(MountEnv.sh("\(c.bin) sync -p \(c.mnt(slot))").0 == 0)
+                }
+            }
+            verify("round \(round) before the kill")
+            // the server in even rounds, else the mount that just finished a step
+            let before = steps()
+            var victim = round % 2 == 0 ? leader : (leader + 1) % 3
+            let moved = waitFor(seconds: 30) {
+                let now = steps()
+                let movedSlots = (0..<3).filter { now[$0] > before[$0] }
+                if round % 2 == 1, let s = movedSlots.first(where: { $0 != leader }) ?? movedSlots.first { victim = s }
+                return now != before
+            }
+            if moved != nil { landed += 1 }
+            usleep(UInt32(rng.next() % 150_000))
+            let pid = try #require(c.daemonPid(victim), "seed \(seed)")
+            kill(pid, SIGKILL)
+            #expect(waitFor(seconds: 10) { kill(pid, 0) != 0 } != nil)
+            MountEnv.sh("umount -l \(c.mnt(victim))")
+            try c.mount([victim])
+            verify("round \(round) after killing mount \(victim)\(victim == leader ? " (the server)" : "")")
+        }
+        #expect(landed >= 3, "seed \(seed): only \(landed) of 4 kills came right after a compaction step")
+        // compaction carries on from what the server kept until no step is left
+        var last = steps()
+        var quiet = 0.0
+        let settle = monotonicSeconds()
+        while quiet < 12 && monotonicSeconds() - settle < 180 {
+            usleep(1_000_000)
+            let now = steps()
+            quiet = now == last ? quiet + 1 : 0
+            last = now
+        }
+        verify("after compaction settled")
+        // the last killed mount is fenced once its reconnect times out: until then the server
+        // counts it as a quorum mount, and a farewell of every member at once would strand
+        // the last one (the original's farewell rule)
+        let fenced = waitFor(seconds: 90) {
+            ((try? TempDir.readText(c.dir + "/fenced.log")) ?? "").split(separator: "\n").filter { $0.hasPrefix("fenced rid") }.count >= 4
+        }
+        #expect(fenced != nil, "seed \(seed): not every killed mount was fenced")
+        let (prc, printed) = MountEnv.sh("\(c.bin) print \(c.meta(0)) | grep -cE '^    32\\.0\\.8\\.'")
+        #expect(prc == 0 && (Int(printed.trimmingCharacters(in: " \n")) ?? 0) >= 1, "seed \(seed): no sorted srch file in print: \(printed)")
+        #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
+        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
+        #expect(check.0 == 0, "seed \(seed): check: \(check.1)")
+    }
 }
 }
