@@ -98,6 +98,38 @@ extension Cluster {
         return try? b.decode(QuorumBlock.self)
     }
 
+    /// Waits (bounded) until the members settle after a member with a greater term joined:
+    /// one leader in a term of at least `term` whose server listens, followed by every other
+    /// member. The leader it deposed (slot `deposed`, `rid`, daemon `pid`) may have been
+    /// fenced for `quorum_block_leader`: its server was still stopping when it voted, so the
+    /// new leader found no stop in its quorum block (the original races the same way). Such a
+    /// member is mounted again, and the members settle once more.
+    func settle(_ all: [Int], atLeast term: UInt64, deposed: Int, rid: UInt64, pid: pid_t) throws -> (leader: Int, deposedFenced: Bool) {
+        func settled() -> Int? {
+            var found: Int?
+            let ok = waitFor(seconds: 40) {
+                let terms = all.map { self.term($0) }
+                let leaders = all.filter { role($0) == "leader" }
+                guard leaders.count == 1, let t = terms[leaders[0]], t >= term, terms.allSatisfy({ $0 == t }),
+                    serverListening(leaders[0])
+                else { return false }
+                found = leaders[0]
+                return true
+            }
+            return ok == nil ? nil : found
+        }
+        var leader = settled()
+        let fenced = !processRuns(pid)
+        if fenced {
+            #expect(fencedLog().contains("fencing rid \(rid.paddedHex) at IP \(address(deposed)) for quorum_block_leader"), "\(fencedLog())")
+            #expect(waitFor(seconds: 20) { MountEnv.sh("mountpoint -q \(mnt(deposed))").0 != 0 } != nil, "the fenced mount is still there")
+            try mount([deposed])
+            leader = settled()
+        }
+        let l = try #require(leader, "the members did not settle on one leader in term \(term) or later\n\(logs())")
+        return (l, fenced)
+    }
+
     func fencedLog() -> String { (try? TempDir.readText(dir + "/fenced.log")) ?? "" }
 
     func stopWriters(_ writers: [PartitionWriter]) -> Bool {
@@ -250,11 +282,15 @@ struct PartitionTests {
 
         try net.heal(cutOff)
         #expect(waitFor(seconds: 20) { MountEnv.sh("mountpoint -q \(c.mnt(cutOff))").0 != 0 } != nil, "the fenced mount is still there")
+        // mounted again, the member starts in the greatest term on disk, the one it climbed to
+        // while cut off: greater than the leader's, it deposes the leader (as in the original)
+        let leaderRid = try #require(c.rid(leader)), leaderPid = try #require(c.daemonPid(leader))
         try c.mount([cutOff])
-        #expect(waitFor(seconds: 20) { c.role(cutOff) == "follower" } != nil, "\(c.quorumStatus(cutOff) ?? [:])")
-        #expect(c.leader(among: all) == leader)
+        let startTerm = try #require(c.term(cutOff))
+        let settled = try c.settle(all, atLeast: startTerm, deposed: leader, rid: leaderRid, pid: leaderPid)
+        print("partitioned follower: mounted again in term \(startTerm) (the leader's was \(term)); member \(settled.leader) leads, the deposed leader was \(settled.deposedFenced ? "" : "not ")fenced")
         #expect(writers[cutOff].names(on: cutOff) == cutFiles, "the cut-off member's files changed after it was fenced")
-        let tree = c.tree(leader)
+        let tree = c.tree(settled.leader)
         for m in all { #expect(c.tree(m) == tree, "member \(m) sees another tree") }
         #expect(c.healthy(cutOff, readOn: other, name: "after-heal"), "\(c.logs())")
         #expect(c.unmount(all) == 0, "\(c.logs())")
@@ -318,23 +354,14 @@ struct PartitionTests {
         #expect(writers[other].waitSynced(writers[other].synced + 3, seconds: 60), "member \(other) stopped writing\n\(c.logs())")
         #expect(processRuns(pid), "the member alone was fenced\n\(c.fencedLog())")
         #expect(!c.fencedLog().contains(aloneRid.paddedHex) && !c.fencedLog().contains(otherRid.paddedHex), "\(c.fencedLog())")
-        var one: Int?
-        let settled = waitFor(seconds: 30) {
-            let leaders = all.filter { c.role($0) == "leader" }
-            one = leaders.count == 1 && c.serverListening(leaders[0]) ? leaders[0] : nil
-            return one != nil
-        }
-        #expect(settled != nil, "no single leader after healing\n\(c.logs())")
-        let deposedFenced = !processRuns(leaderPid)
+        let settled = try c.settle(all, atLeast: aloneTerm, deposed: leader, rid: leaderRid, pid: leaderPid)
+        let deposedFenced = settled.deposedFenced
         if deposedFenced {
-            #expect(c.fencedLog().contains("fencing rid \(leaderRid.paddedHex) at IP \(c.address(leader)) for quorum_block_leader"), "\(c.fencedLog())")
             #expect(waitFor(seconds: 30) { writers[leader].exitStatus != nil } != nil, "the fenced member's writer never stopped")
-            #expect(waitFor(seconds: 20) { MountEnv.sh("mountpoint -q \(c.mnt(leader))").0 != 0 } != nil, "the fenced mount is still there")
-            try c.mount([leader])
         } else {
             #expect(writers[leader].waitSynced(writers[leader].synced + 3, seconds: 60), "the old leader stopped writing")
         }
-        print("minority partition: the lone member reached term \(aloneTerm); after healing member \(one ?? -1) leads, the deposed leader was \(deposedFenced ? "" : "not ")fenced")
+        print("minority partition: the lone member reached term \(aloneTerm); after healing member \(settled.leader) leads, the deposed leader was \(deposedFenced ? "" : "not ")fenced")
         #expect(c.stopWriters(writers), "\(c.logs())")
         for w in writers where !(deposedFenced && w.slot == leader) {
             #expect(w.exitStatus == 0, "member \(w.slot)'s writer: \(w.output)\n\(c.logs())")
