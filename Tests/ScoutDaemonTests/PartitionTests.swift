@@ -99,22 +99,27 @@ extension Cluster {
     }
 
     /// Waits (bounded) until the members settle after a member with a greater term joined:
-    /// one leader in a term of at least `term` whose server listens, followed by every other
-    /// member. The leader it deposed (slot `deposed`, `rid`, daemon `pid`) may have been
-    /// fenced for `quorum_block_leader`: its server was still stopping when it voted, so the
+    /// one leader whose server listens, which every member names as its leader, twice in a row
+    /// a heartbeat timeout apart. A member mounted again after a partition may depose the
+    /// leader with its greater term (when it stands before it has heard the leader), as a
+    /// healed one does. The leader it deposed (slot `deposed`, `rid`, daemon `pid`) may then
+    /// be fenced for `quorum_block_leader`: its server was still stopping when it voted, so the
     /// new leader found no stop in its quorum block (the original races the same way). Such a
     /// member is mounted again, and the members settle once more.
-    func settle(_ all: [Int], atLeast term: UInt64, deposed: Int, rid: UInt64, pid: pid_t) throws -> (leader: Int, deposedFenced: Bool) {
+    func settle(_ all: [Int], deposed: Int, rid: UInt64, pid: pid_t) throws -> (leader: Int, deposedFenced: Bool) {
+        func current() -> Int? {
+            let leaders = all.filter { role($0) == "leader" }
+            guard leaders.count == 1, serverListening(leaders[0]) else { return nil }
+            let l = leaders[0]
+            return all.allSatisfy { $0 == l || quorumStatus($0)?["leader"] == "\(l)" } ? l : nil
+        }
         func settled() -> Int? {
             var found: Int?
             let ok = waitFor(seconds: 40) {
-                let terms = all.map { self.term($0) }
-                let leaders = all.filter { role($0) == "leader" }
-                guard leaders.count == 1, let t = terms[leaders[0]], t >= term, terms.allSatisfy({ $0 == t }),
-                    serverListening(leaders[0])
-                else { return false }
-                found = leaders[0]
-                return true
+                guard let l = current() else { return false }
+                usleep(useconds_t(heartbeatMs * 1000 + 500_000))
+                found = l
+                return current() == l
             }
             return ok == nil ? nil : found
         }
@@ -126,8 +131,31 @@ extension Cluster {
             try mount([deposed])
             leader = settled()
         }
-        let l = try #require(leader, "the members did not settle on one leader in term \(term) or later\n\(logs())")
+        let status = all.map { (role($0) ?? "-", term($0) ?? 0, quorumStatus($0)?["leader"] ?? "-") }
+        let l = try #require(leader, "the members did not settle on one leader: \(status)\n\(logs())")
         return (l, fenced)
+    }
+
+    /// Mounts the three members in their namespaces, waits for the leader's server, and starts
+    /// a writer on every member; returns once each has synced three files.
+    func mountAndStartWriters() throws -> (leader: Int, writers: [PartitionWriter]) {
+        try mount([0, 1, 2])
+        let leader = try #require(self.leader(among: [0, 1, 2]), "\(logs())")
+        #expect(waitFor(seconds: 10) { serverListening(leader) } != nil, "\(logs())")
+        let writers = (0..<3).map { PartitionWriter(c: self, slot: $0) }
+        for w in writers { w.start() }
+        for w in writers { #expect(w.waitSynced(3, seconds: 60), "member \(w.slot) does not write\n\(logs())") }
+        return (leader, writers)
+    }
+
+    /// Every member lists the tree `reference` lists; then all unmount and `check` passes.
+    func expectOneTreeAndACleanVolume(_ reference: Int) {
+        let tree = self.tree(reference)
+        #expect(!tree.isEmpty)
+        for m in 0..<3 { #expect(self.tree(m) == tree, "member \(m) sees another tree") }
+        #expect(unmount([0, 1, 2]) == 0, "\(logs())")
+        let check = MountEnv.sh("\(bin) check \(dir)/meta \(dir)/data")
+        #expect(check.0 == 0, "check: \(check.1)")
     }
 
     func fencedLog() -> String { (try? TempDir.readText(dir + "/fenced.log")) ?? "" }
@@ -159,16 +187,11 @@ struct PartitionTests {
         defer { c.cleanup() }
         let net = try #require(c.network)
         let all = [0, 1, 2]
-        try c.mount(all)
-        let old = try #require(c.leader(among: all), "\(c.logs())")
-        #expect(waitFor(seconds: 10) { c.serverListening(old) } != nil, "\(c.logs())")
+        let (old, writers) = try c.mountAndStartWriters()
         let termBefore = try #require(c.term(old))
         let oldRid = try #require(c.rid(old))
         let oldPid = try #require(c.daemonPid(old))
         let survivors = all.filter { $0 != old }
-        let writers = all.map { PartitionWriter(c: c, slot: $0) }
-        for w in writers { w.start() }
-        for w in writers { #expect(w.waitSynced(3, seconds: 60), "member \(w.slot) does not write\n\(c.logs())") }
 
         try net.cut(old)
         let cut = monotonicSeconds()
@@ -220,13 +243,8 @@ struct PartitionTests {
         #expect(waitFor(seconds: 20) { c.role(old) == "follower" } != nil, "\(c.quorumStatus(old) ?? [:])")
         #expect(c.term(old) == c.term(newLeader))
         #expect(writers[old].names(on: old) == oldFiles, "the old leader's files changed after it was fenced")
-        let tree = c.tree(newLeader)
-        #expect(!tree.isEmpty)
-        for m in all { #expect(c.tree(m) == tree, "member \(m) sees another tree") }
         #expect(c.healthy(old, readOn: survivors[0], name: "after-heal"), "\(c.logs())")
-        #expect(c.unmount(all) == 0, "\(c.logs())")
-        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
-        #expect(check.0 == 0, "check: \(check.1)")
+        c.expectOneTreeAndACleanVolume(newLeader)
     }
 
     /// A follower (a client of the leader's server and a quorum member) is cut off: it never
@@ -239,17 +257,12 @@ struct PartitionTests {
         defer { c.cleanup() }
         let net = try #require(c.network)
         let all = [0, 1, 2]
-        try c.mount(all)
-        let leader = try #require(c.leader(among: all), "\(c.logs())")
-        #expect(waitFor(seconds: 10) { c.serverListening(leader) } != nil, "\(c.logs())")
+        let (leader, writers) = try c.mountAndStartWriters()
         let term = try #require(c.term(leader))
         let cutOff = all.first { $0 != leader }!
         let other = all.first { $0 != leader && $0 != cutOff }!
         let rid = try #require(c.rid(cutOff))
         let pid = try #require(c.daemonPid(cutOff))
-        let writers = all.map { PartitionWriter(c: c, slot: $0) }
-        for w in writers { w.start() }
-        for w in writers { #expect(w.waitSynced(3, seconds: 60), "member \(w.slot) does not write\n\(c.logs())") }
 
         try net.cut(cutOff)
         let cut = monotonicSeconds()
@@ -283,19 +296,16 @@ struct PartitionTests {
         try net.heal(cutOff)
         #expect(waitFor(seconds: 20) { MountEnv.sh("mountpoint -q \(c.mnt(cutOff))").0 != 0 } != nil, "the fenced mount is still there")
         // mounted again, the member starts in the greatest term on disk, the one it climbed to
-        // while cut off: greater than the leader's, it deposes the leader (as in the original)
+        // while cut off: it follows the leader it finds in the quorum blocks if it hears it
+        // before it stands, else it deposes it
         let leaderRid = try #require(c.rid(leader)), leaderPid = try #require(c.daemonPid(leader))
         try c.mount([cutOff])
         let startTerm = try #require(c.term(cutOff))
-        let settled = try c.settle(all, atLeast: startTerm, deposed: leader, rid: leaderRid, pid: leaderPid)
+        let settled = try c.settle(all, deposed: leader, rid: leaderRid, pid: leaderPid)
         print("partitioned follower: mounted again in term \(startTerm) (the leader's was \(term)); member \(settled.leader) leads, the deposed leader was \(settled.deposedFenced ? "" : "not ")fenced")
         #expect(writers[cutOff].names(on: cutOff) == cutFiles, "the cut-off member's files changed after it was fenced")
-        let tree = c.tree(settled.leader)
-        for m in all { #expect(c.tree(m) == tree, "member \(m) sees another tree") }
         #expect(c.healthy(cutOff, readOn: other, name: "after-heal"), "\(c.logs())")
-        #expect(c.unmount(all) == 0, "\(c.logs())")
-        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
-        #expect(check.0 == 0, "check: \(check.1)")
+        c.expectOneTreeAndACleanVolume(settled.leader)
     }
 
     /// A member alone on its side of a partition stands for election again and again (its term
@@ -312,16 +322,11 @@ struct PartitionTests {
         defer { c.cleanup() }
         let net = try #require(c.network)
         let all = [0, 1, 2]
-        try c.mount(all)
-        let leader = try #require(c.leader(among: all), "\(c.logs())")
-        #expect(waitFor(seconds: 10) { c.serverListening(leader) } != nil, "\(c.logs())")
+        let (leader, writers) = try c.mountAndStartWriters()
         let term = try #require(c.term(leader))
         let alone = all.first { $0 != leader }!
         let other = all.first { $0 != leader && $0 != alone }!
         let pid = try #require(c.daemonPid(alone))
-        let writers = all.map { PartitionWriter(c: c, slot: $0) }
-        for w in writers { w.start() }
-        for w in writers { #expect(w.waitSynced(3, seconds: 60), "member \(w.slot) does not write\n\(c.logs())") }
 
         try net.cut(alone)
         let majorityBefore = [leader, other].map { writers[$0].synced }
@@ -354,7 +359,7 @@ struct PartitionTests {
         #expect(writers[other].waitSynced(writers[other].synced + 3, seconds: 60), "member \(other) stopped writing\n\(c.logs())")
         #expect(processRuns(pid), "the member alone was fenced\n\(c.fencedLog())")
         #expect(!c.fencedLog().contains(aloneRid.paddedHex) && !c.fencedLog().contains(otherRid.paddedHex), "\(c.fencedLog())")
-        let settled = try c.settle(all, atLeast: aloneTerm, deposed: leader, rid: leaderRid, pid: leaderPid)
+        let settled = try c.settle(all, deposed: leader, rid: leaderRid, pid: leaderPid)
         let deposedFenced = settled.deposedFenced
         if deposedFenced {
             #expect(waitFor(seconds: 30) { writers[leader].exitStatus != nil } != nil, "the fenced member's writer never stopped")
@@ -370,11 +375,7 @@ struct PartitionTests {
             let synced = Array(1...w.synced)
             for m in all { #expect(w.badFiles(synced, on: m).isEmpty, "member \(m) reading member \(w.slot)'s files") }
         }
-        let tree = c.tree(leader)
-        for m in all { #expect(c.tree(m) == tree, "member \(m) sees another tree") }
-        #expect(c.unmount(all) == 0, "\(c.logs())")
-        let check = MountEnv.sh("\(c.bin) check \(c.dir)/meta \(c.dir)/data")
-        #expect(check.0 == 0, "check: \(check.1)")
+        c.expectOneTreeAndACleanVolume(settled.leader)
     }
 }
 }
