@@ -425,6 +425,19 @@ public final class ServerService: NetServerHandler, @unchecked Sendable {
     }
 
     public func handle(rid: UInt64, cmd: NetCommand, payload: [UInt8]) async -> Result<[UInt8], NetErrno> {
+        let result = await handleNow(rid: rid, cmd: cmd, payload: payload)
+        guard case .failure(let e) = result, e.code == LinuxErrno.ESHUTDOWN else { return result }
+        // refused because the server is stopping: the answer waits until the sockets are
+        // closed, so that it never reaches the client, which re-sends the request to the next
+        // server (ESHUTDOWN crosses the wire as EINVAL and would fail the client's operation)
+        return await withCheckedContinuation { cont in
+            mutex.withLock {
+                if stopping { answerAfterClosingLocked(cont) } else { cont.resume(returning: result) }
+            }
+        }
+    }
+
+    private func handleNow(rid: UInt64, cmd: NetCommand, payload: [UInt8]) async -> Result<[UInt8], NetErrno> {
         if mutex.withLock({ reclaimed.contains(rid) }) { return .failure(.enolink) }
         do {
             switch cmd {

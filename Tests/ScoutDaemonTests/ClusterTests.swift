@@ -4,7 +4,8 @@ import ScoutTestSupport
 import Testing
 
 /// Three quorum members, each a `scoutfs mount` daemon on 127.0.0.(slot+1), with a `scoutfs
-/// fenced` agent running the local fence script.
+/// fenced` agent running the local fence script. With `networkNamespaces`, each member has a
+/// network stack of its own instead (see `ClusterNetwork`).
 ///
 /// Each member opens the shared image files through loop devices of its own, as separate hosts
 /// on a shared LUN do: every loop device has its own page cache, so a mount that read or wrote
@@ -26,46 +27,63 @@ struct Cluster {
     /// Each member's own loop devices over `dir/meta` and `dir/data`.
     var metaDevices: [String] = []
     var dataDevices: [String] = []
+    /// The members' network namespaces, bridge and links, when each member has a network
+    /// stack of its own (`make(networkNamespaces: true)`); nil: all on 127.0.0.x of this one.
+    var network: ClusterNetwork? = nil
 
     func meta(_ slot: Int) -> String { metaDevices[slot] }
     func data(_ slot: Int) -> String { dataDevices[slot] }
 
     func mnt(_ slot: Int) -> String { "\(dir)/m\(slot)" }
-    func address(_ slot: Int) -> String { "127.0.0.\(slot + 1)" }
+    func address(_ slot: Int) -> String { network?.address(slot) ?? "127.0.0.\(slot + 1)" }
     /// Every command of this cluster runs with its own run directory (control sockets, mount
     /// registry), so fencing agents of clusters running at the same time never meet.
     var bin: String { "env SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary)" }
 
     /// `mkfsOptions` are added to the mkfs command line (e.g. `-d 256M` for a small data device).
-    static func make(heartbeatMs: Int = 2000, fenceScript: String? = nil, mkfsOptions: String = "") throws -> Cluster {
+    /// `networkNamespaces`: every member's daemon runs in a network namespace of its own,
+    /// linked to the others through a bridge (`ClusterNetwork`), so a member's link can be cut.
+    /// Whatever was set up is torn down again when this throws.
+    static func make(
+        heartbeatMs: Int = 2000, fenceScript: String? = nil, mkfsOptions: String = "", networkNamespaces: Bool = false
+    ) throws -> Cluster {
         let dir = try TempDir.make(prefix: "scoutfs-cluster")
-        let port = Int.random(in: 20000...40000)
+        var c = Cluster(dir: dir, port: Int.random(in: 20000...40000), heartbeatMs: heartbeatMs)
+        do {
+            try c.setUp(fenceScript: fenceScript, mkfsOptions: mkfsOptions, networkNamespaces: networkNamespaces)
+        } catch {
+            c.cleanup()
+            throw error
+        }
+        return c
+    }
+
+    private mutating func setUp(fenceScript: String?, mkfsOptions: String, networkNamespaces: Bool) throws {
+        if networkNamespaces { network = try ClusterNetwork.make(cluster: dir, members: 3) }
         try TempDir.sparseFile(dir + "/meta", size: 4 << 30)
         try TempDir.sparseFile(dir + "/data", size: 4 << 30)
-        var c = Cluster(dir: dir, port: port, heartbeatMs: heartbeatMs)
         mkdir(dir + "/run", 0o755)
-        for slot in 0..<3 { mkdir(c.mnt(slot), 0o755) }
+        for slot in 0..<3 { mkdir(mnt(slot), 0o755) }
         // SCOUT_CLUSTER_ONE_HOST=1: every member opens the image files themselves (one host's
         // view, one page cache), to tell a cache-coherence failure from any other
         let oneHost = getenv("SCOUT_CLUSTER_ONE_HOST").map { String(cString: $0) } == "1"
         for _ in 0..<3 {
-            c.metaDevices.append(oneHost ? dir + "/meta" : try attachLoop(dir + "/meta", cluster: dir))
-            c.dataDevices.append(oneHost ? dir + "/data" : try attachLoop(dir + "/data", cluster: dir))
+            metaDevices.append(oneHost ? dir + "/meta" : try attachLoop(dir + "/meta", cluster: dir))
+            dataDevices.append(oneHost ? dir + "/data" : try attachLoop(dir + "/data", cluster: dir))
         }
-        let q = (0..<3).map { "-Q \($0),\(c.address($0)),\(port)" }.joined(separator: " ")
-        let (rc, out) = MountEnv.sh("\(c.bin) mkfs -A -f \(q) \(mkfsOptions) \(dir)/meta \(dir)/data")
+        let q = (0..<3).map { "-Q \($0),\(address($0)),\(port)" }.joined(separator: " ")
+        let (rc, out) = MountEnv.sh("\(bin) mkfs -A -f \(q) \(mkfsOptions) \(dir)/meta \(dir)/data")
         guard rc == 0 else { throw Failure(message: "mkfs: \(out)") }
         let run = fenceScript ?? "\(MountEnv.root)/scripts/scoutfs-fence-local"
         let conf = "SCOUTFS_FENCED_DELAY=0.2\nSCOUTFS_FENCED_RUN=\(run)\nSCOUTFS_FENCED_RUN_ARGS=\"\"\n"
         try writeText(dir + "/fenced.conf", conf)
-        let (frc, fout) = MountEnv.sh("\(c.bin) fenced --config \(dir)/fenced.conf >> \(dir)/fenced.log 2>&1 & echo $!")
+        let (frc, fout) = MountEnv.sh("\(bin) fenced --config \(dir)/fenced.conf >> \(dir)/fenced.log 2>&1 & echo $!")
         guard frc == 0, let pid = pid_t(fout.trimmingCharacters(in: " \n")) else { throw Failure(message: "fenced: \(fout)") }
-        c.fenced = pid
-        return c
+        fenced = pid
     }
 
     func mountCommand(_ slot: Int) -> String {
-        "\(mountEnvironment) SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
+        "\(mountEnvironment) SCOUTFS_LOCAL_FENCE=\(localFence ? 1 : 0) SCOUTFS_LOG=info SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run \(network?.enter(slot) ?? "")timeout 120 \(MountEnv.binary) mount -o metadev_path=\(meta(slot)),quorum_slot_nr=\(slot),quorum_heartbeat_timeout_ms=\(heartbeatMs)\(mountOptions.isEmpty ? "" : "," + mountOptions) \(data(slot)) \(mnt(slot)) 2>>\(dir)/log.\(slot)"
     }
 
     /// Mounts the given members at once (a majority is needed before any mount is usable).
@@ -157,6 +175,8 @@ struct Cluster {
         usleep(200_000)
         for slot in 0..<3 { MountEnv.sh("umount -l \(mnt(slot))") }
         for dev in metaDevices + dataDevices where dev.hasPrefix("/dev/") { MountEnv.sh("losetup -d \(dev)") }
+        // what a failed setUp had made before it threw is recorded there too
+        ClusterNetwork.tearDown(cluster: dir)
         // SCOUTFS_TEST_KEEP=1 keeps the logs and devices for a look afterwards
         if getenv("SCOUTFS_TEST_KEEP") == nil { TempDir.remove(dir) }
     }

@@ -371,6 +371,38 @@ struct RecoveryFailoverTests {
         try VolumeCheckTests.expectClean(tv)
     }
 
+    /// Every request the server takes while it is stopping is answered only once its sockets
+    /// are closed, so no answer reaches the client, which re-sends the request to the next
+    /// server. An answer that got through (ESHUTDOWN, EINVAL on the wire) failed the client's
+    /// operation: after a partitioned member's greater term deposed the leader, a create and an
+    /// fsync on the deposed leader's own mount failed with EINVAL (PartitionTests).
+    @Test func requestsTakenWhileStoppingAreAnsweredOnlyOnceTheSocketsAreClosed() async throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let address = ServerAddress()
+        let s = try await TermServer.start(tv, term: 1, fences: FenceRequests())
+        address.set(s.server.localAddress)
+        let m = try await NetMount.make(tv, rid: 0x4001, address: address)  // a connection to close
+        let svc = s.service
+        let stopping = Task { await svc.stop() }
+        while !svc.isStopped { await Task.yield() }
+        let requests: [(NetCommand, [UInt8])] = [
+            (.allocInodes, NetU64(16).encoded()), (.getLogTrees, []), (.getRoots, []), (.getLastSeq, []), (.statfs, []),
+            (.srchGetCompact, []), (.getLogMerge, []), (.lock, NetLock(key: Key(), oldMode: .null, newMode: .read).encoded()),
+        ]
+        await withTaskGroup(of: Void.self) { group in
+            for (cmd, payload) in requests {
+                group.addTask {
+                    let r = await svc.handle(rid: 0x4001, cmd: cmd, payload: payload)
+                    let closed = svc.mutex.withLock { svc.socketsClosed }
+                    #expect(closed, "\(cmd) was answered \(r) before the sockets were closed")
+                }
+            }
+        }
+        await stopping.value
+        await m.client.shutdown()
+    }
+
     @Test func quorumMembersLeaveOnlyAsTheLastMajority() async throws {
         let tv = try quorumVolume(slots: 3)  // an election needs 2 votes
         defer { TempDir.remove(tv.dir) }
