@@ -15,13 +15,17 @@ extension ServerService {
     /// nil): mounts with open transactions are asked to commit once, and with `wait` the
     /// caller polls (5 ms growing to 100 ms) until they have or `logMergeWaitTimeout` passed,
     /// as the original does. Errors are logged: a merge that cannot start leaves the mount's
-    /// request to go on.
+    /// request to go on. Nothing is decided while client recovery is pending.
     func prepareMerge(rid: UInt64?, wait: Bool) async {
         let deadline = ContinuousClock.now + logMergeWaitTimeout
         var delay = 5
         while true {
             let decision = mutex.withLock { () -> FinalizeDecision? in
-                guard !stopping else { return nil }
+                // a mount still recovering may have a request in flight to the last server
+                // (a commit, the GET_LOG_TREES that opened its transaction): what its tree looks
+                // like on disk says nothing about it yet, so nothing is finalized until every
+                // mount has recovered or been fenced
+                guard !stopping, recovery.isFinished else { return nil }
                 do throws(ServerError) {
                     let d = try core.prepareFinalize(rid: rid, force: forceFinalizeFlag)
                     if d.started { forceFinalizeFlag = false }
