@@ -101,6 +101,7 @@ public final class ScoutFileSystem: FileSystemOperations {
             // lock invalidation cannot name every negative entry to drop
             return .negative(timeout: .zero)
         } catch {
+            report(error)
             throw FUSEError(error.errno)
         }
     }
