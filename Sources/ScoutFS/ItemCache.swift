@@ -158,13 +158,6 @@ final class ItemCache {
         return out
     }
 
-    /// Calls `body` with the key of every dirty item in key order (`delta` false), then with
-    /// every delta item's in key order (`delta` true).
-    func forEachDirtyKey(_ body: (_ key: Key, _ delta: Bool) -> Void) {
-        dirty.forEach { k, _ in body(k, false) }
-        deltas.forEach { k, _ in body(k, true) }
-    }
-
     // MARK: commit and invalidation
 
     /// The dirty items in key order.

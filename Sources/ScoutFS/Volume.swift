@@ -107,10 +107,6 @@ public final class Volume: @unchecked Sendable {
     var inoNext: UInt64 = 0
     var inoEnd: UInt64 = 0
     var dataDirty = false
-    /// The last exact bound of the log tree blocks the dirty items need (`commitBlocksBound`):
-    /// the blocks on their paths, counted when the cache held `dirty` dirty items. Nil after
-    /// a commit.
-    var pathBound: (dirty: Int, blocks: Int)?
     /// srch entries of this transaction, appended to the log tree's srch file at commit.
     var srchPending: [SrchEntry] = []
     /// The quota rules in memory and recent check results (`Volume+Quota.swift`).
@@ -314,60 +310,12 @@ public final class Volume: @unchecked Sendable {
     /// The seq written into this transaction's items.
     var itemSeq: UInt64 { max(txn.logTrees.getTransSeq, locks.highestWriteSeq) }
 
-    /// Commits when the dirty items could exhaust the metadata pool (half of this
-    /// transaction's free blocks), or hold more than 64 MiB.
-    ///
-    /// The bound starts as the worst case, a leaf and a parent for every dirty item. Past the
-    /// limit the blocks on the paths to the dirty items' leaves are counted in the log tree
-    /// (clustered items share them: the creates of a directory, the extents of a file), and
-    /// each later dirty item adds the worst case again until the bound reaches the limit and
-    /// they are counted anew. A count that leaves less than an eighth of the limit commits at
-    /// once, so counts (a walk of every dirty key) come at least limit/16 items apart.
+    /// Commits when the dirty items could exhaust the metadata pool, or hold more than 64 MiB.
     func maybeCommit() throws(FSError) {
-        if cache.dirtyBytes > 64 << 20 {
-            try commitLocked()
-            return
-        }
-        let limit = txn.avail.count / 2
-        let fixed = txn.dirtyCount + 64 + srchPending.count / 1024 + Self.splitBlocks(cache)
-        if cache.dirtyCount * 2 + fixed <= limit { return }
-        if let b = pathBound, Self.pathEstimate(b, cache) + fixed <= limit { return }
-        let blocks = try commitBlocksBound()
-        pathBound = (cache.dirtyCount, blocks)
-        if Self.pathEstimate(pathBound!, cache) + fixed > limit - limit / 8 {
+        let needed = cache.dirtyCount * 2 + txn.dirtyCount + 64 + srchPending.count / 1024
+        if needed > txn.avail.count / 2 || cache.dirtyBytes > 64 << 20 {
             try commitLocked()
         }
-    }
-
-    /// Each block on a counted path may be copied and split once; a dirty item since the count
-    /// may need a leaf and a parent of its own.
-    private static func pathEstimate(_ b: (dirty: Int, blocks: Int), _ cache: ItemCache) -> Int {
-        2 * b.blocks + 2 * max(0, cache.dirtyCount - b.dirty)
-    }
-
-    /// Blocks that splits from the growth of the dirty items' bytes could add: a split leaves a
-    /// leaf at least half empty, counted here as a quarter; plus a new root level.
-    private static func splitBlocks(_ cache: ItemCache) -> Int {
-        (cache.dirtyBytes + cache.dirtyCount * BTreeBlock.itemSize) / (Format.largeBlockSize / 4) + 2
-    }
-
-    /// The distinct blocks on the paths from the log tree's root to the leaves that hold the
-    /// dirty items' keys (those of the delta items counted on their own).
-    func commitBlocksBound() throws(FSError) -> Int {
-        let tree = BTree(store: txn)
-        var items = BTreePathCounter(tree: tree, root: txn.logTrees.itemRoot)
-        var deltas = BTreePathCounter(tree: tree, root: txn.logTrees.itemRoot)
-        var failure: BTreeError?
-        cache.forEachDirtyKey { key, delta in
-            guard failure == nil else { return }
-            do throws(BTreeError) {
-                if delta { try deltas.add(key) } else { try items.add(key) }
-            } catch {
-                failure = error
-            }
-        }
-        if let failure { throw .btree(failure) }
-        return items.blocks + deltas.blocks
     }
 
     /// Commits the current transaction (fsync, sync, timer). `force` (the server's
@@ -487,7 +435,6 @@ public final class Volume: @unchecked Sendable {
         counters.commits += 1
         counters.commitItems += UInt64(items.count + cache.deltas.count)
         cache.committed()
-        pathBound = nil
         forest.invalidateRoots()
         needsOpen = true
         if reopen { try openIfNeeded() }
