@@ -44,6 +44,21 @@ public struct FSError: Error, Equatable, Sendable, CustomStringConvertible {
     public static let EPERM: Int32 = 1
     public static let EINTR: Int32 = 4
 
+    /// Runs `body`, a read of committed blocks from references it fetches itself (a super
+    /// block read, GET_ROOTS), again while it meets a stale block (freed and rewritten since
+    /// the references were read), at most `attempts` times; still stale after that is EIO.
+    static func retryingStale<T>(_ what: String, attempts: Int = 3, _ body: () throws(FSError) -> T) throws(FSError) -> T {
+        var last: FSError?
+        for _ in 0..<attempts {
+            do {
+                return try body()
+            } catch where error.errno == ESTALE {
+                last = error
+            }
+        }
+        throw FSError(EIO, "\(what): stale blocks under \(attempts) fresh references: \(last?.message ?? "")")
+    }
+
     static func store(_ e: BlockStoreError) -> FSError {
         switch e {
         case .noSpace: return FSError(ENOSPC, "metadata allocator exhausted")

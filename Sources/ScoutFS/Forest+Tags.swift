@@ -9,10 +9,8 @@ extension Forest {
     /// trees, as in the original's 2026 fix). Newest version wins; delta items are resolved
     /// with `TotlMerging`. Every log tree is read (no bloom filter: these zones are read whole).
     func scanCommitted(from: Key, through: Key, limit: Int) throws(FSError) -> [(key: Key, value: [UInt8])] {
-        do {
-            return try scanCommittedOnce(from: from, through: through, limit: limit)
-        } catch where error.errno == FSError.ESTALE {
-            return try scanCommittedOnce(from: from, through: through, limit: limit)
+        try FSError.retryingStale("reading committed items") { () throws(FSError) in
+            try scanCommittedOnce(from: from, through: through, limit: limit)
         }
     }
 

@@ -7,6 +7,10 @@ public enum MountedClients {
     /// Whether the committed super block still lists `rid` as mounted. A client whose server
     /// died after processing its farewell finds its item gone here (lesson 16).
     public static func contains(rid: UInt64, device: MetaDevice) throws(FSError) -> Bool {
+        try FSError.retryingStale("reading mounted clients") { () throws(FSError) in try containsOnce(rid: rid, device: device) }
+    }
+
+    private static func containsOnce(rid: UInt64, device: MetaDevice) throws(FSError) -> Bool {
         let sb: SuperBlock
         do {
             sb = try MetaDevice.readSuper(from: device.device)

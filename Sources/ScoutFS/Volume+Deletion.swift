@@ -187,19 +187,21 @@ extension Forest {
     /// The inode numbers of the orphan items in the stable fs root (a fresh GET_ROOTS), in
     /// order, at most `limit`. Reads committed blocks only, without locks or the item cache.
     func stableOrphans(limit: Int) throws(FSError) -> [UInt64] {
-        let roots = try link.getRoots()
-        var out: [UInt64] = []
-        do {
-            try BTree(store: ReadOnlyStore(device: device)).forEach(
-                roots.fsRoot, from: LockRange.orphan.start, through: LockRange.orphan.end
-            ) { b, off in
-                let k = b.key(at: off)
-                if k.type == KeyType.orphan, b.flags(at: off) & Format.itemFlagDeletion == 0 { out.append(k.second) }
-                return out.count < limit
+        try FSError.retryingStale("reading orphan items") { () throws(FSError) in
+            let roots = try link.getRoots()
+            var out: [UInt64] = []
+            do throws(BTreeError) {
+                try BTree(store: ReadOnlyStore(device: device)).forEach(
+                    roots.fsRoot, from: LockRange.orphan.start, through: LockRange.orphan.end
+                ) { b, off in
+                    let k = b.key(at: off)
+                    if k.type == KeyType.orphan, b.flags(at: off) & Format.itemFlagDeletion == 0 { out.append(k.second) }
+                    return out.count < limit
+                }
+            } catch {
+                throw .btree(error)
             }
-        } catch {
-            throw .btree(error)
+            return out
         }
-        return out
     }
 }

@@ -178,15 +178,18 @@ extension Volume {
     /// STATFS_MORE's reserve: what the server keeps back for its own lists and for each
     /// mounted client's allocators and log tree (the original's reserved_meta_blocks).
     public func reservedMetaBlocks() throws(FSError) -> UInt64 {
-        let sb = try committedSuper()
-        var clients: UInt64 = 0
-        do {
-            try BTree(store: ReadOnlyStore(device: meta)).forEach(sb.mountedClients) { _, _ in
-                clients += 1
-                return true
+        let clients = try FSError.retryingStale("counting mounted clients") { () throws(FSError) in
+            let sb = try committedSuper()
+            var clients: UInt64 = 0
+            do throws(BTreeError) {
+                try BTree(store: ReadOnlyStore(device: meta)).forEach(sb.mountedClients) { _, _ in
+                    clients += 1
+                    return true
+                }
+            } catch {
+                throw .btree(error)
             }
-        } catch {
-            throw .btree(error)
+            return clients
         }
         let listMax: UInt64 = UInt64(Format.largeBlockSize - 56) / 8
         let mergeFill: UInt64 = (64 << 20) / UInt64(Format.largeBlockSize) + 4
@@ -197,6 +200,10 @@ extension Volume {
     /// ALLOC_DETAIL: every allocator of the committed super block (the server's, then each
     /// mount's log trees'), as the original lists them.
     public func allocDetail() throws(FSError) -> [AllocatorDetail] {
+        try FSError.retryingStale("reading the allocators") { () throws(FSError) in try allocDetailOnce() }
+    }
+
+    private func allocDetailOnce() throws(FSError) -> [AllocatorDetail] {
         let sb = try committedSuper()
         var out: [AllocatorDetail] = [
             AllocatorDetail(id: 0, blocks: sb.metaAlloc[0].totalLen, meta: true, avail: true),

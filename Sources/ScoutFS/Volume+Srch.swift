@@ -55,23 +55,18 @@ extension Volume {
     public func searchXattrs(name: [UInt8], fromIno: UInt64, lastIno: UInt64, limit: Int = 1_000_000) throws(FSError) -> (inodes: [UInt64], done: Bool) {
         if lastIno < fromIno { return ([], true) }
         let hash = FNV1a.hash64(name)
-        var lastError: FSError? = nil
         // a block reused after the roots were read (stale) makes the pass start again
-        for _ in 0..<3 {
+        let r = try FSError.retryingStale("searching srch files") { () throws(FSError) in
             let roots = try link.getRoots()
-            let r: (inodes: [UInt64], done: Bool)
             do throws(BlockStoreError) {
-                r = try SrchSearch.pass(ReadOnlyStore(device: meta), srchRoot: roots.srchRoot, logsRoot: roots.logsRoot,
-                                        hash: hash, fromIno: fromIno, lastIno: lastIno, limit: limit)
+                return try SrchSearch.pass(ReadOnlyStore(device: meta), srchRoot: roots.srchRoot, logsRoot: roots.logsRoot,
+                                           hash: hash, fromIno: fromIno, lastIno: lastIno, limit: limit)
             } catch {
-                lastError = .store(error)
-                if case .format(let f) = error, f.isStale { continue }
                 throw .store(error)
             }
-            state.withLock { counters.srchSearches += 1 }
-            return r
         }
-        throw lastError ?? FSError(FSError.EIO)
+        state.withLock { counters.srchSearches += 1 }
+        return r
     }
 
     /// Does one piece of srch compaction work from the server (SRCH_GET_COMPACT); false when

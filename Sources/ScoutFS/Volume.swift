@@ -429,7 +429,17 @@ public final class Volume: @unchecked Sendable {
             failed = .store(error)
             throw .store(error)
         }
-        try link.commitLogTrees(written)
+        do {
+            try link.commitLogTrees(written)
+        } catch {
+            // the server may have made this commit durable and only its answer was lost: the
+            // blocks and lists just written are then the server's, and writing this transaction
+            // again would overwrite them. It is never written again: the mount fails, as the
+            // original's does when its commit cannot finish (the link already resends across
+            // a change of server).
+            failed = error
+            throw error
+        }
         counters.srchEntries += UInt64(srchPending.count)
         srchPending = []
         counters.commits += 1

@@ -37,10 +37,16 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// True for a reference whose block was rewritten since the reference was read.
+    /// True for every failed check of a block read through a reference: the block may have
+    /// been freed and rewritten since the reference was read, as another kind of block (bad
+    /// magic), by another writer still writing it (bad crc) or with a new seq. Readers retry
+    /// with new references, and only the same references failing twice is corruption (the
+    /// original's ESTALE from `scoutfs_block_read_ref`).
     public var isStale: Bool {
-        if case .stale = self { return true }
-        return false
+        switch self {
+        case .badMagic, .badCRC, .badFSID, .badBlkno, .stale: return true
+        case .short, .invalid: return false
+        }
     }
 }
 

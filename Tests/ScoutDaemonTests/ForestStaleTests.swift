@@ -1,7 +1,10 @@
 import Glibc
+import ScoutAlloc
+import ScoutBTree
 import ScoutBlockIO
 @testable import ScoutFS
 import ScoutFormat
+import ScoutStorage
 import ScoutTestSupport
 import Testing
 
@@ -60,6 +63,38 @@ struct ForestStaleTests {
         // the same stale roots twice in a row: corruption
         link.rootsQueue = [stale[0], stale[0]]
         #expect(throws: FSError.self) { try Forest(device: md, link: link).read(Self.rootKey, lock: LockRange.covering(Self.rootKey)) }
+        link.rootsQueue = []
+    }
+    /// A block freed and reused as another kind of block (the server lays its alloc lists out
+    /// in blocks freed by its last commit) fails its magic check before its seq check: that
+    /// is a stale block too, and the read retries under new roots. It used to be EIO at once:
+    /// LOOKUPs on a fresh remount failed with "bad magic 8a93ac83, expected e597f96d" while
+    /// the first log merge's commits freed and reused blocks (issue 13).
+    @Test func aBlockReusedAsAnotherKindIsStaleAndTheReadRetries() throws {
+        let tv = try TestVolume.make()
+        defer { TempDir.remove(tv.dir) }
+        let (_, md, link, vol) = try LogMergeTests.mount(tv)
+        _ = try vol.makeNode(parent: Format.rootIno, name: Array("a".utf8), mode: UInt32(S_IFREG) | 0o644, caller: me)
+        try vol.sync()
+        let good = try link.getRoots()
+        // roots sampled while a merge's fs root was current, whose root block has since been
+        // freed and rewritten as an alloc list block (here: a block of this mount's pool)
+        let blkno = try #require(vol.txn.avail.first)
+        let (_, blocks) = AllocList.build([1, 2, 3], at: [blkno], fsid: md.fsid, seqs: [0x5eed])
+        try md.write(large: blocks[0])
+        var old = good
+        old.fsRoot = BTreeRoot(ref: BlockRef(blkno: blkno, seq: 0x01d5eed), height: 1)
+
+        link.rootsQueue = [old, good]
+        let got = try Forest(device: md, link: link).read(Self.rootKey, lock: LockRange.covering(Self.rootKey))
+        #expect(got.items.contains { $0.0 == Self.rootKey })
+        #expect(link.rootsQueue.isEmpty)
+
+        // under the same roots twice it is corruption, named with what the block held
+        link.rootsQueue = [old, old]
+        let e = #expect(throws: FSError.self) { try Forest(device: md, link: link).read(Self.rootKey, lock: LockRange.covering(Self.rootKey)) }
+        #expect(e?.errno == FSError.EIO)
+        #expect(e?.message.contains("bad magic") == true, "\(String(describing: e))")
         link.rootsQueue = []
     }
 }

@@ -77,7 +77,18 @@ final class LocalLink: ServerLink, @unchecked Sendable {
     }
     func srchGetCompact() throws(FSError) -> SrchCompact { try run { () throws(ServerError) in try core.getSrchCompact(rid: rid) } }
     func srchCommitCompact(_ sc: SrchCompact) throws(FSError) { try run { () throws(ServerError) in try core.commitSrchCompact(rid: rid, sc) } }
-    func commitLogTrees(_ lt: LogTrees) throws(FSError) { try run { () throws(ServerError) in try core.commitLogTrees(lt) } }
+    /// How many of the next COMMIT_LOG_TREES the server makes durable and then loses the answer to.
+    var lostCommitAnswers = 0
+
+    func commitLogTrees(_ lt: LogTrees) throws(FSError) {
+        try run { () throws(ServerError) in
+            try core.commitLogTrees(lt)
+            if lostCommitAnswers > 0 {
+                lostCommitAnswers -= 1
+                throw ServerError(errno: 110, "request timed out")
+            }
+        }
+    }
     func allocInodes(count: UInt64) throws(FSError) -> (ino: UInt64, nr: UInt64) { try run { () throws(ServerError) in try core.allocInodes(count: count) } }
     func lock(key: Key, old: LockMode, new: LockMode) throws(FSError) -> UInt64 {
         try run { () throws(ServerError) -> UInt64 in
