@@ -254,15 +254,32 @@ public struct MountRegistry: Sendable {
             bootID: fields["boot_id"] ?? "", machineID: fields["machine_id"] ?? "")
     }
 
-    /// Whether the daemon of `entry` still runs: its pid exists, is not a zombie, and has the
-    /// recorded start time (a reused pid is another process). An entry without a start time
-    /// counts as running: nothing can prove it gone.
+    /// Whether the daemon of `entry` still runs: its pid exists, has the recorded start time
+    /// (a reused pid is another process), and is not a zombie. A zombie main thread alone
+    /// is no zombie process: a daemon whose main thread exited runs on while any other of
+    /// its threads does. An entry without a start time counts as running: nothing can prove
+    /// it gone.
     public static func isRunning(_ entry: Entry) -> Bool {
         guard entry.pidStart != 0 else { return true }
         // a pid of another pid namespace says nothing here
         guard entry.pidNamespace.isEmpty || entry.pidNamespace == ownPidNamespace else { return true }
-        guard let (state, start) = stateAndStartTime(pid: entry.pid) else { return false }
-        return start == entry.pidStart && state != "Z" && state != "X" && state != "x"
+        guard let (state, start) = stateAndStartTime(pid: entry.pid), start == entry.pidStart else { return false }
+        return !isDead(state) || anyThreadLives(pid: entry.pid)
+    }
+
+    static func isDead(_ state: Character) -> Bool { state == "Z" || state == "X" || state == "x" }
+
+    /// Whether any thread of `pid` (`/proc/PID/task/*`) is neither a zombie nor dead.
+    static func anyThreadLives(pid: Int32) -> Bool {
+        guard let dir = opendir("/proc/\(pid)/task") else { return false }
+        defer { closedir(dir) }
+        // bounded by the process's thread count
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let tid = Int32(name), let state = stateAndStartTime(path: "/proc/\(pid)/task/\(tid)/stat")?.state else { continue }
+            if !isDead(state) { return true }
+        }
+        return false
     }
 
     /// This boot's id (`/proc/sys/kernel/random/boot_id`); empty when unreadable.
@@ -298,7 +315,12 @@ public struct MountRegistry: Sendable {
     /// Fields 3 (state) and 22 (start time) of `/proc/PID/stat`; nil when the process does not
     /// exist.
     static func stateAndStartTime(pid: Int32) -> (state: Character, start: UInt64)? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        stateAndStartTime(path: "/proc/\(pid)/stat")
+    }
+
+    /// Fields 3 and 22 of a `/proc` stat file (a process's or one of its threads').
+    static func stateAndStartTime(path: String) -> (state: Character, start: UInt64)? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 4096)

@@ -78,6 +78,49 @@ import Testing
         }
     }
 
+    /// A daemon whose main thread exited while its other threads run on: /proc/PID/stat says
+    /// zombie (Z), but the process lives and may still write. It counted as gone, and was
+    /// fenced without being killed; now both `LocalFence` and the script see it running, and
+    /// the script kills it.
+    @Test func aDaemonWithAZombieMainThreadIsStillRunning() throws {
+        let dir = try TempDir.make(prefix: "localfence")
+        defer { TempDir.remove(dir) }
+        let reg = MountRegistry(runDirectory: dir)
+        var child: pid_t = 0
+        let code = "import threading, time, ctypes\n"
+            + "threading.Thread(target=lambda: time.sleep(60)).start()\n"
+            + "ctypes.CDLL(None).pthread_exit(None)\n"
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup("python3"), strdup("-c"), strdup(code), nil]
+        defer { for a in argv { free(a) } }
+        try #require(posix_spawnp(&child, "python3", nil, nil, &argv, environ) == 0)
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(child, SIGKILL)
+                waitpid(child, nil, 0)
+            }
+        }
+        let start = try #require(MountRegistry.startTime(pid: child))
+        let zombieMain = waitFor(seconds: 10) { MountRegistry.stateAndStartTime(pid: child)?.state == "Z" }
+        try #require(zombieMain != nil, "python3's main thread did not exit")
+        let e = Self.entry(rid: 30, pid: child, start: start)
+        try reg.register(e)
+        #expect(MountRegistry.isRunning(e))
+        #expect(LocalFence(registry: reg).verdict(rid: 30) == .running(pid: child))
+
+        let (rc, out) = MountEnv.sh(
+            "SCOUTFS_RUN_DIR=\(dir) SCOUTFS_FENCED_REQ_RID=\(UInt64(30).paddedHex) SCOUTFS_FENCED_REQ_IP=127.0.0.1 "
+                + "timeout 60 bash \(MountEnv.root)/scripts/scoutfs-fence-local")
+        #expect(rc == 0, "\(out)")
+        #expect(out.contains("killing mount daemon \(child)"), "\(out)")
+        #expect(!out.contains("is not running"), "\(out)")
+        var status: Int32 = 0
+        #expect(waitpid(child, &status, 0) == child)
+        reaped = true
+        #expect((status & 0x7f) == SIGKILL)
+        #expect(try reg.lookup(rid: 30) == nil)
+    }
+
     @Test func aLocallyFencedRequestIsAnsweredAtOnce() {
         let asked = Mutex<[UInt64]>([])
         let fences = FenceRequests(localFencer: { request in
