@@ -101,7 +101,7 @@ public final class Mount: @unchecked Sendable {
         if let slot = options.quorumSlotNr, !configured.contains(slot) {
             throw MountError(22, "quorum_slot_nr=\(slot) is not a configured quorum slot (configured: \(configured.map(String.init).joined(separator: ", ")))")
         }
-        let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid)
+        let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid, cacheBytes: options.blockCacheMiB << 20)
         let rid = self.rid
         var logM = logger
         logM[metadataKey: "rid"] = "\(String(rid, radix: 16))"
@@ -242,7 +242,9 @@ public final class Mount: @unchecked Sendable {
             }
             try? mounted.unmount(.detach)
         }
+        vol.itemCacheLimit = options.itemCacheMiB << 20
         let fs = ScoutFileSystem(volume: vol, logger: log)
+        fs.setMaxKernelNames(options.kernelDentries)
         fs.rid = rid
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
@@ -309,8 +311,10 @@ public final class Mount: @unchecked Sendable {
         _ = try? vol.getattr(Format.rootIno)
         if device != 0 {
             fs.deviceNumber = UInt64(device)
+            var withNames = sources
+            withNames.kernelNames = { [fs] in fs.kernelNameStats }
             do {
-                control = try ControlServer.start(device: device, volume: vol, sources: sources, logger: log)
+                control = try ControlServer.start(device: device, volume: vol, sources: withNames, logger: log)
             } catch {
                 log.error("control socket: \(error)")
             }

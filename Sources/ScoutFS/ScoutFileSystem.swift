@@ -39,6 +39,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         self.notifier.set(notifier)
     }
 
+    /// The most names the kernel may keep as dentries from this mount (`kernel_dentries`):
+    /// past it the oldest are invalidated, so that the kernel forgets their inodes.
+    public func setMaxKernelNames(_ n: Int) { notifier.setMaxNames(n) }
+
+    /// Names the kernel may hold as dentries now, the bound, and names given back so far.
+    public var kernelNameStats: (names: Int, max: Int, pruned: UInt64) { notifier.nameStats }
+
     /// Delays every page invalidation after a lost lock by `ms` (a test knob: it widens the
     /// window in which reads must not be served from the old pages).
     public func delayPageInvalidation(ms: Int) {
@@ -373,11 +380,29 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// inode to drop it (and the directory's inode lock for an entry), and a page fault or a
 /// buffered write holds that page lock while its FUSE request waits for this very cluster
 /// lock, which would never come.
+///
+/// The names are bounded (`maxNames`, the `kernel_dentries` mount option): past it, the oldest
+/// remembered names are invalidated in the kernel (NOTIFY_INVAL_ENTRY, from a thread of their
+/// own, never a request's), so the kernel lets go of the dentries and, once an inode has none
+/// left and is not open, sends FORGET: the lookup counts shrink with them.
 final class NotifierBox: @unchecked Sendable {
-    // Invariant: `notifier`, `names` and `pagesPending` are only touched with `lock` held.
+    // Invariant: `notifier`, `names`, `nameCount`, `order`, `orderHead`, `pruning` and
+    // `pagesPending` are only touched with `lock` held.
     private let lock = PThreadLock()
     private var notifier: FUSENotifier?
     private var names: [UInt64: Set<[UInt8]>] = [:]
+    /// How many names `names` holds.
+    private var nameCount = 0
+    /// The names in the order they were remembered (oldest from `orderHead`); entries whose
+    /// name was dropped since stay until they come up.
+    private var order: [(parent: UInt64, name: [UInt8])] = []
+    private var orderHead = 0
+    /// An entry invalidation batch is on its way.
+    private var pruning = false
+    /// The most names the kernel may keep as dentries from this mount.
+    private var maxNames = 500_000
+    /// Names given back to the kernel so far (the `kernel_dentries_pruned` counter).
+    private var pruned: UInt64 = 0
     /// Inodes whose page invalidation was sent off after their lock was lost and has not
     /// finished: the kernel may still hold pages from before another mount's change.
     private var pagesPending: [UInt64: Int] = [:]
@@ -389,12 +414,75 @@ final class NotifierBox: @unchecked Sendable {
 
     func setPageInvalidationDelay(ms: Int) { lock.withLock { pageInvalidationDelayMs = ms } }
 
+    func setMaxNames(_ n: Int) { lock.withLock { maxNames = max(1, n) } }
+
+    /// Names remembered now, the bound, and names given back to the kernel so far.
+    var nameStats: (names: Int, max: Int, pruned: UInt64) { lock.withLock { (nameCount, maxNames, pruned) } }
+
     func remember(parent: UInt64, name: [UInt8]) {
-        lock.withLock { _ = names[parent, default: []].insert(name) }
+        let batch = lock.withLock { () -> [(UInt64, [UInt8])] in
+            guard names[parent, default: []].insert(name).inserted else { return [] }
+            nameCount += 1
+            order.append((parent, name))
+            return takeOldest()
+        }
+        if !batch.isEmpty { sendEntryInvalidations(batch) }
+    }
+
+    /// Past the bound (and with no batch on its way): takes the oldest names out, down to
+    /// seven eighths of the bound, for invalidation. Caller holds `lock`.
+    private func takeOldest() -> [(UInt64, [UInt8])] {
+        guard nameCount > maxNames, !pruning, notifier != nil else {
+            compactOrder()
+            return []
+        }
+        let target = maxNames - maxNames / 8
+        var out: [(UInt64, [UInt8])] = []
+        while nameCount > target, orderHead < order.count {
+            let (parent, name) = order[orderHead]
+            orderHead += 1
+            guard names[parent]?.remove(name) != nil else { continue }
+            if names[parent]!.isEmpty { names[parent] = nil }
+            nameCount -= 1
+            out.append((parent, name))
+        }
+        pruning = !out.isEmpty
+        compactOrder()
+        return out
+    }
+
+    /// Drops the order's consumed head, and entries whose names are gone once they are the
+    /// majority, so the order stays within twice the names it tracks.
+    private func compactOrder() {
+        if orderHead > 4096 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+        if order.count - orderHead > 2 * nameCount + 4096 {
+            order = order[orderHead...].filter { names[$0.parent]?.contains($0.name) == true }
+            orderHead = 0
+        }
+    }
+
+    private func sendEntryInvalidations(_ batch: [(UInt64, [UInt8])]) {
+        guard let n = lock.withLock({ notifier }) else { return }
+        Threads.detached(name: "inval-names") { [self] in
+            var sent: UInt64 = 0
+            for (parent, name) in batch where (try? n.invalidateEntry(parent: parent, name: name)) != nil { sent += 1 }
+            let more = lock.withLock { () -> [(UInt64, [UInt8])] in
+                pruned += sent
+                pruning = false
+                return takeOldest()
+            }
+            if !more.isEmpty { sendEntryInvalidations(more) }
+        }
     }
 
     func forgetNames(of dir: UInt64) {
-        lock.withLock { _ = names.removeValue(forKey: dir) }
+        lock.withLock {
+            if let set = names.removeValue(forKey: dir) { nameCount -= set.count }
+            compactOrder()
+        }
     }
 
     /// Whether the kernel may still hold pages of `ino` from before a lock was lost.
@@ -413,7 +501,10 @@ final class NotifierBox: @unchecked Sendable {
         let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
             var out: [(UInt64, [UInt8])] = []
             for ino in inos {
-                if let set = names.removeValue(forKey: ino) { out += set.map { (ino, $0) } }
+                if let set = names.removeValue(forKey: ino) {
+                    out += set.map { (ino, $0) }
+                    nameCount -= set.count
+                }
                 if notifier != nil { pagesPending[ino, default: 0] += 1 }
             }
             return (notifier, out)
