@@ -127,7 +127,7 @@ public struct ControlSources: Sendable {
     public var trigger: @Sendable (String) -> Bool
     /// The names the kernel may hold as dentries from this mount, their bound and how many
     /// were given back (nil before the FUSE session exists).
-    public var kernelNames: @Sendable () -> (names: Int, max: Int, pruned: UInt64)? = { nil }
+    public var kernelNames: @Sendable () -> (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32)? = { nil }
 
     public init(
         rid: UInt64 = 0,
@@ -321,7 +321,10 @@ public final class ControlServer: Sendable {
             "kernel_inodes \(m.kernelInodes)", "open_inodes \(m.openInodes)",
         ]
         if let k = sources.kernelNames() {
-            out += ["kernel_dentries \(k.names)", "kernel_dentries_max \(k.max)", "kernel_dentries_pruned \(k.pruned)"]
+            out += [
+                "kernel_dentries \(k.names)", "kernel_dentries_max \(k.max)", "kernel_dentries_pruned \(k.pruned)",
+                "kernel_dentries_prune_failed \(k.failed)", "kernel_dentries_prune_errno \(k.lastErrno)",
+            ]
         }
         return out
     }

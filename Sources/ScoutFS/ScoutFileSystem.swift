@@ -44,7 +44,7 @@ public final class ScoutFileSystem: FileSystemOperations {
     public func setMaxKernelNames(_ n: Int) { notifier.setMaxNames(n) }
 
     /// Names the kernel may hold as dentries now, the bound, and names given back so far.
-    public var kernelNameStats: (names: Int, max: Int, pruned: UInt64) { notifier.nameStats }
+    public var kernelNameStats: (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32) { notifier.nameStats }
 
     /// Delays every page invalidation after a lost lock by `ms` (a test knob: it widens the
     /// window in which reads must not be served from the old pages).
@@ -403,6 +403,9 @@ final class NotifierBox: @unchecked Sendable {
     private var maxNames = 500_000
     /// Names given back to the kernel so far (the `kernel_dentries_pruned` counter).
     private var pruned: UInt64 = 0
+    /// Invalidations the kernel refused, and the errno of the last one.
+    private var pruneFailures: UInt64 = 0
+    private var pruneLastErrno: Int32 = 0
     /// Inodes whose page invalidation was sent off after their lock was lost and has not
     /// finished: the kernel may still hold pages from before another mount's change.
     private var pagesPending: [UInt64: Int] = [:]
@@ -417,7 +420,9 @@ final class NotifierBox: @unchecked Sendable {
     func setMaxNames(_ n: Int) { lock.withLock { maxNames = max(1, n) } }
 
     /// Names remembered now, the bound, and names given back to the kernel so far.
-    var nameStats: (names: Int, max: Int, pruned: UInt64) { lock.withLock { (nameCount, maxNames, pruned) } }
+    var nameStats: (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32) {
+        lock.withLock { (nameCount, maxNames, pruned, pruneFailures, pruneLastErrno) }
+    }
 
     func remember(parent: UInt64, name: [UInt8]) {
         let batch = lock.withLock { () -> [(UInt64, [UInt8])] in
@@ -468,9 +473,21 @@ final class NotifierBox: @unchecked Sendable {
         guard let n = lock.withLock({ notifier }) else { return }
         Threads.detached(name: "inval-names") { [self] in
             var sent: UInt64 = 0
-            for (parent, name) in batch where (try? n.invalidateEntry(parent: parent, name: name)) != nil { sent += 1 }
+            var failed: UInt64 = 0
+            var lastError: Int32 = 0
+            for (parent, name) in batch {
+                do throws(FUSEError) {
+                    try n.invalidateEntry(parent: parent, name: name)
+                    sent += 1
+                } catch {
+                    failed += 1
+                    lastError = error.errnoValue
+                }
+            }
             let more = lock.withLock { () -> [(UInt64, [UInt8])] in
                 pruned += sent
+                pruneFailures += failed
+                if lastError != 0 { pruneLastErrno = lastError }
                 pruning = false
                 return takeOldest()
             }

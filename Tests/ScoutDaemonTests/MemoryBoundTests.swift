@@ -53,7 +53,7 @@ extension RealMounts {
 @Suite("Memory bounds on a real mount", .serialized, .enabled(if: MountEnv.usable), .timeLimit(.minutes(5)))
 struct MemoryBoundMountTests {
     static func counters(_ v: MountedVolume) -> [String: Int] {
-        let (rc, out) = MountEnv.sh("timeout 10 \(MountEnv.binary) counters -p \(v.mnt)")
+        let (rc, out) = MountEnv.sh("timeout 10 env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) counters -p \(v.mnt)")
         guard rc == 0 else { return [:] }
         var c: [String: Int] = [:]
         for line in out.split(separator: "\n") {
@@ -85,7 +85,7 @@ struct MemoryBoundMountTests {
             try writeFile("\(dir)/f\(i)", Self.content(i), fsync: false)
             if i % 1000 == 999 { try sample() }
         }
-        #expect(MountEnv.sh("timeout 30 \(MountEnv.binary) sync -p \(v.mnt)").0 == 0)
+        #expect(MountEnv.sh("timeout 30 env SCOUTFS_RUN_DIR=\(v.dir)/run \(MountEnv.binary) sync -p \(v.mnt)").0 == 0)
         for i in 0..<files where readFile("\(dir)/f\(i)") != Self.content(i) {
             Issue.record("f\(i) reads back wrong")
             break
@@ -98,7 +98,9 @@ struct MemoryBoundMountTests {
         }
         let c = Self.counters(v)
         #expect(settled != nil, "kernel tables did not shrink: \(c)")
-        #expect(c["kernel_dentries_pruned"]! >= files - 1000)
+        // (a lock given up drops its names too, invalidated as before, without counting here)
+        #expect(c["kernel_dentries_pruned"]! >= 1000)
+        #expect(c["kernel_dentries_prune_failed"] == 0)
         #expect(c["item_cache_evicted"]! > 0)
         #expect(c["kernel_dentries_max"] == 1000)
 
