@@ -24,6 +24,13 @@ struct ItemCacheBoundTests {
         return (tv, vol, inos)
     }
 
+    /// A cache of its own over `vol`'s forest (every lock counts as held), bounded to `limit` bytes.
+    static func cache(_ vol: Volume, limit: Int) -> ItemCache {
+        let c = ItemCache(forest: vol.forest)
+        c.limit = limit
+        return c
+    }
+
     @Test func droppedCleanItemsAreReadAgainAndTheBoundHolds() throws {
         let (tv, vol, inos) = try Self.populated(2000)
         defer { TempDir.remove(tv.dir) }
@@ -33,8 +40,7 @@ struct ItemCacheBoundTests {
         for ino in inos { want[ino] = try reference.get(Volume.inodeKey(ino)) }
         #expect(want.values.allSatisfy { !$0.isEmpty })
 
-        let c = ItemCache(forest: vol.forest)
-        c.limit = 32 << 10
+        let c = Self.cache(vol, limit: 32 << 10)
         for round in 0..<3 {
             for ino in inos.shuffled() {
                 #expect(try c.get(Volume.inodeKey(ino)) == want[ino], "round \(round), inode \(ino)")
@@ -52,8 +58,7 @@ struct ItemCacheBoundTests {
     @Test func referencedItemsSurviveASweep() throws {
         let (tv, vol, inos) = try Self.populated(600)
         defer { TempDir.remove(tv.dir) }
-        let c = ItemCache(forest: vol.forest)
-        c.limit = 48 << 10
+        let c = Self.cache(vol, limit: 48 << 10)
         let hot = Volume.inodeKey(inos[0])
         _ = try c.get(hot)
         for ino in inos.dropFirst() {
@@ -69,8 +74,7 @@ struct ItemCacheBoundTests {
     @Test func dirtyItemsAreNeverDropped() throws {
         let (tv, vol, inos) = try Self.populated(500)
         defer { TempDir.remove(tv.dir) }
-        let c = ItemCache(forest: vol.forest)
-        c.limit = 8 << 10
+        let c = Self.cache(vol, limit: 8 << 10)
         var dirty: [Key: [UInt8]] = [:]
         for (i, ino) in inos.enumerated() {
             let k = Key(zone: KeyZone.fs, first: ino, type: KeyType.xattr, second: 1, third: UInt64(i))
@@ -94,8 +98,7 @@ struct ItemCacheBoundTests {
     @Test func walksWithEvictionReturnEveryItem() throws {
         let (tv, vol, inos) = try Self.populated(1500)
         defer { TempDir.remove(tv.dir) }
-        let c = ItemCache(forest: vol.forest)
-        c.limit = 16 << 10
+        let c = Self.cache(vol, limit: 16 << 10)
         var seen = 0
         var pos = Volume.readdirKey(Format.rootIno, 0)
         let end = Volume.readdirKey(Format.rootIno, .max)
@@ -113,8 +116,7 @@ struct ItemCacheBoundTests {
     @Test func invalidationDropsEverythingInItsRange() throws {
         let (tv, vol, inos) = try Self.populated(300)
         defer { TempDir.remove(tv.dir) }
-        let c = ItemCache(forest: vol.forest)
-        c.limit = 1 << 30
+        let c = Self.cache(vol, limit: 1 << 30)
         for ino in inos { _ = try c.get(Volume.inodeKey(ino)) }
         _ = try c.next(from: Volume.readdirKey(Format.rootIno, 0), through: Volume.readdirKey(Format.rootIno, .max))
         let before = c.stats
