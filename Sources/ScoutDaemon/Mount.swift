@@ -66,14 +66,13 @@ public final class Mount: @unchecked Sendable {
         self.liveOptionValues = Mutex(options)
     }
 
-    /// Mounts, calls `ready` once the filesystem is usable, and serves until unmounted.
-    /// Returns the exit status: 0 after a clean unmount.
     /// glibc's allocator, left to its defaults, kept most of a busy mount's resident memory:
-    /// every transaction copies and frees thousands of 64 KiB metadata blocks, from whichever
-    /// thread commits, and each thread's arena kept its high-water mark (a create run of
-    /// 2·10⁵ files: 822 MiB resident for about 300 MiB of live heap). Blocks of 64 KiB and
-    /// up are mapped and unmapped on their own, and at most two arenas are made: 315 MiB for
-    /// the same run, at about the same CPU time (docs/performance.md, issue 12).
+    /// every transaction copies and frees thousands of 64 KiB metadata blocks, and the heap
+    /// they were carved from stayed fragmented at its high-water mark (a create run of 2·10⁵
+    /// files: 803 MiB resident, where massif counted 80 MiB of live heap at 2·10⁴). Blocks of
+    /// 64 KiB and up are now mapped and unmapped on their own: 307 MiB for the same run, at
+    /// about the same CPU time, but each block read pays its page faults. The arenas are
+    /// capped at two as well (alone that changed nothing: 807 MiB). docs/performance.md.
     static func boundMallocRetention() {
         // mallopt(3) is not in the Glibc module (malloc.h): found by name; its parameters
         // M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8) are glibc's ABI
@@ -84,6 +83,8 @@ public final class Mount: @unchecked Sendable {
         _ = mallopt(-8, 2)
     }
 
+    /// Mounts, calls `ready` once the filesystem is usable, and serves until unmounted.
+    /// Returns the exit status: 0 after a clean unmount.
     public func run(ready: () -> Void) throws(MountError) -> Int32 {
         guard let metaPath = options.metadevPath else { throw MountError(22, "metadev_path is required") }
         Self.boundMallocRetention()
