@@ -386,8 +386,8 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// own, never a request's), so the kernel lets go of the dentries and, once an inode has none
 /// left and is not open, sends FORGET: the lookup counts shrink with them.
 final class NotifierBox: @unchecked Sendable {
-    // Invariant: `notifier`, `names`, `nameCount`, `order`, `orderHead`, `pruning` and
-    // `pagesPending` are only touched with `lock` held.
+    // Invariant: `notifier`, `names`, `nameCount`, `order`, `orderHead`, `pruning`,
+    // `pruningParents` and `pagesPending` are only touched with `lock` held.
     private let lock = PThreadLock()
     private var notifier: FUSENotifier?
     private var names: [UInt64: Set<[UInt8]>] = [:]
@@ -397,8 +397,10 @@ final class NotifierBox: @unchecked Sendable {
     /// name was dropped since stay until they come up.
     private var order: [(parent: UInt64, name: [UInt8])] = []
     private var orderHead = 0
-    /// An entry invalidation batch is on its way.
+    /// An entry invalidation batch is on its way, and the directories its names are in: until
+    /// it is through, the kernel may still hold those names though `names` no longer does.
     private var pruning = false
+    private var pruningParents = Set<UInt64>()
     /// The most names the kernel may keep as dentries from this mount.
     private var maxNames = 500_000
     /// Names given back to the kernel so far (the `kernel_dentries_pruned` counter).
@@ -452,6 +454,7 @@ final class NotifierBox: @unchecked Sendable {
             out.append((parent, name))
         }
         pruning = !out.isEmpty
+        pruningParents = Set(out.map(\.0))
         compactOrder()
         return out
     }
@@ -489,6 +492,7 @@ final class NotifierBox: @unchecked Sendable {
                 pruneFailures += failed
                 if lastError != 0 { pruneLastErrno = lastError }
                 pruning = false
+                pruningParents = []
                 return takeOldest()
             }
             if !more.isEmpty { sendEntryInvalidations(more) }
@@ -515,8 +519,9 @@ final class NotifierBox: @unchecked Sendable {
     /// drops the pages when the mtime or size changed), and an open replies without
     /// FOPEN_KEEP_CACHE (the kernel drops the pages at open, in the opener's context).
     func invalidate(_ inos: [UInt64]) {
-        let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
+        let (n, entries, inFlight) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])], Bool) in
             var out: [(UInt64, [UInt8])] = []
+            let inFlight = inos.contains { pruningParents.contains($0) }
             for ino in inos {
                 if let set = names.removeValue(forKey: ino) {
                     out += set.map { (ino, $0) }
@@ -524,14 +529,15 @@ final class NotifierBox: @unchecked Sendable {
                 }
                 if notifier != nil { pagesPending[ino, default: 0] += 1 }
             }
-            return (notifier, out)
+            return (notifier, out, inFlight)
         }
         guard let n else { return }
         for ino in inos { _ = try? n.invalidateInode(ino, offset: -1, length: 0) }
         // Before the lock is given up: every dentry is revalidated before its next use, so
         // once another mount's rename or unlink returns, no name here resolves the old way.
-        // (The entry invalidations below only free the kernel's memory then.)
-        if !entries.isEmpty { _ = try? n.incrementEpoch() }
+        // (The entry invalidations below only free the kernel's memory then.) Names of these
+        // directories on their way out in a pruning batch count too.
+        if !entries.isEmpty || inFlight { _ = try? n.incrementEpoch() }
         let delay = lock.withLock { pageInvalidationDelayMs }
         Threads.detached(name: "inval-pages") { [self] in
             if delay > 0 { usleep(useconds_t(delay) * 1000) }
