@@ -51,9 +51,11 @@ let package = Package(
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         // the kernel's FUSE protocol and mount/loop ioctls (headers only, nothing to link)
         .systemLibrary(name: "CFuseKernel"),
+        // the CPU's crc32c instruction, header only (ScoutFormat's CRC32C)
+        .systemLibrary(name: "CCRC32C"),
 
         // pure
-        .target(name: "ScoutFormat", swiftSettings: upcoming),
+        .target(name: "ScoutFormat", dependencies: ["CCRC32C"], swiftSettings: upcoming),
         .target(name: "ScoutBTree", dependencies: ["ScoutFormat"], swiftSettings: upcoming),
         .target(name: "ScoutAlloc", dependencies: ["ScoutFormat", "ScoutBTree"], swiftSettings: upcoming),
         .target(name: "ScoutQuorum", dependencies: ["ScoutFormat"], swiftSettings: upcoming),

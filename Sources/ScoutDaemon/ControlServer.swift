@@ -1,5 +1,6 @@
 import Glibc
 public import Logging
+import ScoutBlockIO
 public import ScoutFS
 import ScoutFormat
 public import ScoutServer
@@ -124,6 +125,9 @@ public struct ControlSources: Sendable {
     /// Arms a one-shot trigger of the server this mount runs; false when it runs none or the
     /// name is not a trigger.
     public var trigger: @Sendable (String) -> Bool
+    /// The names the kernel may hold as dentries from this mount, their bound and how many
+    /// were given back (nil before the FUSE session exists).
+    public var kernelNames: @Sendable () -> (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32)? = { nil }
 
     public init(
         rid: UInt64 = 0,
@@ -302,6 +306,29 @@ public final class ControlServer: Sendable {
         return String(decoding: data, as: UTF8.self).trimmingSuffixNewline()
     }
 
+    /// The memory counters: the item cache, the block cache and the kernel's node and name
+    /// tables as this mount tracks them.
+    private func memoryCounters(_ volume: Volume) -> [String] {
+        let m = volume.memoryStats()
+        let blocks = volume.meta.cache
+        var out = [
+            "item_cache_clean_items \(m.items.cleanItems)", "item_cache_clean_bytes \(m.items.cleanBytes)",
+            "item_cache_limit_bytes \(m.items.limit)", "item_cache_ranges \(m.items.ranges)",
+            "item_cache_dirty_items \(m.items.dirtyItems)", "item_cache_dirty_bytes \(m.items.dirtyBytes)",
+            "item_cache_evicted \(m.items.evicted)", "item_cache_range_reads \(m.items.rangeReads)",
+            "item_cache_point_reads \(m.items.pointReads)",
+            "block_cache_bytes \(blocks.bytes)", "block_cache_limit_bytes \(blocks.capacity)",
+            "kernel_inodes \(m.kernelInodes)", "open_inodes \(m.openInodes)",
+        ]
+        if let k = sources.kernelNames() {
+            out += [
+                "kernel_dentries \(k.names)", "kernel_dentries_max \(k.max)", "kernel_dentries_pruned \(k.pruned)",
+                "kernel_dentries_prune_failed \(k.failed)", "kernel_dentries_prune_errno \(k.lastErrno)",
+            ]
+        }
+        return out
+    }
+
     /// The reply to one command line from a caller with user id `uid`.
     func handle(_ line: String, uid: uid_t) -> String {
         let words = line.split(separator: " ").map(String.init)
@@ -335,7 +362,7 @@ public final class ControlServer: Sendable {
                     "orphan_scan_error \(c.orphanScanError)", "orphan_scan_empty \(c.orphanScanEmpty)",
                     "omap_request \(c.omapRequest)", "omap_request_error \(c.omapRequestError)",
                     "omap_client_request \(c.omapClientRequest)",
-                ] + sources.serverCounters().map { "\($0.0) \($0.1)" })
+                ] + memoryCounters(volume) + sources.serverCounters().map { "\($0.0) \($0.1)" })
             case "trigger":
                 guard uid == 0 else { return Self.err(EPERM, "only root may arm triggers") }
                 guard args.count == 1 else { return Self.err(EINVAL, "usage: trigger NAME") }
@@ -490,13 +517,16 @@ extension MountOptions {
 
     /// The options as the control socket lists them, by name: the original's sysfs
     /// `mount_options/` files (`quorum_slot_nr` is -1 for a non-member), plus
-    /// `tcp_keepalive_timeout_ms` and `acl` (0/1), which cannot change.
+    /// `tcp_keepalive_timeout_ms` and `acl` (0/1) and the memory bounds, which cannot change.
     public var controlList: [(String, String)] {
         [
             ("acl", acl ? "1" : "0"),
+            ("block_cache_mb", "\(blockCacheMiB)"),
             ("data_prealloc_blocks", "\(dataPreallocBlocks)"),
             ("data_prealloc_contig_only", dataPreallocContigOnly ? "1" : "0"),
             ("ino_alloc_per_lock", "\(inoAllocPerLock)"),
+            ("item_cache_mb", "\(itemCacheMiB)"),
+            ("kernel_dentries", "\(kernelDentries)"),
             ("lock_idle_count", "\(lockIdleCount)"),
             ("log_merge_wait_timeout_ms", "\(logMergeWaitTimeoutMs)"),
             ("metadev_path", metadevPath ?? ""),

@@ -66,10 +66,28 @@ public final class Mount: @unchecked Sendable {
         self.liveOptionValues = Mutex(options)
     }
 
+    /// glibc's allocator, left to its defaults, kept most of a busy mount's resident memory:
+    /// every transaction copies and frees thousands of 64 KiB metadata blocks, and the heap
+    /// they were carved from stayed fragmented at its high-water mark (a create run of 2·10⁵
+    /// files: 803 MiB resident, where massif counted 80 MiB of live heap at 2·10⁴). Blocks of
+    /// 64 KiB and up are now mapped and unmapped on their own: 307 MiB for the same run, at
+    /// about the same CPU time, but each block read pays its page faults. The arenas are
+    /// capped at two as well (alone that changed nothing: 807 MiB). docs/performance.md.
+    static func boundMallocRetention() {
+        // mallopt(3) is not in the Glibc module (malloc.h): found by name; its parameters
+        // M_MMAP_THRESHOLD (-3) and M_ARENA_MAX (-8) are glibc's ABI
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(sym, to: Mallopt.self)
+        _ = mallopt(-3, 64 << 10)
+        _ = mallopt(-8, 2)
+    }
+
     /// Mounts, calls `ready` once the filesystem is usable, and serves until unmounted.
     /// Returns the exit status: 0 after a clean unmount.
     public func run(ready: () -> Void) throws(MountError) -> Int32 {
         guard let metaPath = options.metadevPath else { throw MountError(22, "metadev_path is required") }
+        Self.boundMallocRetention()
         // devices and supers
         let metaDev: FileBlockDevice
         do {
@@ -101,7 +119,7 @@ public final class Mount: @unchecked Sendable {
         if let slot = options.quorumSlotNr, !configured.contains(slot) {
             throw MountError(22, "quorum_slot_nr=\(slot) is not a configured quorum slot (configured: \(configured.map(String.init).joined(separator: ", ")))")
         }
-        let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid)
+        let md = MetaDevice(device: metaDev, fsid: sb.hdr.fsid, cacheBytes: options.blockCacheMiB << 20)
         let rid = self.rid
         var logM = logger
         logM[metadataKey: "rid"] = "\(String(rid, radix: 16))"
@@ -242,7 +260,9 @@ public final class Mount: @unchecked Sendable {
             }
             try? mounted.unmount(.detach)
         }
+        vol.itemCacheLimit = options.itemCacheMiB << 20
         let fs = ScoutFileSystem(volume: vol, logger: log)
+        fs.setMaxKernelNames(options.kernelDentries)
         fs.rid = rid
         var fcfg = FUSEConfiguration()
         fcfg.readerThreads = 2
@@ -309,8 +329,10 @@ public final class Mount: @unchecked Sendable {
         _ = try? vol.getattr(Format.rootIno)
         if device != 0 {
             fs.deviceNumber = UInt64(device)
+            var withNames = sources
+            withNames.kernelNames = { [fs] in fs.kernelNameStats }
             do {
-                control = try ControlServer.start(device: device, volume: vol, sources: sources, logger: log)
+                control = try ControlServer.start(device: device, volume: vol, sources: withNames, logger: log)
             } catch {
                 log.error("control socket: \(error)")
             }

@@ -20,6 +20,12 @@ public struct MountOptions: Equatable, Sendable {
     public var dataPreallocContigOnly = true
     public var acl = true
     public var readOnly = false
+    /// The memory bounds (ours, not the original's): MiB of clean items in the item cache,
+    /// MiB of metadata blocks in the block cache, and how many names the kernel may keep
+    /// as dentries from this mount. The defaults keep a mount under 1 GiB resident.
+    public var itemCacheMiB = 256
+    public var blockCacheMiB = 64
+    public var kernelDentries = 500_000
 
     public init() {}
 
@@ -64,6 +70,9 @@ public struct MountOptions: Equatable, Sendable {
             case "ino_alloc_per_lock": o.inoAllocPerLock = try int(1, 1024)
             case "data_prealloc_blocks": o.dataPreallocBlocks = UInt64(try int(1, Int.max))
             case "data_prealloc_contig_only": o.dataPreallocContigOnly = try int(0, 1) == 1
+            case "item_cache_mb": o.itemCacheMiB = try int(1, 1 << 20)
+            case "block_cache_mb": o.blockCacheMiB = try int(1, 1 << 20)
+            case "kernel_dentries": o.kernelDentries = try int(1000, 1_000_000_000)
             case "acl": o.acl = true
             case "noacl": o.acl = false
             case "ro": o.readOnly = true

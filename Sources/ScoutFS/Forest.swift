@@ -90,10 +90,16 @@ final class Forest {
 
     /// The merged items of the range around `key`, within `lock`.
     func read(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
+        try retryingStale(key) { () throws(FSError) in try readOnce(key, lock: lock) }
+    }
+
+    /// Runs `body` again with fresh roots while it meets stale blocks under new roots; EIO when
+    /// the same roots go stale twice.
+    private func retryingStale<R>(_ key: Key, _ body: () throws(FSError) -> R) throws(FSError) -> R {
         var staleUnder: ForestRoots?
         for _ in 0..<Self.staleRetries {
             do {
-                return try readOnce(key, lock: lock)
+                return try body()
             } catch where error.errno == FSError.ESTALE {
                 guard let used = sampled else { throw error }
                 if let last = staleUnder, last.fsRoot.ref == used.fsRoot.ref, last.logsRoot.ref == used.logsRoot.ref {
@@ -106,12 +112,11 @@ final class Forest {
         throw FSError(FSError.EIO, "stale blocks under \(Self.staleRetries) samples of the roots reading \(key)")
     }
 
-    private func readOnce(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
+    /// The trees a read within `lock` consults: the fs root, and each log tree whose bloom
+    /// filter may hold the lock, with their merge classes.
+    private func sources(_ lock: LockRange) throws(FSError) -> (roots: [BTreeRoot], classes: [TotlMerging.Source]) {
         if roots == nil || rootsGeneration != grants.value { try loadRoots() }
         guard let roots else { throw FSError(FSError.EIO, "no roots") }
-        let tree = BTree(store: store)
-        var start = lock.start
-        var end = lock.end
         var sources: [BTreeRoot] = [roots.fsRoot]
         // a plain read counts every finalized tree as a merge input (the original passes no
         // merge seq here); only delta items care
@@ -129,6 +134,14 @@ final class Forest {
                 classes.append(lt.finalized ? .mergeInput : .log)
             }
         }
+        return (sources, classes)
+    }
+
+    private func readOnce(_ key: Key, lock: LockRange) throws(FSError) -> (start: Key, end: Key, items: [(Key, [UInt8])]) {
+        let tree = BTree(store: store)
+        var start = lock.start
+        var end = lock.end
+        let (sources, classes) = try sources(lock)
         var leaves: [[BTreeItem]] = []
         leaves.reserveCapacity(sources.count)
         for root in sources {
@@ -143,6 +156,55 @@ final class Forest {
             leaves.append(leaf.items)
         }
         return (start, end, Self.merge(leaves, from: start, through: end, sources: classes))
+    }
+
+    /// The newest version of `key` (nil: no tree holds it, or the newest is a deletion): one
+    /// hashed search of a leaf per tree, no range read. Not for delta items (their versions
+    /// are summed, not replaced).
+    func lookup(_ key: Key, lock: LockRange) throws(FSError) -> [UInt8]? {
+        precondition(!DeltaItems.isDelta(key))
+        return try retryingStale(key) { () throws(FSError) -> [UInt8]? in
+            let tree = BTree(store: store)
+            var best: BTreeItem? = nil
+            for root in try sources(lock).roots {
+                do throws(BTreeError) {
+                    if let it = try tree.lookup(root, key), best == nil || it.seq > best!.seq { best = it }
+                } catch {
+                    throw .btree(error)
+                }
+            }
+            guard let best, best.flags & Format.itemFlagDeletion == 0 else { return nil }
+            return best.value
+        }
+    }
+
+    /// The first live item in `from...through` (newest versions, deletions skipped), found by
+    /// seeking each tree to it: the leaves on the way, no range read. nil when there is none,
+    /// or when more than `skipLimit` deleted keys had to be stepped over (`exhausted`: read
+    /// the range instead). Not for delta items.
+    func first(from: Key, through: Key, lock: LockRange, skipLimit: Int = 16) throws(FSError) -> (item: (key: Key, value: [UInt8])?, exhausted: Bool) {
+        precondition(!DeltaItems.isDelta(from) && !DeltaItems.isDelta(through))
+        return try retryingStale(from) { () throws(FSError) -> ((key: Key, value: [UInt8])?, Bool) in
+            let tree = BTree(store: store)
+            let roots = try sources(lock).roots
+            var pos = from
+            for _ in 0...skipLimit {
+                var best: BTreeItem? = nil
+                for root in roots {
+                    do throws(BTreeError) {
+                        guard let it = try tree.next(root, pos), it.key <= through else { continue }
+                        if best == nil || it.key < best!.key || (it.key == best!.key && it.seq > best!.seq) { best = it }
+                    } catch {
+                        throw .btree(error)
+                    }
+                }
+                guard let b = best else { return (nil, false) }
+                if b.flags & Format.itemFlagDeletion == 0 { return ((b.key, b.value), false) }
+                if b.key >= through { return (nil, false) }
+                pos = b.key.incremented()
+            }
+            return (nil, true)
+        }
     }
 
     /// The newest version (highest seq) of each key in `from...through` across `leaves`

@@ -39,6 +39,13 @@ public final class ScoutFileSystem: FileSystemOperations {
         self.notifier.set(notifier)
     }
 
+    /// The most names the kernel may keep as dentries from this mount (`kernel_dentries`):
+    /// past it the oldest are invalidated, so that the kernel forgets their inodes.
+    public func setMaxKernelNames(_ n: Int) { notifier.setMaxNames(n) }
+
+    /// Names the kernel may hold as dentries now, the bound, and names given back so far.
+    public var kernelNameStats: (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32) { notifier.nameStats }
+
     /// Delays every page invalidation after a lost lock by `ms` (a test knob: it widens the
     /// window in which reads must not be served from the old pages).
     public func delayPageInvalidation(ms: Int) {
@@ -373,11 +380,34 @@ public final class ScoutFileSystem: FileSystemOperations {
 /// inode to drop it (and the directory's inode lock for an entry), and a page fault or a
 /// buffered write holds that page lock while its FUSE request waits for this very cluster
 /// lock, which would never come.
+///
+/// The names are bounded (`maxNames`, the `kernel_dentries` mount option): past it, the oldest
+/// remembered names are invalidated in the kernel (NOTIFY_INVAL_ENTRY, from a thread of their
+/// own, never a request's), so the kernel lets go of the dentries and, once an inode has none
+/// left and is not open, sends FORGET: the lookup counts shrink with them.
 final class NotifierBox: @unchecked Sendable {
-    // Invariant: `notifier`, `names` and `pagesPending` are only touched with `lock` held.
+    // Invariant: `notifier`, `names`, `nameCount`, `order`, `orderHead`, `pruning`,
+    // `pruningParents` and `pagesPending` are only touched with `lock` held.
     private let lock = PThreadLock()
     private var notifier: FUSENotifier?
     private var names: [UInt64: Set<[UInt8]>] = [:]
+    /// How many names `names` holds.
+    private var nameCount = 0
+    /// The names in the order they were remembered (oldest from `orderHead`); entries whose
+    /// name was dropped since stay until they come up.
+    private var order: [(parent: UInt64, name: [UInt8])] = []
+    private var orderHead = 0
+    /// An entry invalidation batch is on its way, and the directories its names are in: until
+    /// it is through, the kernel may still hold those names though `names` no longer does.
+    private var pruning = false
+    private var pruningParents = Set<UInt64>()
+    /// The most names the kernel may keep as dentries from this mount.
+    private var maxNames = 500_000
+    /// Names given back to the kernel so far (the `kernel_dentries_pruned` counter).
+    private var pruned: UInt64 = 0
+    /// Invalidations the kernel refused, and the errno of the last one.
+    private var pruneFailures: UInt64 = 0
+    private var pruneLastErrno: Int32 = 0
     /// Inodes whose page invalidation was sent off after their lock was lost and has not
     /// finished: the kernel may still hold pages from before another mount's change.
     private var pagesPending: [UInt64: Int] = [:]
@@ -389,12 +419,91 @@ final class NotifierBox: @unchecked Sendable {
 
     func setPageInvalidationDelay(ms: Int) { lock.withLock { pageInvalidationDelayMs = ms } }
 
+    func setMaxNames(_ n: Int) { lock.withLock { maxNames = max(1, n) } }
+
+    /// Names remembered now, the bound, and names given back to the kernel so far.
+    var nameStats: (names: Int, max: Int, pruned: UInt64, failed: UInt64, lastErrno: Int32) {
+        lock.withLock { (nameCount, maxNames, pruned, pruneFailures, pruneLastErrno) }
+    }
+
     func remember(parent: UInt64, name: [UInt8]) {
-        lock.withLock { _ = names[parent, default: []].insert(name) }
+        let batch = lock.withLock { () -> [(UInt64, [UInt8])] in
+            guard names[parent, default: []].insert(name).inserted else { return [] }
+            nameCount += 1
+            order.append((parent, name))
+            return takeOldest()
+        }
+        if !batch.isEmpty { sendEntryInvalidations(batch) }
+    }
+
+    /// Past the bound (and with no batch on its way): takes the oldest names out, down to
+    /// seven eighths of the bound, for invalidation. Caller holds `lock`.
+    private func takeOldest() -> [(UInt64, [UInt8])] {
+        guard nameCount > maxNames, !pruning, notifier != nil else {
+            compactOrder()
+            return []
+        }
+        let target = maxNames - maxNames / 8
+        var out: [(UInt64, [UInt8])] = []
+        while nameCount > target, orderHead < order.count {
+            let (parent, name) = order[orderHead]
+            orderHead += 1
+            guard names[parent]?.remove(name) != nil else { continue }
+            if names[parent]!.isEmpty { names[parent] = nil }
+            nameCount -= 1
+            out.append((parent, name))
+        }
+        pruning = !out.isEmpty
+        pruningParents = Set(out.map(\.0))
+        compactOrder()
+        return out
+    }
+
+    /// Drops the order's consumed head, and entries whose names are gone once they are the
+    /// majority, so the order stays within twice the names it tracks.
+    private func compactOrder() {
+        if orderHead > 4096 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
+        }
+        if order.count - orderHead > 2 * nameCount + 4096 {
+            order = order[orderHead...].filter { names[$0.parent]?.contains($0.name) == true }
+            orderHead = 0
+        }
+    }
+
+    private func sendEntryInvalidations(_ batch: [(UInt64, [UInt8])]) {
+        guard let n = lock.withLock({ notifier }) else { return }
+        Threads.detached(name: "inval-names") { [self] in
+            var sent: UInt64 = 0
+            var failed: UInt64 = 0
+            var lastError: Int32 = 0
+            for (parent, name) in batch {
+                do throws(FUSEError) {
+                    try n.invalidateEntry(parent: parent, name: name)
+                    sent += 1
+                } catch {
+                    failed += 1
+                    lastError = error.errnoValue
+                }
+            }
+            let more = lock.withLock { () -> [(UInt64, [UInt8])] in
+                pruned += sent
+                pruneFailures += failed
+                if lastError != 0 { pruneLastErrno = lastError }
+                pruning = false
+                pruningParents = []
+                return takeOldest()
+            }
+            if !more.isEmpty { sendEntryInvalidations(more) }
+        }
     }
 
     func forgetNames(of dir: UInt64) {
-        lock.withLock { _ = names.removeValue(forKey: dir) }
+        lock.withLock {
+            if let set = names.removeValue(forKey: dir) { nameCount -= set.count }
+            compactOrder()
+        }
     }
 
     /// Whether the kernel may still hold pages of `ino` from before a lock was lost.
@@ -410,20 +519,25 @@ final class NotifierBox: @unchecked Sendable {
     /// drops the pages when the mtime or size changed), and an open replies without
     /// FOPEN_KEEP_CACHE (the kernel drops the pages at open, in the opener's context).
     func invalidate(_ inos: [UInt64]) {
-        let (n, entries) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])]) in
+        let (n, entries, inFlight) = lock.withLock { () -> (FUSENotifier?, [(UInt64, [UInt8])], Bool) in
             var out: [(UInt64, [UInt8])] = []
+            let inFlight = inos.contains { pruningParents.contains($0) }
             for ino in inos {
-                if let set = names.removeValue(forKey: ino) { out += set.map { (ino, $0) } }
+                if let set = names.removeValue(forKey: ino) {
+                    out += set.map { (ino, $0) }
+                    nameCount -= set.count
+                }
                 if notifier != nil { pagesPending[ino, default: 0] += 1 }
             }
-            return (notifier, out)
+            return (notifier, out, inFlight)
         }
         guard let n else { return }
         for ino in inos { _ = try? n.invalidateInode(ino, offset: -1, length: 0) }
         // Before the lock is given up: every dentry is revalidated before its next use, so
         // once another mount's rename or unlink returns, no name here resolves the old way.
-        // (The entry invalidations below only free the kernel's memory then.)
-        if !entries.isEmpty { _ = try? n.incrementEpoch() }
+        // (The entry invalidations below only free the kernel's memory then.) Names of these
+        // directories on their way out in a pruning batch count too.
+        if !entries.isEmpty || inFlight { _ = try? n.incrementEpoch() }
         let delay = lock.withLock { pageInvalidationDelayMs }
         Threads.detached(name: "inval-pages") { [self] in
             if delay > 0 { usleep(useconds_t(delay) * 1000) }

@@ -108,9 +108,21 @@ struct SortedMap<K: Comparable, V> {
         }
     }
 
-    /// Removes every element with a key in `lo...hi`.
-    mutating func removeRange(_ lo: K, _ hi: K) {
-        while let e = first(from: lo), e.key <= hi { remove(e.key) }
+    /// Removes every element with a key in `lo...hi`, calling `removed` with each.
+    mutating func removeRange(_ lo: K, _ hi: K, _ removed: (V) -> Void = { _ in }) {
+        while let e = first(from: lo), e.key <= hi {
+            remove(e.key)
+            removed(e.value)
+        }
+    }
+
+    /// Changes the value of `key` in place (one search); nil when it is absent.
+    mutating func modify<R>(_ key: K, _ body: (inout V) -> R) -> R? {
+        guard !chunks.isEmpty else { return nil }
+        let c = chunkIndex(key)
+        let p = Self.position(chunks[c], key)
+        guard p < chunks[c].count, chunks[c][p].key == key else { return nil }
+        return body(&chunks[c][p].value)
     }
 
     /// Every element in key order.

@@ -63,7 +63,8 @@ extension Volume {
         let hash = Dirent.nameHash(name)
         var pos = Self.direntKey(dir, hash, 0)
         let end = Self.direntKey(dir, hash, .max)
-        while let it = try cache.next(from: pos, through: end) {
+        // a seek to the name's hash, not a read of the directory's leaf range
+        while let it = try cache.first(from: pos, through: end) {
             let d: Dirent
             do {
                 d = try Dirent.decode(it.value)

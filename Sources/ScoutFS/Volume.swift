@@ -462,6 +462,19 @@ public final class Volume: @unchecked Sendable {
         return true
     }
 
+    /// The bound on the item cache's clean bytes (the `item_cache_mb` mount option): clean
+    /// items past it are dropped, least recently used first.
+    public var itemCacheLimit: Int {
+        get { state.withLock { cache.limit } }
+        set { state.withLock { cache.limit = newValue } }
+    }
+
+    /// The item cache's sizes and counts, and how many inodes the kernel holds a lookup
+    /// reference or an open handle on (the `counters` of the control socket).
+    public func memoryStats() -> (items: ItemCacheStats, kernelInodes: Int, openInodes: Int) {
+        state.withLock { (cache.stats, lookupCounts.count, openCounts.count) }
+    }
+
     /// The largest transaction seq known to be complete (GET_LAST_SEQ).
     public func committedSeq() throws(FSError) -> UInt64 { try link.lastSeq() }
 

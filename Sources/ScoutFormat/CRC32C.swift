@@ -1,3 +1,5 @@
+import CCRC32C
+
 /// crc32c (Castagnoli), as the original computes it: callers seed with `~0` and the result is
 /// not inverted at the end (the raw Linux `crc32c()`).
 public enum CRC32C {
@@ -17,11 +19,20 @@ public enum CRC32C {
         return UnsafePointer(t)
     }()
 
-    /// Continues `crc` over `bytes` (slicing-by-8).
+    /// Whether the CPU computes it (SSE 4.2's crc32 instruction): 64 KiB in a few
+    /// microseconds, against tens with the tables; every block read verifies one.
+    static let hardware = scout_crc32c_hw_available() != 0
+
+    /// Continues `crc` over `bytes`.
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         guard let base = bytes.baseAddress else { return crc }
+        if hardware { return scout_crc32c_hw(crc, base, bytes.count) }
+        return updateWithTables(crc, base, bytes.count)
+    }
+
+    /// Continues `crc` over `n` bytes at `base` with the tables (slicing-by-8).
+    static func updateWithTables(_ crc: UInt32, _ base: UnsafeRawPointer, _ n: Int) -> UInt32 {
         var c = crc
-        let n = bytes.count
         let t = tables
         var p = base.assumingMemoryBound(to: UInt8.self)
         let end = p + n

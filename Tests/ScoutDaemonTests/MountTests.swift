@@ -66,9 +66,10 @@ struct MountedVolume {
         return v
     }
 
-    func mount() throws {
+    /// Mounts it, with `options` (comma-separated) after the ones every test uses.
+    func mount(options: String = "") throws {
         let (rc, out) = MountEnv.sh(
-            "timeout 60 env SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000 \(dataPath) \(mnt) 2>>\(dir)/log")
+            "timeout 60 env SCOUTFS_LOG_STDERR=1 SCOUTFS_RUN_DIR=\(dir)/run \(MountEnv.binary) mount -o metadev_path=\(dir)/meta,quorum_slot_nr=0,quorum_heartbeat_timeout_ms=2000\(options.isEmpty ? "" : "," + options) \(dataPath) \(mnt) 2>>\(dir)/log")
         guard rc == 0 else { throw Failure(message: "mount: \(out)") }
     }
 

@@ -693,6 +693,19 @@ func le16(_ b: [UInt8], _ off: Int) -> UInt16 { UInt16(b[off]) | UInt16(b[off + 
         }
     }
 
+    @Test func crc32cTablesAndInstructionAgree() {
+        var r = FormatRNG(seed: 37)
+        for len in Array(0...33) + [4095, 65536] {
+            let bytes = r.bytes(len)
+            let seed = UInt32(truncatingIfNeeded: r.u64())
+            bytes.withUnsafeBytes { raw in
+                let tables = raw.baseAddress.map { CRC32C.updateWithTables(seed, $0, len) } ?? seed
+                #expect(tables == Self.slowCRC(seed, bytes), "tables, length \(len)")
+                #expect(CRC32C.update(seed, raw) == tables, "length \(len), instruction \(CRC32C.hardware)")
+            }
+        }
+    }
+
     // MARK: Block verification
 
     static let fsid: UInt64 = 0xF51D_F51D
