@@ -49,18 +49,24 @@ import Testing
     /// Ascending inserts of fs-sized values (an inode's 168 bytes): the leaves are full, where
     /// halving splits leave them at about 50%.
     @Test func sequentialInsertsFillLeaves() throws {
+        let sum = try insertAll(60_000, "ascending inserts") { Self.inodeKey(1000 + $0) }
+        #expect(sum.leafFill >= Self.sequentialFillTarget, "leaf fill \(sum.leafFill) over \(sum.leaves) leaves")
+    }
+
+    /// Inserts `count` items of 168 bytes with the keys `key` gives, committing now and then,
+    /// and verifies the tree against them.
+    func insertAll(_ count: UInt64, _ what: String, key: (UInt64) -> Key) throws -> BTreeChecker<MemoryBlockStore>.Summary {
         var root = BTreeRoot()
         var model: [Key: [UInt8]] = [:]
-        for i in UInt64(0)..<60_000 {
-            let k = Self.inodeKey(1000 + i)
+        for i in UInt64(0)..<count {
+            let k = key(i)
             let v = Self.value(i, 168)
-            try tree.insert(&root, k, v, seq: 1)
+            try tree.force(&root, k, v, seq: 1)
             model[k] = v
             if i % 7_000 == 0 { store.commit() }
         }
         store.commit()
-        let sum = try verify(root, model, "ascending inserts")
-        #expect(sum.leafFill >= Self.sequentialFillTarget, "leaf fill \(sum.leafFill) over \(sum.leaves) leaves")
+        return try verify(root, model, what)
     }
 
     /// What a directory of new files does to a log tree: every commit appends to several runs
@@ -107,18 +113,8 @@ import Testing
     /// Random keys keep halving splits: an append is only taken for a key that sits far closer
     /// to the item below it than to the one above, which random keys almost never do.
     @Test func randomInsertsKeepHalvingSplits() throws {
-        var root = BTreeRoot()
-        var model: [Key: [UInt8]] = [:]
         var rng = SplitMix64(seed: 7)
-        for i in UInt64(0)..<40_000 {
-            let k = Key(zone: KeyZone.fs, first: rng.next(), type: KeyType.inode)
-            let v = Self.value(i, 168)
-            try tree.force(&root, k, v, seq: 1)
-            model[k] = v
-            if i % 5_000 == 0 { store.commit() }
-        }
-        store.commit()
-        let sum = try verify(root, model, "random inserts")
+        let sum = try insertAll(40_000, "random inserts") { _ in Key(zone: KeyZone.fs, first: rng.next(), type: KeyType.inode) }
         #expect(sum.leafFill > 0.6 && sum.leafFill < 0.8, "random fill \(sum.leafFill)")
     }
 
