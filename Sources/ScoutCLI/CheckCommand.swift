@@ -23,7 +23,7 @@ struct CheckCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The data device", valueName: "DATA-DEVICE"))
     var dataDevice: String
 
-    @Flag(name: [.customShort("u"), .customLong("usage")], help: "Also print where the metadata blocks go")
+    @Flag(name: [.customShort("u"), .customLong("metadata-usage")], help: "Also print where the metadata blocks go")
     var usage = false
 
     func run() throws {

@@ -1,7 +1,7 @@
 import ScoutFormat
 
 /// Where a volume's metadata blocks go, as `VolumeChecker` counted them with `accountUsage`
-/// set (`scoutfs check --usage`): referenced blocks by structure, each btree's leaf fill, and
+/// set (`scoutfs check -u`): referenced blocks by structure, each btree's leaf fill, and
 /// the items of every btree by zone and type with the bytes they take in their leaves.
 ///
 /// Structures are named without the mount they belong to ("log tree items" sums every log
@@ -139,7 +139,7 @@ public struct MetadataUsage: Sendable, Equatable {
         return "\(tenths / 10).\(abs(tenths % 10))"
     }
 
-    /// The report `scoutfs check --usage` prints; `perFile` divides bytes by a file count.
+    /// The report `scoutfs check -u` prints; `perFile` divides bytes by a file count.
     public func reportLines(perFile files: Int? = nil) -> [String] {
         let bs = Format.largeBlockSize
         func kib(_ bytes: Int) -> String { Self.fixed1(Double(bytes) / 1024) }

@@ -6,7 +6,7 @@ import Testing
 
 @testable import ScoutStorage
 
-/// `scoutfs check --usage`: the checker's accounting of where the metadata blocks go.
+/// `scoutfs check -u`: the checker's accounting of where the metadata blocks go.
 @Suite struct MetadataUsageTests {
     @Test func structureClassesDropMountsAndIndexes() {
         #expect(MetadataUsage.structureClass("log tree rid 0x1234 nr 3 meta_avail list block") == "log tree meta_avail list block")
