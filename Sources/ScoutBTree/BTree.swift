@@ -14,7 +14,10 @@ public import ScoutFormat
 ///   an insertion (and, as in the original, a deletion) splits a block that lacks room for the
 ///   new item (parents: for one more child reference), after first compacting its values when it
 ///   is under 80% full. A split moves the lower half of the items into a new left sibling, so the
-///   block's own parent key never changes; a full root grows a new root above it. A deletion
+///   block's own parent key never changes; a full root grows a new root above it. A leaf split
+///   for an insertion that appends to a run of ascending keys moves every item below the key
+///   instead (`trySplit`), so runs of sequential keys leave full leaves rather than half-full
+///   ones (the original always splits in half). A deletion
 ///   also refills a non-root block under 25% full (`BTreeBlock.joinLowWatermark`) from its left
 ///   sibling (else its right one): all of the sibling's items when they total at most 50% of a
 ///   block, else a quarter of a block; an emptied sibling is freed, and a root parent left with
@@ -246,7 +249,9 @@ public struct BTree<Store: MetaBlockStore> {
 
                 var changed = false
                 if splitting {
-                    changed = try trySplit(&root, valueLength, parent, b)
+                    let insertKey: Key?
+                    if case .insert = intent { insertKey = key } else { insertKey = nil }
+                    changed = try trySplit(&root, valueLength, insertKey, parent, parItem, b)
                 }
                 if !changed && joining, let p = parent {
                     changed = try tryJoin(&root, p, parItem, b)
@@ -281,12 +286,33 @@ public struct BTree<Store: MetaBlockStore> {
 
     /// Splits `right` if it has no room for an item with `valueLength` bytes (parents: for a
     /// child reference). Returns true if the tree changed shape.
-    func trySplit(_ root: inout BTreeRoot, _ valueLength: Int, _ parentIn: BTreeBlock?, _ right: BTreeBlock) throws(BTreeError) -> Bool {
+    ///
+    /// The lower half of the items moves to a new left sibling, except in a leaf that an
+    /// insertion of `key` fills while it appends to a run of ascending keys
+    /// (`appendSplitPoint`): then every item below `key` moves left, and the left block's
+    /// parent key reaches up to just below the first item that stays, so that `key` and the
+    /// keys that follow it go on filling the left block, or, when `key` lies past every item,
+    /// all but the last item move left. Sequential keys (inode numbers, readdir positions,
+    /// index seqs) then leave full leaves behind them instead of half-full ones; the block
+    /// that keeps the items above the run may be left under the join watermark, as deletions
+    /// leave blocks in the original, until a deletion walks through it and joins it.
+    func trySplit(
+        _ root: inout BTreeRoot, _ valueLength: Int, _ key: Key?, _ parentIn: BTreeBlock?, _ parItem: Int, _ right: BTreeBlock
+    ) throws(BTreeError) -> Bool {
         let len = right.level > 0 ? BlockRef.encodedSize : valueLength
         if right.hasRoom(forValueLength: len) { return false }
         if right.fullPercent < 80 {
             right.compactValues()
             return false
+        }
+
+        // where the split falls: (bytes to move, parent key for the left block) for an append
+        let append: (bytes: Int, leftKey: Key?)?
+        if right.level == 0, let key {
+            let upper = parentIn.map { $0.key(at: parItem) } ?? .max
+            append = Self.appendSplitPoint(right, key, upper: upper)
+        } else {
+            append = nil
         }
 
         var leftRef = BlockRef()
@@ -310,9 +336,47 @@ public struct BTree<Store: MetaBlockStore> {
             createParentItem(parent, right, .max)
         }
 
-        Self.moveItems(dst: left, src: right, moveRight: false, toMove: right.totalItemBytes / 2)
-        createParentItem(parent, left, left.key(at: left.lastItem()))
+        Self.moveItems(dst: left, src: right, moveRight: false, toMove: append?.bytes ?? right.totalItemBytes / 2)
+        createParentItem(parent, left, append?.leftKey ?? left.key(at: left.lastItem()))
         return true
+    }
+
+    /// Where a full leaf splits for an insertion of `key` that continues a run of ascending
+    /// keys, nil when it does not: the bytes of the items that move to the new left block, and
+    /// the left block's parent key (nil: its last item's key).
+    ///
+    /// `key` continues a run when it lies far closer above the item before it than below the
+    /// item after it (or `upper`, the leaf's parent key, when it is past every item): the
+    /// differences, read as 216-bit numbers in key order, differ in length by at least
+    /// `KeyDistance.appendGapBits`; and its step from the item below is at most
+    /// `KeyDistance.runStepSlackBits` longer than that item's step from the one before. A
+    /// random insertion lands that unevenly between its neighbours about once in 2^16, and
+    /// then only costs an uneven split.
+    static func appendSplitPoint(_ b: BTreeBlock, _ key: Key, upper: Key) -> (bytes: Int, leftKey: Key?)? {
+        let s = b.search(key)
+        guard s.found == 0, s.prev != 0 else { return nil }
+        let below = b.key(at: s.prev)
+        let above = s.next != 0 ? b.key(at: s.next) : upper
+        let step = KeyDistance.bitLength(below, key)
+        guard above > key, step + KeyDistance.appendGapBits < KeyDistance.bitLength(key, above) else { return nil }
+        // and the step is not much longer than the one before it: random keys past the last
+        // leaf of a tree (whose bound is all ones) land far beyond its items' spacing
+        let before = b.prevItem(s.prev)
+        if before != 0, step > KeyDistance.bitLength(b.key(at: before), below) + KeyDistance.runStepSlackBits { return nil }
+        // the items up to and including the one before `key`
+        var bytes = 0
+        var it = b.firstItem()
+        while it != 0 {
+            bytes += b.itemBytes(at: it)
+            if it == s.prev { break }
+            it = b.nextItem(it)
+        }
+        if s.next != 0 {
+            return (bytes, b.key(at: s.next).decremented())
+        }
+        // past every item: the last one stays, the block must not be left empty
+        let rest = bytes - b.itemBytes(at: s.prev)
+        return rest > 0 ? (rest, nil) : nil
     }
 
     /// Refills `b` from a sibling when it is under the join watermark. Returns true if the tree

@@ -18,7 +18,9 @@ public import ScoutFormat
 ///
 /// The original only refills a block when a later deletion walks through it, and an update can
 /// shrink values without any refill, so the 25% fill is not an invariant after every operation;
-/// pass `BTreeBlock.joinLowWatermark` as `minimumNonRootBytes` for trees built by insertions only.
+/// nor after a split for an appended run of keys (`BTree.trySplit`), which may leave the block
+/// above the run with a few items. Pass `BTreeBlock.joinLowWatermark` as `minimumNonRootBytes`
+/// for trees built by insertions that append no runs (random or descending keys).
 public struct BTreeChecker<Store: MetaBlockStore> {
     /// Where the tree's blocks are read.
     public let store: Store
@@ -36,6 +38,17 @@ public struct BTreeChecker<Store: MetaBlockStore> {
         public var blocks = 0
         /// The block numbers of all of the tree's blocks.
         public var blknos: Set<UInt64> = []
+        /// Leaf blocks.
+        public var leaves = 0
+        /// The sum of the leaves' `total_item_bytes`.
+        public var leafItemBytes = 0
+
+        /// The fraction of the leaves' item space (a block less its header and hash table)
+        /// that items use.
+        public var leafFill: Double {
+            let space = Format.largeBlockSize - BTreeBlock.headerSize - BTreeBlock.hashBytes
+            return leaves == 0 ? 0 : Double(leafItemBytes) / Double(leaves * space)
+        }
     }
 
     /// A checker reading through `store`.
@@ -187,6 +200,8 @@ public struct BTreeChecker<Store: MetaBlockStore> {
         }
         if level == 0 {
             sum.items += order.count
+            sum.leaves += 1
+            sum.leafItemBytes += b.totalItemBytes
             return
         }
         if rightSpine, let last = order.last, b.key(at: last) != .max {

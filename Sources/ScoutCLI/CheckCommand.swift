@@ -23,20 +23,26 @@ struct CheckCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The data device", valueName: "DATA-DEVICE"))
     var dataDevice: String
 
+    @Flag(name: [.customShort("u"), .customLong("metadata-usage")], help: "Also print where the metadata blocks go")
+    var usage = false
+
     func run() throws {
         var out = FileDescriptorOutputStream(fd: STDOUT_FILENO, bufferLimit: 1 << 16)
         var err = FileDescriptorOutputStream(fd: STDERR_FILENO, bufferLimit: 0)
         let code = Self.execute(
-            metaPath: metaDevice, dataPath: dataDevice, output: &out, diagnostics: &err, progress: isatty(STDERR_FILENO) != 0)
+            metaPath: metaDevice, dataPath: dataDevice, output: &out, diagnostics: &err, progress: isatty(STDERR_FILENO) != 0,
+            usage: usage)
         out.flush()
         if code != 0 { throw ExitCode(code) }
     }
 
-    /// Opens the devices read-only and checks the volume; returns the exit status.
+    /// Opens the devices read-only and checks the volume; returns the exit status. With `usage`,
+    /// the summary is followed by where the referenced metadata blocks go (per inode too).
     /// With `progress`, a line on `diagnostics` is rewritten as the check goes, once it has
     /// taken more than `progressAfter` seconds, and erased at the end.
     static func execute<O: TextOutputStream, E: TextOutputStream>(
-        metaPath: String, dataPath: String, output: inout O, diagnostics: inout E, progress: Bool, progressAfter: Double = 1
+        metaPath: String, dataPath: String, output: inout O, diagnostics: inout E, progress: Bool, progressAfter: Double = 1,
+        usage: Bool = false
     ) -> Int32 {
         func failed(_ code: Int32) -> Int32 {
             diagnostics.write("scoutfs: check failed: \(String(cString: strerror(code))) (\(code))\n")
@@ -56,6 +62,7 @@ struct CheckCommand: ParsableCommand {
         }
 
         let checker = VolumeChecker(meta: devices[0], data: devices[1])
+        checker.accountUsage = usage
         // the callbacks write into copies of the streams, which are handed back afterwards
         var out = output
         var diag = diagnostics
@@ -93,6 +100,9 @@ struct CheckCommand: ParsableCommand {
                 + "meta \(s.metaReferenced) referenced + \(s.metaFree) free + \(s.metaLost) lost of \(s.metaBlocks) blocks, "
                 + "data \(s.dataInFiles) in files + \(s.dataFree) free + \(s.dataLost) lost of \(s.dataBlocks) blocks, "
                 + "\(s.inodes) inodes, \(s.fsItems) fs items, \(s.btreeBlocks) btree blocks in \(s.trees) trees, \(s.logTrees) log trees\n")
+        if usage {
+            for line in checker.usage.reportLines(perFile: s.inodes) { output.write(line + "\n") }
+        }
         return s.problems == 0 ? 0 : 1
     }
 

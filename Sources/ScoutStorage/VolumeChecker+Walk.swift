@@ -98,6 +98,9 @@ struct TreeCursor {
             if !duplicate { checker.unreadable += 1 }
             return
         }
+        if !duplicate && checker.accountUsage && !checker.silent {
+            checker.usage.addBTreeBlock(checker.usageClass(owner), b, order: order)
+        }
         if !isRoot && order.isEmpty { fail("non-root block is empty") }
         if let first = order.first, let low, !(low < b.key(at: first)) {
             fail("first key \(b.key(at: first)) not above the previous parent key \(low)")

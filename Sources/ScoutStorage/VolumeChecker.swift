@@ -153,6 +153,13 @@ public final class VolumeChecker {
     /// Called now and then while the check runs.
     public var onProgress: ((CheckProgress) -> Void)?
 
+    /// Whether `run` also accounts where the referenced blocks go (`usage`).
+    public var accountUsage = false
+    /// With `accountUsage`: the last run's blocks by structure, leaf fill and items.
+    public internal(set) var usage = MetadataUsage()
+    /// Usage class names by owner index.
+    var usageClasses: [UInt16: String] = [:]
+
     /// The problems found by the last `run`, the first `keptProblems` of them.
     public private(set) var problems: [CheckProblem] = []
     /// Set when the meta super block is unusable and nothing else could be checked: the errno
@@ -238,6 +245,13 @@ public final class VolumeChecker {
         return UInt16(owners.count - 1)
     }
 
+    func usageClass(_ o: UInt16) -> String {
+        if let c = usageClasses[o] { return c }
+        let c = MetadataUsage.structureClass(ownerName(o))
+        usageClasses[o] = c
+        return c
+    }
+
     func ownerName(_ o: UInt16) -> String { o == UInt16.max ? "(many)" : owners[Int(o)] }
 
     func progress(_ phase: String) {
@@ -261,6 +275,8 @@ public final class VolumeChecker {
         dataRuns = []
         conflicts = []
         conflictsNotKept = 0
+        usage = MetadataUsage()
+        usageClasses = [:]
         guard checkSupers() else { return summary }
         walkMetadata()
         progress("accounting")
@@ -449,6 +465,7 @@ public final class VolumeChecker {
             return .duplicate
         }
         summary.metaReferenced += 1
+        if accountUsage && !silent { usage.addBlock(usageClass(o)) }
         if free[i] { conflict(.referencedAndFree, blkno, o) }
         if summary.metaReferenced & 1023 == 0 { progress(phase) }
         return .first

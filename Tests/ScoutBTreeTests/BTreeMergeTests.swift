@@ -70,7 +70,8 @@ import Testing
         var model: [Key: BTreeItem] = [:]
         // a base tree of 3 levels: ~40k items of 700 bytes
         let base: UInt64 = 40_000
-        for i in 0..<base {
+        // descending, so that the leaves are half full and the tree has 3 levels
+        for i in (0..<base).reversed() {
             let it = BTreeItem(key: Self.key(i * 2), seq: 1, value: Self.value(i, 0, len: 700))
             try tree.insert(&fs, it.key, it.value, seq: 1)
             model[it.key] = it

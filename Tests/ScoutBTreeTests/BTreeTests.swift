@@ -45,9 +45,9 @@ func testValue(_ i: Int, _ len: Int) -> [UInt8] { (0..<len).map { UInt8(truncati
         #expect(store.liveBlknos.isEmpty)
     }
 
-    /// Grows a tree to height 3 (ascending inserts of maximal values leave half-full leaves),
-    /// iterates it both ways, then deletes everything in random order so it shrinks back to
-    /// empty without leaking a block.
+    /// Grows a tree to height 3 (descending inserts of maximal values leave half-full leaves;
+    /// ascending ones would fill them), iterates it both ways, then deletes everything in
+    /// random order so it shrinks back to empty without leaking a block.
     @Test func growToHeightThreeAndShrink() throws {
         var root = BTreeRoot()
         var rng = SplitMix64(seed: 42)
@@ -57,7 +57,7 @@ func testValue(_ i: Int, _ len: Int) -> [UInt8] { (0..<len).map { UInt8(truncati
             for b in 0..<4 { val[b] = UInt8(truncatingIfNeeded: i >> (8 * b)) }
             return val
         }
-        for i in 0..<n {
+        for i in (0..<n).reversed() {
             try tree.insert(&root, testKey(i), value(i))
             if i % 5000 == 0 { store.commit() }
         }

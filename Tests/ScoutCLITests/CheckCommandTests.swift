@@ -95,4 +95,25 @@ import Testing
         #expect(r.1.hasPrefix("check: clean: "))
         #expect(try Proc.run([Proc.binary, "check", dir + "/meta.img"]).0 == 64)
     }
+
+    /// `check -u`: the summary, then where the blocks go; the per-structure blocks add up to the
+    /// referenced ones of the summary (5 on the golden volume: fs root, mounted clients,
+    /// meta_alloc, data_alloc and the server's avail list), divided by its one inode.
+    @Test func usageFollowsTheSummary() throws {
+        try #require(access(Proc.binary, X_OK) == 0, "build the scoutfs binary first (swift build --build-tests)")
+        let dir = try Golden.unpack("one-slot-v2")
+        defer { TempDir.remove(String(dir[..<(dir.lastIndex(of: "/") ?? dir.endIndex)])) }
+        for flag in ["-u", "--metadata-usage"] {
+            let r = try Proc.run([Proc.binary, "check", flag, dir + "/meta.img", dir + "/data.img"])
+            #expect(r.0 == 0)
+            let lines = r.1.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("check: clean: meta 5 referenced") == true)
+            #expect(lines.dropFirst().first == "metadata blocks by structure (64 KiB each):")
+            #expect(lines.contains("  total: 5 blocks, 320.0 KiB, 327680.0 bytes/file"))
+            #expect(lines.contains { $0.hasPrefix("  fs_root: 1 leaves, 0 parents, leaf fill ") })
+            #expect(lines.contains { $0.hasPrefix("  fs_root: inode: 1 items, 0.2 KiB, 224.0 bytes/item") })
+        }
+        // without the flag: the summary alone
+        #expect(try Proc.run([Proc.binary, "check", dir + "/meta.img", dir + "/data.img"]).1.split(separator: "\n").count == 1)
+    }
 }
