@@ -19,6 +19,8 @@ public struct LogMergeCounters: Equatable, Sendable {
     public var orphanLogTreesReclaimed: UInt64 = 0
     public var srchRotateLog: UInt64 = 0
     public var srchCompactCommit: UInt64 = 0
+    /// Blocks the server's avail list gave back to `meta_alloc` past its high mark.
+    public var metaAvailTrimmed: UInt64 = 0
 
     public init() {}
 
@@ -32,6 +34,7 @@ public struct LogMergeCounters: Equatable, Sendable {
             ("log_merge_freed_blocks", logMergeFreedBlocks), ("log_trees_finalized", logTreesFinalized),
             ("orphan_log_trees_reclaimed", orphanLogTreesReclaimed),
             ("srch_rotate_log", srchRotateLog), ("srch_compact_commit", srchCompactCommit),
+            ("server_meta_avail_trimmed", metaAvailTrimmed),
         ]
     }
 }

@@ -95,6 +95,11 @@ public final class ServerCore {
     public var dataAvailLow: UInt64 = 65_536
     /// The server keeps at least this many blocks in its own avail list.
     public var serverAvailLow = 512
+    /// ... and at most this many after a commit: every block a mount frees comes to the
+    /// server's freed list and then its avail list, and each commit lays those lists out
+    /// whole, so past this mark the excess goes back into `meta_alloc`. A commit then costs
+    /// the same however much the mounts have freed since mkfs.
+    public var serverAvailHigh = 8192
     /// Mounts whose data_avail the last GET_LOG_TREES could not fill to the low mark: the
     /// free data space is elsewhere (other mounts' data_avail, or freed in their open
     /// transactions). While any mount is short, the others give their unused data_avail
@@ -152,6 +157,7 @@ public final class ServerCore {
     public func commit() throws(ServerError) {
         do {
             try refillServerAvail()
+            try trimServerAvail()
             try txn.commit()
         } catch let e as ServerError {
             throw e
@@ -165,6 +171,31 @@ public final class ServerCore {
     private func refillServerAvail() throws(ServerError) {
         guard txn.avail.count < serverAvailLow else { return }
         txn.addAvail(try takeFromMetaAlloc(serverAvailLow * 4 - txn.avail.count))
+    }
+
+    /// Returns the avail list's excess over `serverAvailHigh` to `meta_alloc[0]`, in runs of
+    /// consecutive blknos. Only avail blocks move: they are free in the committed super, where
+    /// this transaction's own frees (the freed list) are not yet.
+    private func trimServerAvail() throws(ServerError) {
+        // keep enough for the extent tree's own copies and the lists
+        let keep = max(serverAvailLow * 2, serverAvailHigh / 2)
+        guard txn.avail.count > max(serverAvailHigh, keep) else { return }
+        let excess = txn.takeAvail(txn.avail.count - keep).sorted()
+        counters.metaAvailTrimmed += UInt64(excess.count)
+        let alloc = ExtentAllocator(store: txn)
+        var root = txn.superBlock.metaAlloc[0]
+        defer { txn.superBlock.metaAlloc[0] = root }
+        var i = 0
+        while i < excess.count {
+            var j = i
+            while j + 1 < excess.count && excess[j + 1] == excess[j] + 1 { j += 1 }
+            do {
+                try alloc.free(&root, Extent(start: excess[i], len: UInt64(j - i + 1)))
+            } catch {
+                throw .alloc(error)
+            }
+            i = j + 1
+        }
     }
 
     /// Up to `count` blknos out of the `meta_alloc` extent trees (`[0]`, then `[1]`).
