@@ -9,7 +9,7 @@
 #   make install   the debug binary, mount helper, fence script, man pages and systemd units
 #   make uninstall removes what install (or the demo) put there
 
-APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux acl attr procps iproute2
+APT_PACKAGES := pkg-config libblkid-dev fuse3 libfuse3-dev util-linux acl attr procps iproute2 python3
 
 .PHONY: deps build test demo bench judges clean install uninstall
 
